@@ -1,0 +1,47 @@
+"""soket_transcribe: Soket AI batch transcription results, fast, into Python.
+
+    import soket_transcribe as st
+    client = st.Client()                      # token from SOKET_API_TOKEN
+    for f in client.iter_files(batch_id):
+        print(f["filename"], f["status"])
+"""
+
+from ._core import Page, __version__
+from .client import Client
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BatchNotFoundError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseFormatError,
+    ServerError,
+    SoketError,
+)
+from .models import FileResult, JobResult
+from .results import BatchResults
+
+__all__ = [
+    "__version__",
+    "Client",
+    "BatchResults",
+    "Page",
+    "FileResult",
+    "JobResult",
+    "SoketError",
+    "APIError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "BatchNotFoundError",
+    "InvalidRequestError",
+    "RateLimitError",
+    "ServerError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "ResponseFormatError",
+]

@@ -1,0 +1,71 @@
+"""Typed records: `FileResult` (merged per-file results) and `JobResult` (raw job records)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
+
+__all__ = ["FileResult", "JobResult"]
+
+
+def _split(cls: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
+    names: Tuple[str, ...] = cls._NAMED
+    known = {name: record.get(name) for name in names}
+    known["extra"] = {k: v for k, v in record.items() if k not in names}
+    return known
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+    """One file's merged result. Fields the service sends that are not named here are kept in `extra`.
+
+    `result` is absent (None) for failed files, which carry `errors` instead.
+    """
+
+    file_id: Optional[str]
+    filename: Optional[str]
+    status: Optional[str]
+    result: Optional[Dict[str, Any]]
+    errors: Optional[List[Any]]
+    chunk_results: Optional[List[Dict[str, Any]]]
+    extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    _NAMED: ClassVar[Tuple[str, ...]] = ("file_id", "filename", "status", "result", "errors", "chunk_results")
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "FileResult":
+        """Build from a record as the service sends it."""
+        return cls(**_split(cls, record))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The record as a dict: named fields (None where absent), then `extra`."""
+        out = {name: getattr(self, name) for name in self._NAMED}
+        out.update(self.extra)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    """One raw job record (`raw=True`). Unnamed fields are kept in `extra`."""
+
+    job_id: Optional[str]
+    file_id: Optional[str]
+    batch_id: Optional[str]
+    filename: Optional[str]
+    status: Optional[str]
+    result: Optional[Dict[str, Any]]
+    errors: Optional[List[Any]]
+    extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    _NAMED: ClassVar[Tuple[str, ...]] = ("job_id", "file_id", "batch_id", "filename", "status", "result", "errors")
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "JobResult":
+        """Build from a record as the service sends it."""
+        return cls(**_split(cls, record))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The record as a dict: named fields, then `extra`."""
+        out = {name: getattr(self, name) for name in self._NAMED}
+        out.update(self.extra)
+        return out

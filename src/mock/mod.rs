@@ -1,0 +1,1 @@
+//! Placeholder: the embedded mock server lands here.

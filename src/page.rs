@@ -1,0 +1,362 @@
+//! One response body: its envelope read in Rust, its records kept as byte spans
+//! so they are parsed once, straight into the consumer's final form.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::ops::Range;
+
+use bytes::Bytes;
+use jiter::{Jiter, NumberInt, Peek};
+
+use crate::error::{excerpt, Error, Result};
+
+/// The envelope of a results page (every field but the records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageMeta {
+    pub batch_id: Option<String>,
+    pub page: u64,
+    pub limit: Option<u64>,
+    pub total_pages: u64,
+    /// `total_files`, or `total_jobs` for raw records.
+    pub total: Option<u64>,
+    pub count: u64,
+    pub raw: bool,
+}
+
+/// One record of a page: where it sits in the body, and a hash of its id for de-duplication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub span: Range<usize>,
+    pub key: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub meta: PageMeta,
+    pub body: Bytes,
+    /// The `files`/`jobs` array, brackets included.
+    pub array: Range<usize>,
+    pub records: Vec<Record>,
+    /// False once records were dropped (duplicates, `max_items`): then each is parsed alone.
+    pub intact: bool,
+}
+
+impl Page {
+    /// The JSON of the records array as delivered (re-assembled if records were dropped).
+    pub fn records_json(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.intact {
+            return self.body[self.array.clone()].into();
+        }
+        let mut out = Vec::with_capacity(self.records.iter().map(|r| r.span.len() + 1).sum::<usize>() + 2);
+        out.push(b'[');
+        for (i, r) in self.records.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.body[r.span.clone()]);
+        }
+        out.push(b']');
+        out.into()
+    }
+
+    pub fn record_json(&self, i: usize) -> &[u8] {
+        &self.body[self.records[i].span.clone()]
+    }
+
+    /// Keep the first `n` records.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.records.len() {
+            self.records.truncate(n);
+            self.intact = false;
+        }
+    }
+
+    /// Drop the records for which `keep` is false; returns how many went.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Record) -> bool) -> usize {
+        let before = self.records.len();
+        self.records.retain(|r| keep(r));
+        let dropped = before - self.records.len();
+        if dropped > 0 {
+            self.intact = false;
+        }
+        dropped
+    }
+}
+
+struct Names {
+    items: &'static str,
+    total: &'static str,
+    id: &'static str,
+}
+
+fn names(raw: bool) -> Names {
+    if raw {
+        Names { items: "jobs", total: "total_jobs", id: "job_id" }
+    } else {
+        Names { items: "files", total: "total_files", id: "file_id" }
+    }
+}
+
+/// A fixed hasher, so ids hash the same in every process and run.
+fn id_hash(id: &str) -> u64 {
+    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    id.hash(&mut h);
+    h.finish()
+}
+
+/// Reads a page body. Errors name no page; the caller stamps it.
+pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
+    let n = names(raw);
+    let format_error = |message: String, malformed: bool| Error::Format {
+        message,
+        excerpt: excerpt(&String::from_utf8_lossy(&body[..body.len().min(400)]), 200),
+        page: None,
+        malformed,
+    };
+    let json_error = |e: jiter::JiterError| format_error(format!("response body is not valid JSON: {e}"), true);
+
+    let mut jiter = Jiter::new(&body);
+    let mut meta = PageMeta {
+        batch_id: None,
+        page: requested_page,
+        limit: None,
+        total_pages: 0,
+        total: None,
+        count: 0,
+        raw,
+    };
+    let mut seen_total_pages = false;
+    let mut seen_count = false;
+    let mut error_message: Option<String> = None;
+    let mut array: Option<Range<usize>> = None;
+    let mut records = Vec::new();
+
+    if jiter.peek().map_err(json_error)? != Peek::Object {
+        jiter.next_skip().map_err(json_error)?;
+        jiter.finish().map_err(json_error)?;
+        return Err(format_error("response body is JSON but not an object".into(), false));
+    }
+    let mut key = jiter.known_object().map_err(json_error)?.map(str::to_owned);
+    while let Some(k) = key {
+        let field_error = |what: &str| format_error(format!("field {k:?} of the response is not {what}"), false);
+        match k.as_str() {
+            "page" => meta.page = read_count(&mut jiter).map_err(json_error)?.ok_or_else(|| field_error("a page number"))?,
+            "total_pages" => {
+                meta.total_pages = read_count(&mut jiter).map_err(json_error)?.ok_or_else(|| field_error("a count"))?;
+                seen_total_pages = true;
+            }
+            "count" => {
+                meta.count = read_count(&mut jiter).map_err(json_error)?.ok_or_else(|| field_error("a count"))?;
+                seen_count = true;
+            }
+            "limit" => meta.limit = read_count(&mut jiter).map_err(json_error)?,
+            "batch_id" => meta.batch_id = read_string(&mut jiter).map_err(json_error)?,
+            "error" => {
+                error_message = Some(match read_string(&mut jiter).map_err(json_error)? {
+                    Some(s) => s,
+                    None => "unknown error".into(),
+                })
+            }
+            k if k == n.total => meta.total = read_count(&mut jiter).map_err(json_error)?,
+            k if k == n.items => {
+                let start = jiter.current_index();
+                if jiter.peek().map_err(json_error)? != Peek::Array {
+                    return Err(field_error("an array"));
+                }
+                let mut peek = jiter.known_array().map_err(json_error)?;
+                while let Some(p) = peek {
+                    let begin = jiter.current_index();
+                    let key = read_record(&mut jiter, p, n.id).map_err(json_error)?;
+                    records.push(Record { span: begin..jiter.current_index(), key });
+                    peek = jiter.array_step().map_err(json_error)?;
+                }
+                array = Some(start..jiter.current_index());
+            }
+            _ => jiter.next_skip().map_err(json_error)?,
+        }
+        key = jiter.next_key().map_err(json_error)?.map(str::to_owned);
+    }
+    jiter.finish().map_err(json_error)?;
+
+    if let Some(message) = error_message {
+        if array.is_none() {
+            return Err(error_body(200, message, &body));
+        }
+    }
+    let Some(array) = array else {
+        let other = names(!raw).items;
+        let hint = if contains_key(&body, other) {
+            format!(" (it has {other:?}: was raw={} expected?)", !raw)
+        } else {
+            String::new()
+        };
+        return Err(format_error(format!("response has no {:?} array{hint}", n.items), false));
+    };
+    if !seen_total_pages {
+        return Err(format_error("response has no \"total_pages\"".into(), false));
+    }
+    if !seen_count {
+        meta.count = records.len() as u64;
+    }
+    Ok(Page { meta, body, array, records, intact: true })
+}
+
+/// The error for a `{"error": ...}` body: `batch not found` gets its own type.
+pub fn error_body(status: u16, message: String, body: &[u8]) -> Error {
+    let body = excerpt(&String::from_utf8_lossy(body), 500);
+    if message.trim().eq_ignore_ascii_case("batch not found") {
+        Error::BatchNotFound { status, message: format!("batch not found (HTTP {status})"), body, page: None }
+    } else {
+        Error::Api { status, message: format!("service error (HTTP {status}): {message}"), body, page: None, retry_after: None }
+    }
+}
+
+/// The `"error"` member of a JSON error body, if it is one.
+pub fn error_message(body: &[u8]) -> Option<String> {
+    let mut jiter = Jiter::new(body);
+    let mut key = jiter.next_object().ok()?.map(str::to_owned);
+    while let Some(k) = key {
+        if k == "error" {
+            return read_string(&mut jiter).ok().flatten();
+        }
+        jiter.next_skip().ok()?;
+        key = jiter.next_key().ok()?.map(str::to_owned);
+    }
+    None
+}
+
+fn contains_key(body: &[u8], key: &str) -> bool {
+    let needle = format!("\"{key}\"");
+    body.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// A non-negative integer, or None for null or any other type (consumed either way).
+fn read_count(jiter: &mut Jiter) -> jiter::JiterResult<Option<u64>> {
+    let peek = jiter.peek()?;
+    if peek.is_num() {
+        if let Ok(NumberInt::Int(i)) = jiter.known_int(peek) {
+            return Ok(u64::try_from(i).ok());
+        }
+        return Ok(None);
+    }
+    jiter.known_skip(peek)?;
+    Ok(None)
+}
+
+fn read_string(jiter: &mut Jiter) -> jiter::JiterResult<Option<String>> {
+    let peek = jiter.peek()?;
+    if peek == Peek::String {
+        return Ok(Some(jiter.known_str()?.to_owned()));
+    }
+    jiter.known_skip(peek)?;
+    Ok(None)
+}
+
+/// Skips one record, returning the hash of its top-level string id when it has one.
+fn read_record(jiter: &mut Jiter, peek: Peek, id_field: &str) -> jiter::JiterResult<Option<u64>> {
+    if peek != Peek::Object {
+        jiter.known_skip(peek)?;
+        return Ok(None);
+    }
+    let mut id = None;
+    let mut is_id = jiter.known_object()?.map(|k| k == id_field);
+    while let Some(this_is_id) = is_id {
+        let p = jiter.peek()?;
+        if this_is_id && p == Peek::String {
+            id = Some(id_hash(jiter.known_str()?));
+        } else {
+            jiter.known_skip(p)?;
+        }
+        is_id = jiter.next_key()?.map(|k| k == id_field);
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str, raw: bool) -> Result<Page> {
+        parse_page(Bytes::from(body.to_owned()), raw, 1)
+    }
+
+    #[test]
+    fn files_page() {
+        let body = r#"{"batch_id":"b","page":2,"limit":2,"total_pages":3,"total_files":5,"count":2,
+            "files":[{"file_id":"f1","x":{"deep":[1,2,{"a":null}]}}, {"filename":"é","file_id":"f2"}],"extra":true}"#;
+        let page = parse_page(Bytes::from(body), false, 2).unwrap();
+        assert_eq!(
+            page.meta,
+            PageMeta { batch_id: Some("b".into()), page: 2, limit: Some(2), total_pages: 3, total: Some(5), count: 2, raw: false }
+        );
+        assert_eq!(page.records.len(), 2);
+        assert_eq!(page.record_json(0), br#"{"file_id":"f1","x":{"deep":[1,2,{"a":null}]}}"#);
+        assert_eq!(page.record_json(1), r#"{"filename":"é","file_id":"f2"}"#.as_bytes());
+        assert_eq!(page.records[1].key, Some(id_hash("f2")));
+        assert!(page.records_json().starts_with(b"[{\"file_id\":\"f1\""));
+    }
+
+    #[test]
+    fn jobs_page_and_shape_mismatch() {
+        let body = r#"{"page":1,"total_pages":1,"total_jobs":1,"count":1,"jobs":[{"job_id":"j","file_id":"f"}]}"#;
+        let page = parse(body, true).unwrap();
+        assert_eq!(page.meta.total, Some(1));
+        assert_eq!(page.records[0].key, Some(id_hash("j")));
+        let err = parse(body, false).unwrap_err();
+        assert!(err.to_string().contains("was raw=true expected"), "{err}");
+        assert!(matches!(err, Error::Format { malformed: false, .. }));
+    }
+
+    #[test]
+    fn dropping_records_reassembles_the_array() {
+        let body = r#"{"total_pages":1,"files":[{"file_id":"a"}, 7 ,{"file_id":"c"}]}"#;
+        let mut page = parse(body, false).unwrap();
+        assert_eq!(page.meta.count, 3, "count defaults to the records present");
+        assert_eq!(page.retain(|r| r.key != Some(id_hash("a"))), 1);
+        assert_eq!(&*page.records_json(), br#"[7,{"file_id":"c"}]"#);
+        page.truncate(1);
+        assert_eq!(&*page.records_json(), b"[7]");
+    }
+
+    #[test]
+    fn not_found_body_on_200() {
+        let err = parse(r#"{"error": "batch not found"}"#, false).unwrap_err();
+        assert!(matches!(err, Error::BatchNotFound { status: 200, .. }), "{err:?}");
+        let err = parse(r#"{"error": "quota exceeded"}"#, false).unwrap_err();
+        assert!(matches!(err, Error::Api { status: 200, .. }), "{err:?}");
+        assert_eq!(error_message(br#"{"detail":1,"error":"batch not found"}"#).as_deref(), Some("batch not found"));
+        assert_eq!(error_message(b"not json"), None);
+    }
+
+    #[test]
+    fn broken_bodies_are_format_errors() {
+        for (body, malformed) in [
+            ("", true),
+            ("<html>502</html>", true),
+            (r#"{"total_pages":1,"files":[{"file_id":"a"}"#, true),
+            (r#"{"total_pages":1,"files":[]} trailing"#, true),
+            ("[1,2]", false),
+            (r#"{"files":[]}"#, false),
+            (r#"{"total_pages":"many","files":[]}"#, false),
+            (r#"{"total_pages":1,"files":{}}"#, false),
+            (r#"{"total_pages":1}"#, false),
+        ] {
+            match parse(body, false) {
+                Err(Error::Format { malformed: m, .. }) => assert_eq!(m, malformed, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_nesting_is_an_error_not_a_crash() {
+        let deep = format!(r#"{{"total_pages":1,"files":[{}{}]}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(parse(&deep, false), Err(Error::Format { .. })));
+    }
+
+    #[test]
+    fn negative_or_null_counts() {
+        let page = parse(r#"{"total_pages":1,"total_files":null,"limit":-1,"files":[]}"#, false).unwrap();
+        assert_eq!(page.meta.total, None);
+        assert_eq!(page.meta.limit, None);
+    }
+}

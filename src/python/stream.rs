@@ -1,0 +1,129 @@
+//! `_core.PageStream`: the page pipeline as a Python iterator, sync and async.
+//! Both faces drive the same `PagePipeline`; they differ only in how they wait.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
+use pyo3::prelude::*;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::page::Page;
+use crate::pipeline::{PagePipeline, Progress};
+
+use super::errors::IntoPyResult;
+use super::page::PyPage;
+use super::wait::{awaitable, wait};
+
+/// The pages of one query, in order, each once. Single consumer.
+#[pyclass(frozen, module = "soket_transcribe._core")]
+pub struct PageStream {
+    pipeline: Arc<Mutex<PagePipeline>>,
+    /// A copy of the pipeline's progress, readable while a fetch is under way.
+    progress: Arc<std::sync::Mutex<Progress>>,
+}
+
+impl PageStream {
+    pub fn new(pipeline: PagePipeline) -> PageStream {
+        let progress = pipeline.progress().clone();
+        PageStream { pipeline: Arc::new(Mutex::new(pipeline)), progress: Arc::new(std::sync::Mutex::new(progress)) }
+    }
+
+    fn claim(&self) -> PyResult<OwnedMutexGuard<PagePipeline>> {
+        Arc::clone(&self.pipeline).try_lock_owned().map_err(|_| {
+            PyRuntimeError::new_err(
+                "this BatchResults is already being read by another consumer (a thread or a task); \
+                 each BatchResults is single-consumer: call iter_files() again for a second reader",
+            )
+        })
+    }
+
+    fn progress(&self) -> Progress {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+async fn next_page(
+    mut pipeline: OwnedMutexGuard<PagePipeline>,
+    progress: Arc<std::sync::Mutex<Progress>>,
+) -> Result<Option<Page>, crate::error::Error> {
+    let result = pipeline.next().await;
+    *progress.lock().unwrap_or_else(|p| p.into_inner()) = pipeline.progress().clone();
+    result
+}
+
+/// A fetched page on its way to asyncio: parsed into Python objects on arrival.
+struct Arrived(Page);
+
+impl<'py> IntoPyObject<'py> for Arrived {
+    type Target = PyPage;
+    type Output = Bound<'py, PyPage>;
+    type Error = PyErr;
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyPage>> {
+        Bound::new(py, PyPage::from_page(py, &self.0)?)
+    }
+}
+
+#[pymethods]
+impl PageStream {
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyPage>> {
+        let guard = self.claim()?;
+        let page = wait(py, next_page(guard, Arc::clone(&self.progress)))?.py_err()?;
+        page.map(|p| PyPage::from_page(py, &p)).transpose()
+    }
+
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let guard = self.claim()?;
+        let progress = Arc::clone(&self.progress);
+        awaitable(py, async move {
+            match next_page(guard, progress).await.py_err()? {
+                Some(page) => Ok(Arrived(page)),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            }
+        })
+    }
+
+    /// `total_files` (or `total_jobs`) from the first page; None before it.
+    #[getter]
+    fn total(&self) -> Option<u64> {
+        self.progress().total
+    }
+
+    #[getter]
+    fn total_pages(&self) -> Option<u64> {
+        self.progress().total_pages
+    }
+
+    /// The first page not yet handed over.
+    #[getter]
+    fn next_page(&self) -> u64 {
+        self.progress().next_page
+    }
+
+    #[getter]
+    fn items_delivered(&self) -> u64 {
+        self.progress().items_delivered
+    }
+
+    #[getter]
+    fn duplicates_dropped(&self) -> u64 {
+        self.progress().duplicates_dropped
+    }
+
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.progress().warnings
+    }
+
+    #[getter]
+    fn done(&self) -> bool {
+        self.progress().done
+    }
+}
