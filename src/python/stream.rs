@@ -28,7 +28,7 @@ impl PageStream {
         PageStream { pipeline: Arc::new(Mutex::new(pipeline)), progress: Arc::new(std::sync::Mutex::new(progress)) }
     }
 
-    fn claim(&self) -> PyResult<OwnedMutexGuard<PagePipeline>> {
+    pub(super) fn claim(&self) -> PyResult<OwnedMutexGuard<PagePipeline>> {
         Arc::clone(&self.pipeline).try_lock_owned().map_err(|_| {
             PyRuntimeError::new_err(
                 "this BatchResults is already being read by another consumer (a thread or a task); \
@@ -37,12 +37,17 @@ impl PageStream {
         })
     }
 
+    pub(super) fn progress_handle(&self) -> Arc<std::sync::Mutex<Progress>> {
+        Arc::clone(&self.progress)
+    }
+
     fn progress(&self) -> Progress {
         self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
-async fn next_page(
+/// The next page, keeping the progress copy in step (used by every consumer of a stream).
+pub(super) async fn next_page(
     mut pipeline: OwnedMutexGuard<PagePipeline>,
     progress: Arc<std::sync::Mutex<Progress>>,
 ) -> Result<Option<Page>, crate::error::Error> {
