@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod query;
 pub mod retry;
 pub mod runtime;
+pub mod table;
 
 mod python;
 
@@ -19,7 +20,7 @@ use pyo3::prelude::*;
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    pyo3_log::init();
+    python::init_logging(m.py());
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     python::register(m)
 }

@@ -64,6 +64,10 @@ impl Query {
         if self.batch_id.is_empty() {
             return Err(Error::InvalidArgument("batch_id must be a non-empty string".into()));
         }
+        if self.batch_id == "." || self.batch_id == ".." {
+            // URL parsers resolve these segments (even percent-encoded) instead of sending them.
+            return Err(Error::InvalidArgument(format!("batch_id {:?} cannot be sent as a path segment", self.batch_id)));
+        }
         if self.page < 1 {
             return Err(Error::InvalidArgument(format!("page must be >= 1; got {}", self.page)));
         }
@@ -160,9 +164,11 @@ mod tests {
     }
 
     #[test]
-    fn dot_segments_are_not_interpreted() {
-        let url = Query::new("..").url(&base());
-        assert!(url.path().ends_with("/results/batch/%2E%2E"), "{}", url.path());
+    fn dot_segments_are_refused() {
+        assert!(Query::new("..").validate().is_err());
+        assert!(Query::new(".").validate().is_err());
+        let url = Query::new("...").url(&base());
+        assert!(url.path().ends_with("/results/batch/..."), "{}", url.path());
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub struct PyClient {
 
 impl PyClient {
     fn api(&self) -> PyResult<Arc<ApiClient>> {
+        super::refresh_logging();
         let pid = std::process::id();
         let mut slot = self.api.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((owner, api)) = slot.as_ref() {

@@ -7,7 +7,29 @@ mod page;
 mod stream;
 mod wait;
 
+use std::sync::OnceLock;
+
 use pyo3::prelude::*;
+
+static LOG_CACHE: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
+
+/// Rust `log` records go to Python's `logging` (logger `soket_transcribe.*`).
+pub fn init_logging(py: Python<'_>) {
+    let installed = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)
+        .map_err(|_| ())
+        .and_then(|logger| logger.filter(log::LevelFilter::Debug).install().map_err(|_| ()));
+    if let Ok(handle) = installed {
+        let _ = LOG_CACHE.set(handle);
+    }
+}
+
+/// Levels are cached so that tokio threads need not take the GIL to learn a record is off;
+/// each new call picks up levels changed since (`logging.basicConfig` in a notebook).
+pub fn refresh_logging() {
+    if let Some(handle) = LOG_CACHE.get() {
+        handle.reset();
+    }
+}
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::PyClient>()?;

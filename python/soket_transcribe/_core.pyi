@@ -1,0 +1,120 @@
+"""Type stubs of the native module `soket_transcribe._core` (the Rust core's bindings)."""
+
+from typing import Any, Awaitable, Dict, List, Optional, Tuple, final
+
+__version__: str
+
+@final
+class Page:
+    """One page of results, as the service sent it."""
+
+    @property
+    def batch_id(self) -> Optional[str]: ...
+    @property
+    def page(self) -> int: ...
+    @property
+    def limit(self) -> Optional[int]: ...
+    @property
+    def total_pages(self) -> int: ...
+    @property
+    def total(self) -> Optional[int]:
+        """`total_files`, or `total_jobs` when `raw`."""
+    @property
+    def count(self) -> int: ...
+    @property
+    def items(self) -> List[Any]:
+        """The records (`files`, or `jobs` when `raw`), untouched."""
+    @property
+    def raw(self) -> bool: ...
+    def to_dict(self) -> Dict[str, Any]:
+        """The page as the dict the service sent."""
+    def __len__(self) -> int: ...
+
+@final
+class PageStream:
+    """The pages of one query, in order, each once. Single consumer."""
+
+    def __iter__(self) -> "PageStream": ...
+    def __next__(self) -> Page: ...
+    def __aiter__(self) -> "PageStream": ...
+    def __anext__(self) -> Awaitable[Page]: ...
+    @property
+    def total(self) -> Optional[int]: ...
+    @property
+    def total_pages(self) -> Optional[int]: ...
+    @property
+    def next_page(self) -> int: ...
+    @property
+    def items_delivered(self) -> int: ...
+    @property
+    def duplicates_dropped(self) -> int: ...
+    @property
+    def warnings(self) -> List[str]: ...
+    @property
+    def done(self) -> bool: ...
+
+@final
+class Client:
+    """The HTTP side of `soket_transcribe.Client`."""
+
+    def __new__(
+        cls,
+        token: Optional[str] = None,
+        base_url: Optional[str] = None,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        concurrency: int = 4,
+        max_body_bytes: int = ...,
+    ) -> "Client": ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def token(self) -> str: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    def stats(self) -> Tuple[int, int]:
+        """(requests sent, retries made) in this process."""
+    def get_page(
+        self,
+        batch_id: str,
+        page: int = 1,
+        limit: int = 50,
+        *,
+        status: Optional[str] = None,
+        raw: bool = False,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        max_retries: Optional[int] = None,
+    ) -> Page: ...
+    def get_page_async(
+        self,
+        batch_id: str,
+        page: int = 1,
+        limit: int = 50,
+        *,
+        status: Optional[str] = None,
+        raw: bool = False,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        max_retries: Optional[int] = None,
+    ) -> Awaitable[Page]: ...
+    def stream(
+        self,
+        batch_id: str,
+        *,
+        raw: bool = False,
+        status: Optional[str] = None,
+        limit: int = 200,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        start_page: int = 1,
+        max_items: Optional[int] = None,
+        max_retries: Optional[int] = None,
+    ) -> PageStream: ...
