@@ -1,0 +1,267 @@
+"""The `soket-transcribe` command as a user runs it: a subprocess against the embedded mock."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import soket_transcribe as st
+from soket_transcribe.testing import MockServer
+
+
+def cli_env(server=None, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOKET_")}
+    if server is not None:
+        env.update(SOKET_API_TOKEN=server.token, SOKET_BASE_URL=server.url)
+    env.update(extra)
+    return env
+
+
+def run(*args, server=None, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "soket_transcribe", *args],
+        capture_output=True,
+        encoding="utf-8",
+        env=env if env is not None else cli_env(server),
+        timeout=60,
+    )
+
+
+def start(*args, server=None, **popen):
+    return subprocess.Popen(
+        [sys.executable, "-m", "soket_transcribe", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        env=cli_env(server),
+        **popen,
+    )
+
+
+def jsonl(text):
+    return [json.loads(line) for line in text.splitlines()]
+
+
+# -- formats -------------------------------------------------------------------------------
+
+
+def test_jsonl_on_stdout_reads_back_to_the_records(server, client):
+    out = run("results", server.batch_id, server=server)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""  # not a TTY: no progress bar
+    assert jsonl(out.stdout) == list(client.iter_files(server.batch_id))
+    assert len(out.stdout.splitlines()) == 1234
+
+
+def test_jsonl_keeps_unicode_as_is(server):
+    out = run("results", server.batch_id, "--max-items", "300", server=server)
+    assert "\\u" not in out.stdout
+    assert any(not line.isascii() for line in out.stdout.splitlines())
+
+
+def test_raw_jobs_with_chunks_and_speech_to_a_file(server, client, tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    args = ("results", server.batch_id, "--raw", "--chunks", "--speech-information", "--status", "completed", "-o", str(path))
+    out = run(*args, server=server)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""
+    expected = client.iter_jobs(server.batch_id, status="completed", chunks=True, speech_information=True)
+    assert jsonl(path.read_text(encoding="utf-8")) == list(expected)
+
+
+def test_query_options_reach_the_service(server):
+    out = run("results", server.batch_id, "--limit", "50", "--start-page", "3", "--max-items", "120", server=server)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 120
+    queries = [r["query"] for r in server.requests if "/results/batch/" in r["path"]]
+    assert "page=3" in queries[0] and "limit=50" in queries[0]
+
+
+def test_json_is_one_array(server, client):
+    out = run("results", server.batch_id, "--format", "json", server=server)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == list(client.iter_files(server.batch_id))
+
+
+def test_json_of_an_empty_selection_is_an_empty_array(tmp_path):
+    with MockServer(10, statuses={"completed": 1.0}) as server:
+        out = run("results", server.batch_id, "--status", "failed", "--format", "json", server=server)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
+
+
+def test_csv_has_flat_columns(server, client, tmp_path):
+    path = tmp_path / "files.csv"
+    out = run("results", server.batch_id, "--format", "csv", "-o", str(path), server=server)
+    assert out.returncode == 0, out.stderr
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    records = list(client.iter_files(server.batch_id))
+    assert [r["file_id"] for r in rows] == [r["file_id"] for r in records]
+    assert [r["filename"] for r in rows] == [r["filename"] for r in records]
+    assert [r["result.text"] for r in rows] == [(r.get("result") or {}).get("text", "") for r in records]
+    failed = next(i for i, r in enumerate(records) if r["status"] == "failed")
+    assert json.loads(rows[failed]["errors"]) == records[failed]["errors"]
+
+
+def test_parquet_reads_back_to_the_records(server, client, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    if not hasattr(st.BatchResults, "iter_arrow_batches"):
+        pytest.skip("BatchResults.iter_arrow_batches is not there yet")
+    path = tmp_path / "files.parquet"
+    out = run("results", server.batch_id, "--format", "parquet", "-o", str(path), server=server)
+    assert out.returncode == 0, out.stderr
+    table = pq.read_table(path)
+    records = list(client.iter_files(server.batch_id))
+    assert table.num_rows == len(records)
+    assert table.column("file_id").to_pylist() == [r["file_id"] for r in records]
+
+
+# -- errors and exit codes -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("results",),
+        ("results", "b1", "--format", "csv"),
+        ("results", "b1", "--format", "xml"),
+        ("results", "b1", "--status", "done"),
+        ("results", "b1", "--limit", "ten"),
+        ("results", "b1", "--limit", "0"),
+        ("results", "b1", "--start-page", "0"),
+        ("results", "b1", "--concurrency", "0"),
+        ("results", "b1", "--base-url", "http://example.com/transcribe"),
+    ],
+)
+def test_bad_arguments_exit_2_without_a_traceback(server, args):
+    out = run(*args, server=server)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip()
+
+
+def test_no_token_exits_2_and_says_where_to_put_one(server):
+    out = run("results", server.batch_id, env=cli_env(SOKET_BASE_URL=server.url))
+    assert out.returncode == 2
+    assert out.stderr == "error: no API token: set SOKET_API_TOKEN or pass --token\n"
+
+
+def test_wrong_token_exits_1_with_one_line_and_never_shows_a_token(server):
+    secret = "sk-wrong-0123456789abcdef"
+    out = run("results", server.batch_id, "--token", secret, server=server)
+    assert out.returncode == 1
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "resume" not in out.stderr  # nothing was fetched: nothing to resume
+    assert secret not in out.stderr + out.stdout
+    assert server.token not in out.stderr + out.stdout
+
+
+def test_unknown_batch_exits_1(server):
+    out = run("results", "no-such-batch", server=server)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: ") and "not found" in out.stderr
+
+
+def test_faults_mid_way_exit_1_and_tell_where_to_resume(server, client):
+    server.fail_next("stall", stall_s=0)  # page 1 answers
+    server.fail_next("status", 4, status=503)  # page 2 fails, then its 3 retries
+    out = run("results", server.batch_id, "--limit", "100", "--concurrency", "1", server=server)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    error, hint = out.stderr.splitlines()
+    assert error.startswith("error: ") and "503" in error
+    assert hint == "resume with --start-page 2"
+    assert len(out.stdout.splitlines()) == 100
+
+    rest = run("results", server.batch_id, "--limit", "100", "--start-page", "2", server=server)
+    assert rest.returncode == 0, rest.stderr
+    assert jsonl(out.stdout + rest.stdout) == list(client.iter_files(server.batch_id))
+
+
+def test_resume_appends_to_the_output_file(server, client, tmp_path):
+    path = tmp_path / "files.jsonl"
+    server.fail_next("stall", stall_s=0)
+    server.fail_next("status", 4, status=503)
+    first = run("results", server.batch_id, "--limit", "100", "--concurrency", "1", "-o", str(path), server=server)
+    assert first.returncode == 1 and first.stderr.endswith("resume with --start-page 2\n")
+    rest = run("results", server.batch_id, "--limit", "100", "--start-page", "2", "-o", str(path), server=server)
+    assert rest.returncode == 0, rest.stderr
+    assert jsonl(path.read_text(encoding="utf-8")) == list(client.iter_files(server.batch_id))
+
+
+def test_ctrl_c_exits_130_and_tells_where_to_resume():
+    with MockServer(2000, latency_ms=300) as server:
+        proc = start("results", server.batch_id, "--limit", "100", "--concurrency", "1", server=server)
+        proc.stdout.readline()  # page 1 is out
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr
+    assert stderr.startswith("interrupted\nresume with --start-page ")
+
+
+def test_a_closed_pipe_exits_quietly():
+    with MockServer(5000) as server:
+        with start("results", server.batch_id, server=server) as proc:
+            proc.stdout.readline()
+            proc.stdout.close()
+            stderr = proc.stderr.read()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert stderr == ""
+
+
+# -- mock-server and demo ------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mock_server_prints_how_to_use_it_and_stops_on_ctrl_c():
+    port = free_port()
+    proc = start("mock-server", "--port", str(port), "--files", "300", "--seed", "3", "--token", "tok-3")
+    try:
+        lines = []
+        while not lines or lines[-1] != "Ctrl-C to stop.":
+            lines.append(proc.stdout.readline().rstrip("\n"))
+            assert lines[-1] or proc.poll() is None, proc.stderr.read()
+        text = "\n".join(lines)
+        url = f"http://127.0.0.1:{port}/transcribe"
+        assert f"export SOKET_BASE_URL={url}" in text
+        assert "export SOKET_API_TOKEN=tok-3" in text
+        batch_id = next(line.split()[-1] for line in lines if line.strip().startswith("batch id"))
+        assert len(list(st.Client("tok-3", url).iter_files(batch_id))) == 300
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_mock_server_on_a_busy_port_exits_1():
+    with MockServer(1) as server:
+        out = run("mock-server", "--port", str(server.port))
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+
+
+def test_demo_summarises_a_batch():
+    began = time.perf_counter()
+    out = run("demo", "--files", "2000")
+    assert out.returncode == 0, out.stderr
+    assert time.perf_counter() - began < 30
+    assert "2,000 files in" in out.stdout
+    assert "Files by status" in out.stdout and "completed" in out.stdout and "failed" in out.stdout
+    assert "Total audio:" in out.stdout
+    assert "A few transcripts" in out.stdout
