@@ -1,0 +1,294 @@
+"""The client as a user meets it: arguments, pages, iteration, shapes, records."""
+
+import asyncio
+from urllib.parse import parse_qs
+
+import pytest
+
+import soket_transcribe as st
+from soket_transcribe.testing import MockServer
+
+
+def result_requests(server):
+    return [r for r in server.requests if "/results/batch/" in r["path"]]
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+def test_token_and_url_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("SOKET_API_TOKEN", server.token)
+    monkeypatch.setenv("SOKET_BASE_URL", server.url)
+    client = st.Client()
+    assert client.base_url.rstrip("/") == server.url.rstrip("/")
+    assert client.get_page(server.batch_id).page == 1
+
+
+def test_no_token_anywhere_names_both_ways(monkeypatch):
+    monkeypatch.delenv("SOKET_API_TOKEN", raising=False)
+    with pytest.raises(ValueError) as e:
+        st.Client(base_url="http://127.0.0.1:1/transcribe")
+    assert "token=" in str(e.value) and "SOKET_API_TOKEN" in str(e.value)
+
+
+def test_default_base_url(monkeypatch):
+    monkeypatch.delenv("SOKET_BASE_URL", raising=False)
+    assert st.Client("t0ken").base_url == "https://api.soket.ai/transcribe"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(timeout=0), dict(timeout=-1.0), dict(concurrency=0), dict(base_url="ftp://x"), dict(token="bad\ntoken")],
+)
+def test_bad_client_arguments(kwargs):
+    kwargs = {"token": "t0ken", "base_url": "http://127.0.0.1:1/t", **kwargs}
+    with pytest.raises(ValueError):
+        st.Client(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c, b: c.get_page(b, limit=0),
+        lambda c, b: c.get_page(b, limit=201),
+        lambda c, b: c.get_page(b, page=0),
+        lambda c, b: c.get_page(b, status="done"),
+        lambda c, b: c.get_page(""),
+        lambda c, b: c.iter_files(b, limit=0),
+        lambda c, b: c.iter_files(b, start_page=0),
+        lambda c, b: c.iter_jobs(b, status="finished"),
+        lambda c, b: c.iter_files(""),
+        lambda c, b: c.iter_files(b, max_items=-1),
+    ],
+)
+def test_argument_errors_raise_before_any_request(server, client, call):
+    with pytest.raises(ValueError):
+        call(client, server.batch_id)
+    assert result_requests(server) == []
+
+
+# -- one page ---------------------------------------------------------------------------
+
+
+def test_get_page_sends_every_parameter(server, client):
+    page = client.get_page(
+        server.batch_id, page=2, limit=10, status="completed", raw=True, chunks=True, speech_information=False
+    )
+    assert page.page == 2 and page.raw and page.limit == 10
+    (req,) = result_requests(server)
+    assert parse_qs(req["query"]) == {
+        "status": ["completed"],
+        "page": ["2"],
+        "limit": ["10"],
+        "raw": ["true"],
+        "chunks": ["true"],
+        "speech_information": ["false"],
+    }
+    assert req["auth_present"] and req["authorized"]
+
+
+def test_both_shapes(server, client):
+    files = client.get_page(server.batch_id, limit=5)
+    assert files.to_dict().keys() >= {"files", "total_files", "total_pages", "count", "page", "limit", "batch_id"}
+    assert files.total == 1234 and files.total_pages == 247 and files.count == 5
+    assert all("file_id" in f for f in files.items)
+    jobs = client.get_page(server.batch_id, limit=5, raw=True)
+    assert jobs.to_dict().keys() >= {"jobs", "total_jobs"}
+    assert jobs.total >= 1234
+    assert all("job_id" in j for j in jobs.items)
+
+
+def test_chunks_and_speech_information(server, client):
+    plain = client.get_page(server.batch_id, limit=50).items
+    rich = client.get_page(server.batch_id, limit=50, chunks=True, speech_information=True).items
+    assert not any("chunk_results" in f for f in plain)
+    assert all("chunk_results" in f for f in rich)
+    completed = [f for f in rich if f["status"] == "completed"]
+    assert completed and all("segments" in f["result"] for f in completed)
+
+
+def test_batch_id_is_one_encoded_path_segment(server, client):
+    odd = server.add_batch(files=3, batch_id="a/b?c#d é")
+    page = client.get_page(odd)
+    assert page.total == 3 and page.batch_id == odd
+    (req,) = [r for r in result_requests(server)]
+    assert req["path"].endswith("/results/batch/a%2Fb%3Fc%23d%20%C3%A9")
+
+
+def test_page_async_equals_sync(server, client):
+    sync = client.get_page(server.batch_id, page=3, limit=20, speech_information=True)
+    async_ = asyncio.run(client.get_page_async(server.batch_id, page=3, limit=20, speech_information=True))
+    assert sync.items == async_.items and sync.to_dict() == async_.to_dict()
+
+
+# -- iterating a batch ------------------------------------------------------------------
+
+
+def test_every_file_once_in_order_across_1000_pages():
+    with MockServer(files=2345, seed=3) as srv:
+        client = st.Client(srv.token, srv.url, concurrency=8)
+        expected = []
+        for p in range(1, 12):
+            expected += [f["file_id"] for f in client.get_page(srv.batch_id, page=p, limit=200).items]
+        srv.clear_requests()
+        res = client.iter_files(srv.batch_id, limit=2)
+        got = [f["file_id"] for f in res]
+        assert got == expected and len(got) == 2345 and len(set(got)) == 2345
+        pages = sorted(int(parse_qs(r["query"])["page"][0]) for r in result_requests(srv))
+        assert pages == list(range(1, 1174)), "every page fetched exactly once"
+        assert res.total == 2345 and res.total_pages == 1173 and res.next_page == 1174
+
+
+def test_last_partial_page_and_totals(server, client):
+    res = client.iter_files(server.batch_id, limit=200)
+    assert res.total is None and res.total_pages is None
+    pages = list(res.pages())
+    assert [p.page for p in pages] == [1, 2, 3, 4, 5, 6, 7]
+    assert [len(p.items) for p in pages] == [200] * 6 + [34]
+    assert res.total == 1234 and res.total_pages == 7
+
+
+def test_records_are_the_pages_items(server, client):
+    from_pages = []
+    for p in range(1, 8):
+        from_pages += client.get_page(server.batch_id, page=p, limit=200, speech_information=True).items
+    assert list(client.iter_files(server.batch_id, speech_information=True)) == from_pages
+
+
+def test_jobs_iteration(server, client):
+    jobs = list(client.iter_jobs(server.batch_id, limit=150))
+    assert len(jobs) == client.get_page(server.batch_id, raw=True).total
+    assert len({j["job_id"] for j in jobs}) == len(jobs)
+    assert {j["file_id"] for j in jobs} == {f["file_id"] for f in client.iter_files(server.batch_id)}
+
+
+def test_status_filter(server, client):
+    failed = list(client.iter_files(server.batch_id, status="failed", limit=17))
+    assert failed and all(f["status"] == "failed" for f in failed)
+    assert all("result" not in f and f["errors"] for f in failed)
+    everything = list(client.iter_files(server.batch_id))
+    assert failed == [f for f in everything if f["status"] == "failed"]
+
+
+def test_empty_batch():
+    with MockServer(files=0) as srv:
+        client = st.Client(srv.token, srv.url)
+        res = client.iter_files(srv.batch_id)
+        assert list(res) == []
+        assert res.total == 0 and res.total_pages == 0
+
+
+def test_start_page_and_max_items(server, client):
+    everything = [f["file_id"] for f in client.iter_files(server.batch_id, limit=100)]
+    tail = [f["file_id"] for f in client.iter_files(server.batch_id, limit=100, start_page=5)]
+    assert tail == everything[400:]
+    res = client.iter_files(server.batch_id, limit=100, max_items=250)
+    assert [f["file_id"] for f in res] == everything[:250]
+    assert res.next_page == 3, "page 3 was only half yielded"
+    assert list(client.iter_files(server.batch_id, max_items=0)) == []
+    past_the_end = client.iter_files(server.batch_id, limit=100, start_page=99)
+    assert list(past_the_end) == []
+
+
+def test_next_page_while_iterating(server, client):
+    res = client.iter_files(server.batch_id, limit=100)
+    it = iter(res)
+    for _ in range(150):
+        next(it)
+    assert res.next_page == 2
+    rest = [f["file_id"] for f in client.iter_files(server.batch_id, limit=100, start_page=res.next_page)]
+    assert len(rest) == 1234 - 100
+
+
+def test_sync_and_async_faces_give_identical_results(server, client):
+    sync = list(client.iter_files(server.batch_id, limit=37, chunks=True))
+
+    async def collect():
+        return [f async for f in client.iter_files(server.batch_id, limit=37, chunks=True)]
+
+    assert asyncio.run(collect()) == sync
+
+
+def test_two_async_iterations_at_once(server, client):
+    other = server.add_batch(files=555, seed=9)
+
+    async def collect(batch):
+        return [f["file_id"] async for f in client.iter_files(batch, limit=20)]
+
+    async def both():
+        return await asyncio.gather(collect(server.batch_id), collect(other))
+
+    a, b = asyncio.run(both())
+    assert a == [f["file_id"] for f in client.iter_files(server.batch_id)]
+    assert b == [f["file_id"] for f in client.iter_files(other)]
+
+
+def test_async_pages(server, client):
+    async def collect():
+        res = client.iter_files(server.batch_id, limit=500 // 3)
+        return [p.page async for p in res.pages()], res
+
+    pages, res = asyncio.run(collect())
+    assert pages == list(range(1, res.total_pages + 1))
+
+
+def test_length_hint(server, client):
+    import operator
+
+    res = client.iter_files(server.batch_id, limit=200)
+    assert operator.length_hint(res) == 0
+    it = iter(res)
+    next(it)
+    assert operator.length_hint(res) == 1234 - 200
+
+
+def test_dataclasses(server, client):
+    files = list(client.iter_files(server.batch_id, as_dataclass=True, chunks=True))
+    dicts = list(client.iter_files(server.batch_id, chunks=True))
+    assert all(isinstance(f, st.FileResult) for f in files)
+    assert [f.to_dict() for f in files] == [{**{k: None for k in st.FileResult._NAMED}, **d} for d in dicts]
+    first = files[0]
+    with pytest.raises(Exception):
+        first.status = "x"  # frozen
+    assert set(first.extra) == set(dicts[0]) - set(st.FileResult._NAMED)
+    jobs = list(client.iter_jobs(server.batch_id, as_dataclass=True, max_items=10))
+    assert all(isinstance(j, st.JobResult) and j.job_id for j in jobs)
+
+
+# -- not found --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [404, 200])
+def test_batch_not_found_whatever_the_status(status):
+    with MockServer(files=10, not_found_status=status) as srv:
+        client = st.Client(srv.token, srv.url)
+        with pytest.raises(st.BatchNotFoundError) as e:
+            list(client.iter_files("no-such-batch"))
+        assert e.value.status_code == status and e.value.page == 1
+        assert isinstance(e.value, st.NotFoundError) and isinstance(e.value, st.APIError)
+        with pytest.raises(st.BatchNotFoundError):
+            client.get_page("no-such-batch")
+
+
+def test_status_filter_on_a_missing_batch_yields_nothing(server, client):
+    assert list(client.iter_files("no-such-batch", status="completed")) == []
+
+
+# -- records pass through untouched -----------------------------------------------------
+
+
+def test_records_survive_exactly(server, client):
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{server.url}/results/batch/{server.batch_id}?page=1&limit=200&speech_information=true&chunks=true",
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
+    with urllib.request.urlopen(req) as r:
+        expected = json.loads(r.read())["files"]
+    got = client.get_page(server.batch_id, limit=200, speech_information=True, chunks=True).items
+    assert got == expected
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    names = {f["filename"] for f in got}
+    assert any(not n.isascii() for n in names), "unicode filenames come through"

@@ -1,0 +1,187 @@
+"""Faults: retried when worth it, raised with the page and a way to resume, nothing lost."""
+
+import asyncio
+import time
+
+import pytest
+
+import soket_transcribe as st
+from soket_transcribe.testing import MockServer
+
+
+def pages_requested(server):
+    from urllib.parse import parse_qs
+
+    return [int(parse_qs(r["query"])["page"][0]) for r in server.requests if "/results/batch/" in r["path"]]
+
+
+@pytest.mark.parametrize(
+    "kind, kwargs",
+    [
+        ("status", dict(status=503)),
+        ("status", dict(status=500)),
+        ("status", dict(status=502)),
+        ("status", dict(status=504)),
+        ("status", dict(status=408)),
+        ("429", dict(retry_after="0")),
+        ("cut", {}),
+        ("malformed", {}),
+    ],
+)
+def test_transient_faults_are_retried(server, kind, kwargs):
+    client = st.Client(server.token, server.url, max_retries=2)
+    server.fail_next(kind, times=2, **kwargs)
+    page = client.get_page(server.batch_id, limit=10)
+    assert len(page.items) == 10
+    assert pages_requested(server) == [1, 1, 1]
+    assert client._core.stats() == (3, 2)
+
+
+@pytest.mark.parametrize(
+    "status, error",
+    [
+        (400, st.InvalidRequestError),
+        (401, st.AuthenticationError),
+        (403, st.PermissionDeniedError),
+        (404, st.NotFoundError),
+        (422, st.InvalidRequestError),
+    ],
+)
+def test_client_errors_are_never_retried(server, status, error):
+    client = st.Client(server.token, server.url, max_retries=3)
+    server.fail_next("status", times=1, status=status)
+    with pytest.raises(error) as e:
+        client.get_page(server.batch_id, page=2)
+    assert e.value.status_code == status and e.value.page == 2
+    assert pages_requested(server) == [2]
+
+
+@pytest.mark.parametrize(
+    "status, error", [(503, st.ServerError), (500, st.ServerError), (429, st.RateLimitError)]
+)
+def test_retries_exhausted_raise_the_typed_error(server, status, error):
+    client = st.Client(server.token, server.url, max_retries=1)
+    if status == 429:
+        server.fail_next("429", times=5, retry_after="0")
+    else:
+        server.fail_next("status", times=5, status=status)
+    with pytest.raises(error) as e:
+        client.get_page(server.batch_id)
+    assert e.value.status_code == status and "after 1 retries" in str(e.value)
+    assert pages_requested(server) == [1, 1]
+
+
+def test_connection_errors_exhausted(server):
+    client = st.Client(server.token, server.url, max_retries=1)
+    server.fail_next("cut", times=5)
+    with pytest.raises(st.APIConnectionError) as e:
+        client.get_page(server.batch_id, page=3)
+    assert e.value.page == 3
+
+
+def test_per_call_max_retries_override(server):
+    client = st.Client(server.token, server.url, max_retries=0)
+    server.fail_next("status", times=2, status=503)
+    assert client.get_page(server.batch_id, max_retries=2).page == 1
+
+
+def test_retry_after_is_honoured(server):
+    client = st.Client(server.token, server.url, max_retries=1)
+    server.fail_next("429", times=1, retry_after="1")
+    started = time.monotonic()
+    client.get_page(server.batch_id)
+    assert time.monotonic() - started >= 0.9
+
+
+def test_retry_after_beyond_the_cap_raises_at_once(server):
+    client = st.Client(server.token, server.url, max_retries=3)
+    server.fail_next("429", times=1, retry_after="3600")
+    started = time.monotonic()
+    with pytest.raises(st.RateLimitError):
+        client.get_page(server.batch_id)
+    assert time.monotonic() - started < 5
+    assert pages_requested(server) == [1]
+
+
+def test_timeout(server):
+    client = st.Client(server.token, server.url, timeout=0.3, max_retries=1)
+    server.fail_next("stall", times=2, stall_s=2.0)
+    started = time.monotonic()
+    with pytest.raises(st.APITimeoutError) as e:
+        client.get_page(server.batch_id)
+    assert isinstance(e.value, st.APIConnectionError) and e.value.page == 1
+    assert time.monotonic() - started < 3
+
+
+def test_not_json_on_200_is_a_format_error(server):
+    client = st.Client(server.token, server.url, max_retries=0)
+    server.fail_next("malformed", times=1)
+    with pytest.raises(st.ResponseFormatError) as e:
+        client.get_page(server.batch_id, page=4)
+    assert e.value.page == 4 and "page 4" in str(e.value)
+    assert server.token not in str(e.value) and server.token not in (e.value.excerpt or "")
+
+
+def test_error_mid_iteration_names_the_page_and_resume_loses_nothing(server):
+    client = st.Client(server.token, server.url, max_retries=0, concurrency=1)
+    everything = [f["file_id"] for f in client.iter_files(server.batch_id, limit=100)]
+    server.clear_requests()
+    res = client.iter_files(server.batch_id, limit=100)
+    got = []
+    with pytest.raises(st.ServerError) as e:
+        for i, f in enumerate(res):
+            got.append(f["file_id"])
+            if i == 250:
+                server.fail_next("status", times=1, status=503)
+    # concurrency=1: page 4 is the first request after the fault was scripted
+    assert e.value.page == res.next_page == 4
+    assert got == everything[:300]
+    rest = [f["file_id"] for f in client.iter_files(server.batch_id, limit=100, start_page=res.next_page)]
+    assert got + rest == everything
+
+
+def test_soak_under_faults_every_file_once_in_order():
+    with MockServer(files=4000, seed=11, fault_rate=0.2) as srv:
+        client = st.Client(srv.token, srv.url, max_retries=8, concurrency=8)
+        clean = MockServer(files=4000, seed=11)
+        with clean:
+            expected = [f["file_id"] for f in st.Client(clean.token, clean.url).iter_files(clean.batch_id)]
+        got = [f["file_id"] for f in client.iter_files(srv.batch_id, limit=2)]
+        assert got == expected
+        assert srv.faults_injected > 200
+        requests, retries = client._core.stats()
+        assert retries >= srv.faults_injected * 0.9
+
+
+def test_async_faults_are_retried_too(server):
+    client = st.Client(server.token, server.url, max_retries=3)
+    server.fail_next("cut", times=1)
+    server.fail_next("status", times=1, status=503)
+
+    async def collect():
+        return [f async for f in client.iter_files(server.batch_id, limit=100)]
+
+    assert len(asyncio.run(collect())) == 1234
+
+
+def test_batch_growing_while_read_yields_each_original_file_once(server):
+    growing = server.add_batch(files=500, seed=4, grow_per_request=7)
+    client = st.Client(server.token, server.url, concurrency=2)
+    res = client.iter_files(growing, limit=50)
+    with pytest.warns(RuntimeWarning, match="changed while it was read"):
+        got = [f["file_id"] for f in res]
+    assert len(got) == len(set(got)) and len(got) >= 500
+    assert res.changed_while_reading
+    # the files that existed when the read began all came, in order
+    later = [f["file_id"] for f in client.iter_files(growing, limit=200, max_items=500)]
+    assert got[:500] == later
+
+
+def test_a_shifted_page_never_repeats_a_file(server):
+    """A page that repeats records of the page before (the batch shifted) skips them."""
+    client = st.Client(server.token, server.url, concurrency=1)
+    server.fail_next("shift", times=1)  # the next page answers one position earlier
+    res = client.iter_files(server.batch_id, limit=100)
+    with pytest.warns(RuntimeWarning, match="repeated"):
+        got = [f["file_id"] for f in res]
+    assert len(got) == len(set(got)) and res.duplicates_skipped >= 1 and res.changed_while_reading

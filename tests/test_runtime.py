@@ -1,0 +1,167 @@
+"""How the client lives in a Python process: GIL, Ctrl-C, threads, fork, running loops."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import soket_transcribe as st
+from soket_transcribe.testing import MockServer
+
+
+def test_gil_is_released_while_waiting():
+    with MockServer(files=20, latency_ms=300) as srv:
+        client = st.Client(srv.token, srv.url)
+        ticks = 0
+        stop = threading.Event()
+
+        def count():
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                time.sleep(0.001)
+
+        t = threading.Thread(target=count)
+        t.start()
+        client.get_page(srv.batch_id)
+        stop.set()
+        t.join()
+        assert ticks > 50, "another Python thread ran while the request waited"
+
+
+def test_a_client_shared_by_threads(server, client):
+    expected = [f["file_id"] for f in client.iter_files(server.batch_id)]
+    results = [None] * 6
+    errors = []
+
+    def read(i):
+        try:
+            results[i] = [f["file_id"] for f in client.iter_files(server.batch_id, limit=50 + i)]
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(r == expected for r in results)
+
+
+def test_one_batch_results_is_single_consumer():
+    with MockServer(files=50, latency_ms=400) as srv:
+        client = st.Client(srv.token, srv.url)
+        res = client.iter_files(srv.batch_id, limit=10)
+        pages = res._stream
+        t = threading.Thread(target=lambda: next(pages))
+        t.start()
+        time.sleep(0.1)
+        with pytest.raises(RuntimeError, match="single-consumer"):
+            next(pages)
+        t.join()
+
+
+CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import soket_transcribe as st
+    from soket_transcribe.testing import MockServer
+    with MockServer(files=10, latency_ms=30000) as srv:
+        fast = MockServer(files=10)
+        with fast:
+            client = st.Client(srv.token, srv.url)
+            print("ready", flush=True)
+            started = time.monotonic()
+            try:
+                client.get_page(srv.batch_id)
+            except KeyboardInterrupt:
+                print(f"interrupted {time.monotonic() - started:.3f}", flush=True)
+            # the client is still usable
+            ok = st.Client(fast.token, fast.url).get_page(fast.batch_id)
+            print("usable", len(ok.items), flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")
+def test_ctrl_c_interrupts_a_waiting_call_quickly():
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    line = proc.stdout.readline().split()
+    elapsed = time.monotonic() - sent
+    assert line[0] == "interrupted"
+    assert elapsed < 0.5, f"KeyboardInterrupt took {elapsed:.3f}s"
+    assert proc.stdout.readline().split() == ["usable", "10"]
+    assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_client_works_in_a_forked_child(server, client):
+    expected = len(list(client.iter_files(server.batch_id)))  # the parent's runtime is up
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            n = len(list(client.iter_files(server.batch_id)))
+            fresh = st.Client(server.token, server.url).get_page(server.batch_id).count
+            os.write(write, f"{n} {fresh}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(read, 100).decode()
+    os.close(read)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert answer == f"{expected} 50"
+    assert len(list(client.iter_files(server.batch_id))) == expected, "the parent still works"
+
+
+def test_sync_calls_work_inside_a_running_event_loop(server, client):
+    async def notebook_cell():
+        # what a Jupyter cell does: sync code while the kernel's loop runs
+        return [f["file_id"] for f in client.iter_files(server.batch_id)]
+
+    assert len(asyncio.run(notebook_cell())) == 1234
+
+
+def test_a_real_notebook(server, tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            f"import soket_transcribe as st\nclient = st.Client({server.token!r}, {server.url!r})"
+        ),
+        nbformat.v4.new_code_cell(f"n = sum(1 for f in client.iter_files({server.batch_id!r}))\nprint(n)"),
+        nbformat.v4.new_code_cell(
+            f"m = [f async for f in client.iter_files({server.batch_id!r}, limit=100)]\nprint(len(m))"
+        ),
+        nbformat.v4.new_code_cell(f"p = await client.get_page_async({server.batch_id!r})\nprint(p.count)"),
+    ]
+    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    outputs = [c.outputs[0]["text"].strip() for c in nb.cells[1:]]
+    assert outputs == ["1234", "1234", "50"]
+
+
+def test_pickled_client_works_in_another_process(server, client, tmp_path):
+    import pickle
+
+    blob = tmp_path / "client.pkl"
+    blob.write_bytes(pickle.dumps(client))
+    code = (
+        "import pickle, sys; c = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        f"print(sum(1 for _ in c.iter_files({server.batch_id!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(blob)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "1234", out.stderr
