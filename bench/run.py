@@ -1,0 +1,492 @@
+"""Benchmarks of soket-transcribe against the clients a user would pick instead.
+
+    python bench/run.py                  # every scenario, writes bench/RESULTS.md (~15 min)
+    python bench/run.py --quick          # smaller batches, fewer runs (~2 min), prints only
+    python bench/run.py --scenarios throughput,latency
+    python bench/run.py --url URL --token T --batch B   # against any server instead of the mock
+
+The mock server runs in a process of its own (so its CPU is not charged to the client's
+process), and every timed run is a fresh `python bench/peers.py PEER` process. Rounds are
+interleaved (each round runs every peer once, in a rotated order) so that a burst of load on
+the machine hits every peer alike. See `method()` below, written into RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+BENCH = Path(__file__).resolve().parent
+PEERS = BENCH / "peers.py"
+RESULTS = BENCH / "RESULTS.md"
+KEEP_HEADING = "## Where the time goes"
+CRASHES: List[str] = []  # processes that died after reporting (e.g. at interpreter exit)
+
+STREAMING = ["ours_sync", "ours_async", "requests_json", "httpx_orjson", "aiohttp_orjson"]
+BREAKDOWN = ["orjson_memory", "jiter_memory", "iterate_memory", "ours_pages"]
+TABLES = ["ours_pandas", "requests_dataframe", "requests_json_normalize", "aiohttp_orjson_dataframe"]
+PACKAGES = ["soket-transcribe", "requests", "httpx", "aiohttp", "orjson", "jiter", "pandas", "pyarrow", "psutil"]
+
+SERVER = """
+import json, sys
+from soket_transcribe.testing import MockServer
+files, latency_ms, gzip = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+with MockServer(files=files, latency_ms=latency_ms, gzip=gzip) as srv:
+    print(json.dumps({"url": srv.url, "token": srv.token, "batch": srv.batch_id}), flush=True)
+    sys.stdin.read()  # serve until the benchmark closes our stdin
+"""
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+@contextmanager
+def mock_server(files: int, latency_ms: int = 0, gzip: bool = False) -> Iterator[Dict[str, str]]:
+    """The embedded mock in a process of its own; yields url, token, batch."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(files), str(latency_ms), "1" if gzip else "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line:
+            raise RuntimeError("the mock server did not start (see its stderr above)")
+        yield json.loads(line)
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_peer(peer: str, server: Dict[str, str], args: argparse.Namespace, **opts: Any) -> Dict[str, Any]:
+    cmd = [sys.executable, str(PEERS), peer, "--url", server["url"], "--token", server["token"]]
+    cmd += ["--batch", server["batch"], "--limit", str(args.limit), "--concurrency", str(args.concurrency)]
+    for key, value in opts.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            cmd.append(flag)
+        elif value is not False:
+            cmd += [flag, str(value)]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = proc.stdout.strip().splitlines()
+    if not lines or not lines[-1].startswith("{"):
+        raise RuntimeError(f"{peer} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(lines[-1])
+    if proc.returncode != 0:
+        # The run finished and reported; the process died on its way out. Keep the figures, say so.
+        CRASHES.append(f"{peer} (exit status {proc.returncode})")
+        print(f"  ! {peer} died with exit status {proc.returncode} after reporting its run", flush=True)
+    return out
+
+
+def rounds(
+    peers: Sequence[str], server: Dict[str, str], args: argparse.Namespace, n: int, warmup: int
+) -> Dict[str, List[Dict[str, Any]]]:
+    """`n` rounds, each running every peer once in a fresh process, the order rotated per round."""
+    results: Dict[str, List[Dict[str, Any]]] = {p: [] for p in peers}
+    for r in range(n):
+        order = list(peers[r % len(peers) :]) + list(peers[: r % len(peers)])
+        for peer in order:
+            out = run_peer(peer, server, args, warmup=warmup)
+            if "skipped" in out:
+                results[peer] = [out]
+                continue
+            results[peer].append(out)
+            print(f"  round {r + 1}/{n} {peer:26s} {out['times'][0]:8.3f} s  {out['count']} records", flush=True)
+        peers = [p for p in peers if "skipped" not in results[p][0]]
+    for peer, outs in results.items():
+        if outs and "skipped" in outs[0]:
+            print(f"  {peer}: skipped: {outs[0]['skipped']}", flush=True)
+    return results
+
+
+def check_same(results: Dict[str, List[Dict[str, Any]]], key: str = "checksum") -> None:
+    """Every peer consumed the same records: same count, same checksum, in every run."""
+    seen = {(o["count"], o[key]) for outs in results.values() for o in outs if "skipped" not in o and key in o}
+    if len(seen) != 1:
+        detail = {p: sorted({(o["count"], o.get(key)) for o in outs if "skipped" not in o}) for p, outs in results.items()}
+        raise RuntimeError(f"peers disagree on what they consumed: {detail}")
+
+
+# -- the machine and its noise -------------------------------------------------------------
+
+
+def compilers_running() -> int:
+    n = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            n += comm in ("rustc", "cargo", "cc", "ld", "cc1", "clippy-driver")
+    return n
+
+
+def noise() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"load average {load}; compiler processes running: {compilers_running()}"
+
+
+def machine() -> List[str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "python"], capture_output=True, text=True, cwd=BENCH).stdout.strip()
+        commit += " (with uncommitted changes in src/ or python/)" if dirty else ""
+    except OSError:
+        commit = "unknown"
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {mem_kb / 2**20:.0f} GiB RAM",
+        f"- {platform.system()} {platform.release()}; Python {platform.python_version()} ({platform.python_implementation()})",
+        f"- soket-transcribe at commit {commit}, release build",
+        "- " + ", ".join(versions),
+    ]
+
+
+# -- figures -------------------------------------------------------------------------------
+
+
+def median(outs: List[Dict[str, Any]]) -> float:
+    return statistics.median(t for o in outs for t in o["times"])
+
+
+def spread(outs: List[Dict[str, Any]]) -> str:
+    times = [t for o in outs for t in o["times"]]
+    return f"{min(times):.3f}–{max(times):.3f}"
+
+
+def mb_above(o: Dict[str, Any]) -> float:
+    return (o["peak_kb"] - o["baseline_kb"]) / 1024
+
+
+class Report:
+    def __init__(self) -> None:
+        self.sections: List[str] = []
+        self.targets: List[List[str]] = []
+        self.noise: List[str] = []
+
+    def table(self, title: str, header: Sequence[str], rows: List[Sequence[str]], note: str = "") -> None:
+        lines = [f"### {title}", ""]
+        if note:
+            lines += [note, ""]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+        self.sections.append("\n".join(lines))
+        print("\n" + "\n".join(lines), flush=True)
+
+    def target(self, what: str, goal: str, measured: str, met: Optional[bool]) -> None:
+        verdict = "n/a" if met is None else ("yes" if met else "**no**")
+        self.targets.append([what, goal, measured, verdict])
+
+
+def ok(results: Dict[str, List[Dict[str, Any]]], peer: str) -> bool:
+    return bool(results.get(peer)) and "skipped" not in results[peer][0]
+
+
+def scenario_throughput(args: argparse.Namespace, report: Report) -> None:
+    files, n = (20_000, 3) if args.quick else (100_000, args.runs)
+    with server_for(args, files) as srv:
+        report.noise.append(f"throughput, before: {noise()}")
+        print(f"\n== throughput: {srv['batch']} ({files} files unless --url), verifying records first", flush=True)
+        verify = {p: [run_peer(p, srv, args, verify=True)] for p in STREAMING + ["orjson_memory"]}
+        check_same(verify)
+        res = rounds(STREAMING + BREAKDOWN, srv, args, n, warmup=1)
+        check_same({p: o for p, o in res.items() if p != "ours_pages"})
+        if ok(res, "ours_pages"):
+            check_same({"ours_pages": res["ours_pages"], "ours_sync": [dict(o, checksum=0) for o in res["ours_sync"]]})
+        report.noise.append(f"throughput, after: {noise()}")
+    records = res["ours_sync"][0]["count"]
+    ours = median(res["ours_sync"])
+    rows = []
+    for p in STREAMING + BREAKDOWN:
+        m = median(res[p])
+        rows.append([p, f"{m:.3f}", spread(res[p]), f"{records / m / 1e3:,.0f}k", f"{m / ours:.2f}x"])
+    report.table(
+        f"1. Throughput: {records:,} records, limit {args.limit}, concurrency {args.concurrency}, no latency, gzip off",
+        ["client", "median s", "min–max s", "records/s", "time / ours_sync"],
+        rows,
+        note=f"Median of {n} runs each; every peer yielded the same {records:,} records "
+        "(deep digest of every record compared across peers before timing). "
+        "The last four rows are the breakdown, not peers: see the method.",
+    )
+    best_async = min(median(res["httpx_orjson"]), median(res["aiohttp_orjson"]))
+    limit = median(res["orjson_memory"])
+    for face in ("ours_sync", "ours_async"):
+        m = median(res[face])
+        r = median(res["requests_json"]) / m
+        report.target(f"throughput, {face} vs requests+json", ">= 3x faster", f"{r:.2f}x", r >= 3)
+        r = best_async / m
+        report.target(f"throughput, {face} vs best asyncio+orjson", ">= 2x faster", f"{r:.2f}x", r >= 2)
+        r = m / limit
+        report.target(f"throughput, {face} vs orjson.loads in memory", "<= 1.5x its time", f"{r:.2f}x", r <= 1.5)
+
+
+def scenario_latency(args: argparse.Namespace, report: Report) -> None:
+    pages = 50 if args.quick else 200
+    n = 3 if args.quick else args.runs
+    latency = args.latency_ms
+    with server_for(args, pages * args.limit, latency_ms=latency) as srv:
+        report.noise.append(f"latency, before: {noise()}")
+        print(f"\n== latency-bound: {pages} pages, {latency} ms each", flush=True)
+        res = rounds(STREAMING, srv, args, n, warmup=0)
+        check_same(res)
+        report.noise.append(f"latency, after: {noise()}")
+    ideal = pages * latency / 1000 / args.concurrency
+    rows = []
+    for p in STREAMING:
+        m = median(res[p])
+        rows.append([p, f"{m:.3f}", spread(res[p]), f"{m / ideal:.2f}x"])
+    report.table(
+        f"2. Latency-bound: {pages} pages x {latency} ms, concurrency {args.concurrency}",
+        ["client", "median s", "min–max s", "time / ideal"],
+        rows,
+        note=f"Ideal = pages x latency / concurrency = {ideal:.2f} s (the first page alone costs one "
+        f"more latency, so {(latency / 1000 + (pages - 1) * latency / 1000 / args.concurrency):.2f} s is the "
+        f"true floor). Median of {n} runs, no warm-up run.",
+    )
+    for face in ("ours_sync", "ours_async"):
+        r = median(res[face]) / ideal
+        report.target(f"latency-bound, {face} vs ideal", "<= 1.2x", f"{r:.2f}x", r <= 1.2)
+
+
+def scenario_tables(args: argparse.Namespace, report: Report) -> None:
+    files, n = (20_000, 3) if args.quick else (100_000, args.runs)
+    with server_for(args, files) as srv:
+        report.noise.append(f"tables, before: {noise()}")
+        print("\n== tables: to a pandas DataFrame", flush=True)
+        res = rounds(TABLES, srv, args, n, warmup=1)
+        check_same({p: o for p, o in res.items() if ok(res, p)})
+        report.noise.append(f"tables, after: {noise()}")
+    base = median(res["requests_dataframe"])
+    rows = []
+    for p in TABLES:
+        if not ok(res, p):
+            rows.append([p, "skipped", "", "", res[p][0]["skipped"] if res[p] else ""])
+            continue
+        m = median(res[p])
+        rows.append([p, f"{m:.3f}", spread(res[p]), "x".join(map(str, res[p][0]["shape"])), f"{base / m:.2f}x"])
+    report.table(
+        f"3. Tables: {files:,} files to a pandas DataFrame",
+        ["client", "median s", "min–max s", "rows x columns", "speed vs requests + pd.DataFrame"],
+        rows,
+        note=f"Median of {n} runs, after one warm-up run in the same process.",
+    )
+    if ok(res, "ours_pandas"):
+        r = base / median(res["ours_pandas"])
+        report.target("tables, to_pandas() vs requests + pd.DataFrame", ">= 3x faster", f"{r:.2f}x", r >= 3)
+    else:
+        report.target("tables, to_pandas() vs requests + pd.DataFrame", ">= 3x faster", "not built yet", None)
+
+
+def scenario_memory(args: argparse.Namespace, report: Report) -> None:
+    sizes = [20_000, 200_000] if args.quick else [100_000, 1_000_000]
+    n = 1 if args.quick else args.memory_runs
+    table: Dict[int, Dict[str, List[Dict[str, Any]]]] = {}
+    for files in sizes:
+        with server_for(args, files) as srv:
+            report.noise.append(f"memory {files}, before: {noise()}")
+            print(f"\n== memory: streaming {files:,} files", flush=True)
+            table[files] = rounds(STREAMING, srv, args, n, warmup=0)
+            check_same(table[files])
+            report.noise.append(f"memory {files}, after: {noise()}")
+    rows = []
+    for p in STREAMING:
+        row = [p]
+        for files in sizes:
+            row.append(f"{statistics.median(mb_above(o) for o in table[files][p]):.1f}")
+        big = table[sizes[-1]][p]
+        row += [f"{big[0]['baseline_kb'] / 1024:.0f}", f"{median(big):.2f}"]
+        rows.append(row)
+    report.table(
+        "4. Memory: peak RSS above the baseline while streaming",
+        ["client"] + [f"MB above baseline, {f:,} files" for f in sizes] + ["baseline MB", f"time s, {sizes[-1]:,} files"],
+        rows,
+        note=f"Each figure is the median over {n} fresh process(es): ru_maxrss at the end minus ru_maxrss "
+        "right after the peer's imports (before its client exists).",
+    )
+    for face in ("ours_sync", "ours_async"):
+        small, big = (statistics.median(mb_above(o) for o in table[f][face]) for f in sizes)
+        report.target(f"memory, {face} streaming {sizes[-1]:,} files", "< 100 MB above baseline", f"{big:.1f} MB", big < 100)
+        report.target(
+            f"memory, {face} flat ({sizes[0]:,} -> {sizes[-1]:,} files)",
+            "flat",
+            f"{small:.1f} -> {big:.1f} MB",
+            big - small < 10,
+        )
+
+
+def scenario_gzip(args: argparse.Namespace, report: Report) -> None:
+    """Does compression change the picture on loopback? A few runs with gzip on."""
+    files, n = (20_000, 1) if args.quick else (100_000, 3)
+    res = {}
+    for gz in (False, True):
+        with server_for(args, files, gzip=gz) as srv:
+            print(f"\n== gzip {'on' if gz else 'off'}", flush=True)
+            res[gz] = rounds(["ours_sync", "aiohttp_orjson", "requests_json"], srv, args, n, warmup=1)
+    rows = [[p, f"{median(res[False][p]):.3f}", f"{median(res[True][p]):.3f}"] for p in res[False]]
+    report.table(
+        f"Gzip on loopback: {files:,} files",
+        ["client", "median s, gzip off", "median s, gzip on"],
+        rows,
+        note=f"Median of {n} runs. The other scenarios run with gzip off: on loopback compression only adds CPU.",
+    )
+
+
+@contextmanager
+def server_for(args: argparse.Namespace, files: int, latency_ms: int = 0, gzip: bool = False) -> Iterator[Dict[str, str]]:
+    if args.url:
+        yield {"url": args.url, "token": args.token, "batch": args.batch}
+    else:
+        with mock_server(files, latency_ms, gzip) as srv:
+            yield srv
+
+
+SCENARIOS = {
+    "throughput": scenario_throughput,
+    "latency": scenario_latency,
+    "tables": scenario_tables,
+    "memory": scenario_memory,
+    "gzip": scenario_gzip,
+}
+
+
+def method(args: argparse.Namespace) -> str:
+    return f"""## Method
+
+- Server: the embedded mock (`soket_transcribe.testing.MockServer`, written in Rust) in a
+  process of its own on 127.0.0.1, so its CPU is not charged to the client's process (it
+  still shares the machine's {os.cpu_count()} cores). Gzip is off except in the gzip table: on
+  loopback, compression only adds CPU to both ends.
+- Every client fetches the same batch with `limit={args.limit}`, `speech_information=true`,
+  `concurrency={args.concurrency}` where it has one, and hands every record to the same loop that
+  counts records and folds their `file_id`s into a checksum. Before the throughput rounds,
+  each peer runs once folding a SHA-256 of every whole record (keys sorted): all must agree.
+- Each timed run is a fresh process (`python bench/peers.py PEER ...`). The clock runs from
+  creating the client/session to the last record consumed. Rounds are interleaved: each
+  round runs every peer once, the order rotated per round. Throughput and tables runs are
+  preceded by one untimed warm-up run in the same process; latency and memory runs are not.
+- Peers: `requests_json` is a notebook's loop (one `Session`, page after page, `r.json()`).
+  `httpx_orjson` and `aiohttp_orjson` fetch the first page, then keep `concurrency` requests
+  in flight in a sliding window consumed in page order (a `gather` of every page would hold
+  the whole batch in memory), parsing each body with `orjson.loads`. `ours_sync` is
+  `for f in client.iter_files(...)`, `ours_async` is `async for f in client.iter_files(...)`.
+- Breakdown rows (not peers): `orjson_memory` (the limit) and `jiter_memory` parse the same
+  page bodies already in memory (fetched before the clock starts) and run the same loop;
+  `iterate_memory` runs only the loop over records already parsed; `ours_pages` is our
+  pipeline (fetch + parse into Python objects) without the per-record loop
+  (`for p in res.pages(): len(p.items)`).
+- Memory: peak RSS (`ru_maxrss`) at the end of a single run in a fresh process, minus the
+  `ru_maxrss` right after the peer's imports.
+- Ratios are of medians from this one run of `bench/run.py`."""
+
+
+def write_results(args: argparse.Namespace, report: Report, started: str, elapsed: float) -> None:
+    kept = ""
+    if RESULTS.exists():
+        text = RESULTS.read_text()
+        if KEEP_HEADING in text:
+            kept = text[text.index(KEEP_HEADING) :].rstrip() + "\n"
+    summary = ["| target | goal | measured | met |", "|---|---|---|---|"]
+    summary += ["| " + " | ".join(row) + " |" for row in report.targets]
+    parts = [
+        "# Benchmark results",
+        "",
+        f"Written by `python bench/run.py` on {started} (took {elapsed / 60:.1f} min). "
+        "Re-run it to refresh this file; the section \"Where the time goes\" is written by hand and kept.",
+        "",
+        "## Machine",
+        "",
+        *machine(),
+        "",
+        "How busy it was (the machine is shared with engineers compiling Rust):",
+        "",
+        *[f"- {line}" for line in report.noise],
+        "",
+        *(
+            ["Processes that finished and reported their run, then died on the way out (figures kept):", ""]
+            + [f"- {c}: {n} time(s)" for c, n in sorted(Counter(CRASHES).items())]
+            + [""]
+            if CRASHES
+            else []
+        ),
+        "## Targets (issue 5)",
+        "",
+        *summary,
+        "",
+        "## Figures",
+        "",
+        "\n\n".join(report.sections),
+        "",
+        method(args),
+        "",
+    ]
+    RESULTS.write_text("\n".join(parts) + ("\n" + kept if kept else ""))
+    print(f"\nwrote {RESULTS}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="Benchmarks of soket-transcribe against its peers.")
+    p.add_argument("--quick", action="store_true", help="small batches, few runs; does not write RESULTS.md")
+    p.add_argument("--scenarios", default="throughput,latency,tables,memory,gzip", help="comma-separated, from: " + ", ".join(SCENARIOS))
+    p.add_argument("--runs", type=int, default=5, help="timed runs per peer (default 5)")
+    p.add_argument("--memory-runs", type=int, default=3, help="runs per peer and batch size for memory (default 3)")
+    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--latency-ms", type=int, default=50)
+    p.add_argument("--url", help="benchmark this server instead of the mock (then batch sizes are the server's)")
+    p.add_argument("--token")
+    p.add_argument("--batch")
+    p.add_argument("--write", action="store_true", help="write RESULTS.md even with --quick or --scenarios")
+    args = p.parse_args()
+    if args.url and not (args.token and args.batch):
+        p.error("--url needs --token and --batch")
+    names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    for name in names:
+        if name not in SCENARIOS:
+            p.error(f"unknown scenario {name!r}")
+
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+    t0 = time.monotonic()
+    report = Report()
+    print("\n".join(machine()), flush=True)
+    for name in names:
+        SCENARIOS[name](args, report)
+    print("\n" + "\n".join(f"{r[0]}: {r[2]} (goal {r[1]}) met: {r[3]}" for r in report.targets))
+    full = not args.quick and not args.url and set(names) == set(SCENARIOS)
+    if full or args.write:
+        write_results(args, report, started, time.monotonic() - t0)
+
+
+if __name__ == "__main__":
+    main()
