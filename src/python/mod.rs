@@ -5,6 +5,7 @@ mod errors;
 mod mock;
 mod page;
 mod stream;
+mod table;
 mod wait;
 
 use std::sync::OnceLock;
@@ -36,5 +37,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<page::PyPage>()?;
     m.add_class::<stream::PageStream>()?;
     mock::register(m)?;
+    table::register(m)?;
     Ok(())
 }

@@ -1,0 +1,145 @@
+//! Tables for Python: the core's Arrow batches, handed over through the Arrow PyCapsule
+//! interface (pyo3-arrow), so pyarrow is needed only by whoever reads them.
+
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use pyo3::prelude::*;
+use pyo3_arrow::{PyRecordBatch, PySchema, PyTable};
+
+use crate::error::Result;
+use crate::table::{self, PageBatcher, TableBuilder};
+
+use super::errors::IntoPyResult;
+use super::stream::{next_page, PageStream};
+use super::wait::wait;
+
+/// Struct columns flattened and/or a list column exploded, as asked.
+#[derive(Clone)]
+struct Shape {
+    flatten: bool,
+    explode: Option<String>,
+}
+
+impl Shape {
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        match (&self.explode, self.flatten) {
+            (Some(path), _) => table::explode(&batch, path),
+            (None, true) => table::flatten(&batch),
+            (None, false) => Ok(batch),
+        }
+    }
+}
+
+/// Every remaining record of `stream` as one table, its schema inferred over all of them.
+/// `progress(items_delivered, total)` is called after each page (`total` from the first).
+#[pyfunction]
+#[pyo3(signature = (stream, *, progress=None, flatten=false, explode=None))]
+pub fn read_arrow(
+    py: Python<'_>,
+    stream: &Bound<'_, PageStream>,
+    progress: Option<Bound<'_, PyAny>>,
+    flatten: bool,
+    explode: Option<String>,
+) -> PyResult<PyTable> {
+    let stream = stream.get();
+    let handle = stream.progress_handle();
+    let mut builder = TableBuilder::new();
+    loop {
+        let guard = stream.claim()?;
+        let h = Arc::clone(&handle);
+        let more = wait(py, async {
+            match next_page(guard, h).await? {
+                Some(page) => builder.push(page).map(|()| true),
+                None => Ok(false),
+            }
+        })?
+        .py_err()?;
+        if let Some(callback) = &progress {
+            let p = handle.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            callback.call1((p.items_delivered, p.total))?;
+        }
+        if !more {
+            break;
+        }
+    }
+    let shape = Shape { flatten, explode };
+    let (schema, batches) = py
+        .detach(|| -> Result<(SchemaRef, Vec<RecordBatch>)> {
+            let (schema, batches) = builder.finish()?;
+            if !shape.flatten && shape.explode.is_none() {
+                return Ok((schema, batches));
+            }
+            let batches = batches.into_iter().map(|b| shape.apply(b)).collect::<Result<Vec<_>>>()?;
+            Ok((batches[0].schema(), batches))
+        })
+        .py_err()?;
+    PyTable::try_new(batches, schema)
+}
+
+/// One Arrow record batch per page, as pages arrive (`for batch in arrow_batches(stream)`).
+#[pyclass(frozen, module = "soket_transcribe._core")]
+pub struct ArrowBatches {
+    stream: Py<PageStream>,
+    batcher: Mutex<PageBatcher>,
+    shape: Shape,
+}
+
+/// The remaining pages of `stream` as record batches, one per page (empty pages skipped).
+/// Each page is decoded under the schema of all pages so far (schemas only grow), unless
+/// `schema` (any object with `__arrow_c_schema__`) is given: then every page is decoded into
+/// it, fields it lacks are dropped and its string columns take numbers and booleans as text.
+#[pyfunction]
+#[pyo3(signature = (stream, *, schema=None, flatten=false, explode=None))]
+pub fn arrow_batches(
+    stream: Py<PageStream>,
+    schema: Option<PySchema>,
+    flatten: bool,
+    explode: Option<String>,
+) -> ArrowBatches {
+    let batcher = Mutex::new(PageBatcher::new(schema.map(PySchema::into_inner)));
+    ArrowBatches { stream, batcher, shape: Shape { flatten, explode } }
+}
+
+#[pymethods]
+impl ArrowBatches {
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyRecordBatch>> {
+        let stream = self.stream.get();
+        loop {
+            let guard = stream.claim()?;
+            let handle = stream.progress_handle();
+            let batch = wait(py, async {
+                let Some(page) = next_page(guard, handle).await? else { return Ok(None) };
+                if page.records.is_empty() {
+                    return Ok(Some(None));
+                }
+                let batch = self.batcher.lock().unwrap_or_else(|p| p.into_inner()).batch(&page)?;
+                // A page where no record has the exploded list gives no rows: skip it.
+                if let Some(path) = &self.shape.explode {
+                    if !table::has_list(&batch, path) {
+                        return Ok(Some(None));
+                    }
+                }
+                self.shape.apply(batch).map(|b| Some(Some(b)))
+            })?
+            .py_err()?;
+            match batch {
+                None => return Ok(None),
+                Some(None) => continue,
+                Some(Some(batch)) => return Ok(Some(PyRecordBatch::new(batch))),
+            }
+        }
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(read_arrow, m)?)?;
+    m.add_function(wrap_pyfunction!(arrow_batches, m)?)?;
+    m.add_class::<ArrowBatches>()?;
+    Ok(())
+}
