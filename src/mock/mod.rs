@@ -1,1 +1,87 @@
-//! Placeholder: the embedded mock server lands here.
+//! The embedded mock of the Soket AI batch results API.
+//!
+//! A real HTTP/1.1 server on its own thread and tokio runtime, serving
+//! `GET {base}/results/batch/{batch_id}` (and `/status/batch/{batch_id}`) with deterministic,
+//! realistic records, and misbehaving on request: latency, 503, 429, cut bodies, malformed
+//! JSON, stalls. Tests, the demo and the benchmarks run against it.
+//!
+//! ```no_run
+//! use soket_transcribe::mock::{MockConfig, MockServer};
+//! let server = MockServer::start(MockConfig { files: 10_000, ..MockConfig::default() }).unwrap();
+//! println!("{} {}", server.url(), server.batch_id());
+//! ```
+
+mod batch;
+mod bodies;
+mod data;
+mod faults;
+mod json;
+mod query;
+mod rng;
+mod server;
+#[cfg(test)]
+mod tests;
+
+pub use faults::FaultKind;
+pub use server::{MockServer, RequestRecord};
+
+/// How a [`MockServer`] is set up. Every field has a default (`MockConfig::default()`).
+#[derive(Clone, Debug)]
+pub struct MockConfig {
+    /// Files in the default batch.
+    pub files: u64,
+    /// Seeds the records, the default batch id and the random faults.
+    pub seed: u64,
+    /// The Bearer token requests must carry.
+    pub token: String,
+    /// Added to every request before it is answered.
+    pub latency_ms: u64,
+    /// Fraction (0..=1) of results requests that misbehave.
+    pub fault_rate: f64,
+    /// Weights of `completed`, `failed`, `retrying`, `processing` (names not given weigh 0);
+    /// `None` = 0.85 / 0.10 / 0.03 / 0.02.
+    pub statuses: Option<Vec<(String, f64)>>,
+    /// Id of the default batch; `None` = a uuid derived from the seed.
+    pub batch_id: Option<String>,
+    pub host: String,
+    /// 0 = an ephemeral port.
+    pub port: u16,
+    /// Gzip bodies (of 500 bytes or more) when the request's Accept-Encoding allows it.
+    pub gzip: bool,
+    /// The status sent with `{"error": "batch not found"}`.
+    pub not_found_status: u16,
+    /// `Some(base)`: every results request answers 307 to `base` + the path after
+    /// `/transcribe` + the same query (so `base` is another server's `url()`).
+    pub redirect_to: Option<String>,
+}
+
+impl Default for MockConfig {
+    fn default() -> MockConfig {
+        MockConfig {
+            files: 1000,
+            seed: 0,
+            token: "test-token".to_string(),
+            latency_ms: 0,
+            fault_rate: 0.0,
+            statuses: None,
+            batch_id: None,
+            host: "127.0.0.1".to_string(),
+            port: 0,
+            gzip: true,
+            not_found_status: 404,
+            redirect_to: None,
+        }
+    }
+}
+
+/// A further batch on a running server ([`MockServer::add_batch`]).
+#[derive(Clone, Debug, Default)]
+pub struct BatchSpec {
+    pub files: u64,
+    pub seed: u64,
+    /// `None` = a uuid derived from the seed and the batch's rank on the server.
+    pub batch_id: Option<String>,
+    /// Above 0, the batch is still processing and gains this many files (at the end) on
+    /// each request to it, after answering that request.
+    pub grow_per_request: u64,
+}

@@ -1,0 +1,645 @@
+//! The HTTP server: routing, auth, faults, gzip, and the thread and runtime it lives on.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use percent_encoding::percent_decode_str;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::batch::Batch;
+use super::bodies;
+use super::data::{batch_uuid, status_cdf, status_index, DEFAULT_WEIGHTS};
+use super::faults::{malform, Fault, FaultKind, FaultPlan};
+use super::query::parse_results_query;
+use super::{BatchSpec, MockConfig};
+
+/// One request as the server saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestRecord {
+    pub method: String,
+    /// The path as sent (still percent-encoded).
+    pub path: String,
+    /// The query string as sent, without `?`.
+    pub query: String,
+    pub auth_present: bool,
+    pub authorized: bool,
+    pub accept_encoding: Option<String>,
+    /// The fault injected into the answer ([`FaultKind::label`]), if any.
+    pub fault: Option<String>,
+}
+
+/// A running mock server. Stops on [`MockServer::stop`] or when dropped.
+pub struct MockServer {
+    state: Arc<State>,
+    addr: SocketAddr,
+    default_batch: String,
+    shutdown: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MockServer {
+    /// Binds `host:port`, creates the default batch and serves on a thread of its own
+    /// (with a 2-worker tokio runtime); returns once the socket is listening.
+    pub fn start(config: MockConfig) -> io::Result<MockServer> {
+        let state = Arc::new(State::new(&config)?);
+        let listener = StdTcpListener::bind((config.host.as_str(), config.port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let default_batch = state.add_batch(BatchSpec {
+            files: config.files,
+            seed: config.seed,
+            batch_id: config.batch_id.clone(),
+            grow_per_request: 0,
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("soket-mock-worker")
+            .enable_all()
+            .build()?;
+        let (shutdown, stopped) = watch::channel(false);
+        let serving = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name("soket-mock".to_string())
+            .spawn(move || {
+                runtime.block_on(serve(listener, serving, stopped));
+                runtime.shutdown_timeout(Duration::from_millis(200));
+            })?;
+        Ok(MockServer {
+            state,
+            addr,
+            default_batch,
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+
+    /// The base URL a client uses: `http://127.0.0.1:PORT/transcribe`.
+    pub fn url(&self) -> String {
+        format!("http://{}/transcribe", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The default batch's id.
+    pub fn batch_id(&self) -> &str {
+        &self.default_batch
+    }
+
+    /// Adds a batch (replacing any of the same id) and returns its id.
+    pub fn add_batch(&self, spec: BatchSpec) -> String {
+        self.state.add_batch(spec)
+    }
+
+    /// The next `times` results requests misbehave as `kind` (before any random fault).
+    pub fn fail_next(&self, kind: FaultKind, times: u32) {
+        lock(&self.state.faults).script(kind, times);
+    }
+
+    /// Every request served so far, in arrival order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.state.log).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.state.log).clear();
+    }
+
+    /// Faults injected so far, scripted and random.
+    pub fn faults_injected(&self) -> u64 {
+        self.state.faults_injected.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, lets requests in flight finish (1 s at most), and joins the thread.
+    pub fn stop(&mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What the handlers share.
+struct State {
+    token: String,
+    latency: Duration,
+    gzip: bool,
+    not_found_status: StatusCode,
+    redirect_to: Option<String>,
+    cdf: [f64; 4],
+    batches: Mutex<HashMap<String, Arc<Mutex<Batch>>>>,
+    batches_created: AtomicU64,
+    faults: Mutex<FaultPlan>,
+    faults_injected: AtomicU64,
+    log: Mutex<Vec<RequestRecord>>,
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+impl State {
+    fn new(config: &MockConfig) -> io::Result<State> {
+        let weights = match &config.statuses {
+            None => DEFAULT_WEIGHTS,
+            Some(pairs) => {
+                let mut weights = [0.0; 4];
+                for (name, weight) in pairs {
+                    let i = status_index(name)
+                        .ok_or_else(|| invalid(format!("unknown status {name:?} in statuses")))?;
+                    weights[usize::from(i)] = *weight;
+                }
+                weights
+            }
+        };
+        let cdf = status_cdf(weights).ok_or_else(|| {
+            invalid("status weights must be finite, >= 0, and not all 0".to_string())
+        })?;
+        if !(0.0..=1.0).contains(&config.fault_rate) {
+            return Err(invalid(format!(
+                "fault_rate must be within 0..=1, not {}",
+                config.fault_rate
+            )));
+        }
+        let not_found_status = StatusCode::from_u16(config.not_found_status).map_err(|_| {
+            invalid(format!(
+                "not_found_status {} is not an HTTP status",
+                config.not_found_status
+            ))
+        })?;
+        Ok(State {
+            token: config.token.clone(),
+            latency: Duration::from_millis(config.latency_ms),
+            gzip: config.gzip,
+            not_found_status,
+            redirect_to: config
+                .redirect_to
+                .as_ref()
+                .map(|base| base.trim_end_matches('/').to_string()),
+            cdf,
+            batches: Mutex::new(HashMap::new()),
+            batches_created: AtomicU64::new(0),
+            faults: Mutex::new(FaultPlan::new(config.seed, config.fault_rate)),
+            faults_injected: AtomicU64::new(0),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn add_batch(&self, spec: BatchSpec) -> String {
+        let rank = self.batches_created.fetch_add(1, Ordering::Relaxed);
+        let id = spec.batch_id.unwrap_or_else(|| batch_uuid(spec.seed, rank));
+        let batch = Batch::new(spec.seed, spec.files, spec.grow_per_request, self.cdf);
+        lock(&self.batches).insert(id.clone(), Arc::new(Mutex::new(batch)));
+        id
+    }
+
+    fn batch(&self, id: &str) -> Option<Arc<Mutex<Batch>>> {
+        lock(&self.batches).get(id).cloned()
+    }
+}
+
+/// A poisoned lock only means a test thread panicked: the data is still good.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn serve(listener: StdTcpListener, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
+    let Ok(listener) = TcpListener::from_std(listener) else {
+        return;
+    };
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(serve_connection(stream, Arc::clone(&state), stopped.clone()));
+                }
+                // Out of file descriptors, or the like: wait for some to close.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            _ = stopped.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(1), drain)
+        .await
+        .is_err()
+    {
+        connections.abort_all();
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    state: Arc<State>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |request| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(handle(&state, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = stopped.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+enum Route {
+    Results(String),
+    Status(String),
+    WrongMethod,
+    NotFound,
+}
+
+/// `/transcribe/{results|status}/batch/{one percent-encoded segment}`.
+fn route(method: &Method, path: &str) -> Route {
+    let Some(rest) = path.strip_prefix("/transcribe/") else {
+        return Route::NotFound;
+    };
+    let (results, segment) = if let Some(s) = rest.strip_prefix("results/batch/") {
+        (true, s)
+    } else if let Some(s) = rest.strip_prefix("status/batch/") {
+        (false, s)
+    } else {
+        return Route::NotFound;
+    };
+    if segment.is_empty() || segment.contains('/') {
+        return Route::NotFound;
+    }
+    if method != Method::GET {
+        return Route::WrongMethod;
+    }
+    let id = percent_decode_str(segment).decode_utf8_lossy().into_owned();
+    if results {
+        Route::Results(id)
+    } else {
+        Route::Status(id)
+    }
+}
+
+/// An answer before faults and encoding are applied.
+struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Reply {
+    fn json(status: StatusCode, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, name: HeaderName, value: &str) -> Reply {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+}
+
+async fn handle(state: &State, request: Request<Incoming>) -> Response<MockBody> {
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let authorization = header(header::AUTHORIZATION).map(str::to_string);
+    let accept_encoding = header(header::ACCEPT_ENCODING).map(str::to_string);
+    let route = route(request.method(), &path);
+
+    let redirect = match (&route, &state.redirect_to) {
+        (Route::Results(_), Some(base)) => {
+            let rest = path.strip_prefix("/transcribe").unwrap_or(&path);
+            Some(if query.is_empty() {
+                format!("{base}{rest}")
+            } else {
+                format!("{base}{rest}?{query}")
+            })
+        }
+        _ => None,
+    };
+    let fault = match route {
+        Route::Results(_) if redirect.is_none() => lock(&state.faults).next(),
+        _ => None,
+    };
+    if fault.is_some() {
+        state.faults_injected.fetch_add(1, Ordering::Relaxed);
+    }
+    let token = authorization.as_deref().and_then(bearer_token);
+    lock(&state.log).push(RequestRecord {
+        method: request.method().to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        auth_present: authorization.is_some(),
+        authorized: token == Some(state.token.as_str()),
+        accept_encoding: accept_encoding.clone(),
+        fault: fault.as_ref().map(|f| f.kind.label()),
+    });
+
+    if !state.latency.is_zero() {
+        tokio::time::sleep(state.latency).await;
+    }
+    let reply = if let Some(location) = redirect {
+        Reply::json(StatusCode::TEMPORARY_REDIRECT, Vec::new())
+            .with_header(header::LOCATION, &location)
+    } else if let Some(reply) = fault_reply(fault.as_ref()) {
+        reply
+    } else {
+        if let Some(Fault {
+            kind: FaultKind::Stall(pause),
+            ..
+        }) = &fault
+        {
+            tokio::time::sleep(*pause).await;
+        }
+        // Routing comes before auth, as in FastAPI: an unknown path is a 404 for anyone.
+        match token {
+            _ if matches!(route, Route::NotFound | Route::WrongMethod) => {
+                answer(state, route, &query, 0)
+            }
+            None => Reply::json(
+                StatusCode::UNAUTHORIZED,
+                bodies::detail("Not authenticated"),
+            )
+            .with_header(header::WWW_AUTHENTICATE, "Bearer"),
+            Some(t) if t != state.token => {
+                Reply::json(StatusCode::UNAUTHORIZED, bodies::detail("Invalid token"))
+                    .with_header(header::WWW_AUTHENTICATE, "Bearer")
+            }
+            Some(_) => answer(state, route, &query, shift(fault.as_ref())),
+        }
+    };
+    let gzip = state.gzip && accept_encoding.as_deref().is_some_and(accepts_gzip);
+    finish(reply, fault.as_ref(), gzip)
+}
+
+/// `Bearer <token>` (the scheme is case-insensitive) to the token.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The faults that replace the answer altogether.
+fn fault_reply(fault: Option<&Fault>) -> Option<Reply> {
+    let fault = fault?;
+    match &fault.kind {
+        FaultKind::Status(code) => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            Some(Reply::json(
+                status,
+                bodies::detail(status.canonical_reason().unwrap_or("Injected fault")),
+            ))
+        }
+        FaultKind::RateLimited { retry_after } => {
+            let reply = Reply::json(
+                StatusCode::TOO_MANY_REQUESTS,
+                bodies::detail("Too Many Requests"),
+            )
+            .with_header(header::RETRY_AFTER, retry_after);
+            Some(match fault.retry_after_ms {
+                Some(ms) => {
+                    reply.with_header(HeaderName::from_static("retry-after-ms"), &ms.to_string())
+                }
+                None => reply,
+            })
+        }
+        FaultKind::CutBody | FaultKind::MalformedJson | FaultKind::Stall(_) | FaultKind::Shift(_) => None,
+    }
+}
+
+/// How many records a `Shift` fault moves the page back by.
+fn shift(fault: Option<&Fault>) -> u64 {
+    match fault.map(|f| &f.kind) {
+        Some(FaultKind::Shift(n)) => *n,
+        _ => 0,
+    }
+}
+
+fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
+    match route {
+        Route::NotFound => Reply::json(StatusCode::NOT_FOUND, bodies::detail("Not Found")),
+        Route::WrongMethod => Reply::json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            bodies::detail("Method Not Allowed"),
+        )
+        .with_header(header::ALLOW, "GET"),
+        Route::Status(id) => match state.batch(&id) {
+            None => Reply::json(state.not_found_status, bodies::BATCH_NOT_FOUND.to_vec()),
+            Some(batch) => {
+                let mut batch = lock(&batch);
+                let body = bodies::batch_status(&id, &batch);
+                batch.grow();
+                Reply::json(StatusCode::OK, body)
+            }
+        },
+        Route::Results(id) => {
+            let q = match parse_results_query(query) {
+                Ok(q) => q,
+                Err(body) => {
+                    return Reply::json(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        body.to_string().into_bytes(),
+                    )
+                }
+            };
+            let Some(batch) = state.batch(&id) else {
+                return match q.status {
+                    None => Reply::json(state.not_found_status, bodies::BATCH_NOT_FOUND.to_vec()),
+                    Some(_) => Reply::json(
+                        StatusCode::OK,
+                        bodies::page(&id, &q, 0, &Default::default()),
+                    ),
+                };
+            };
+            let offset = (q.page - 1).saturating_mul(q.limit).saturating_sub(shift);
+            let (selection, seed) = {
+                let mut batch = lock(&batch);
+                let selection = if q.raw {
+                    batch.select_jobs(q.status, offset, q.limit)
+                } else {
+                    batch.select_files(q.status, offset, q.limit)
+                };
+                batch.grow();
+                (selection, batch.seed)
+            };
+            Reply::json(StatusCode::OK, bodies::page(&id, &q, seed, &selection))
+        }
+    }
+}
+
+/// Whether an Accept-Encoding value allows gzip (an explicit `gzip;q=0` forbids it).
+fn accepts_gzip(accept_encoding: &str) -> bool {
+    let mut wildcard = false;
+    for entry in accept_encoding.split(',') {
+        let mut parts = entry.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .or_else(|| p.trim().strip_prefix("Q="))
+            })
+            .find_map(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            return q > 0.0;
+        }
+        wildcard |= coding == "*" && q > 0.0;
+    }
+    wildcard
+}
+
+/// Bodies smaller than this go uncompressed, as Starlette's GZipMiddleware does.
+const GZIP_MIN_BYTES: usize = 500;
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
+    encoder.write_all(body).expect("writing to a Vec");
+    encoder.finish().expect("writing to a Vec")
+}
+
+fn finish(reply: Reply, fault: Option<&Fault>, accepts_gzip: bool) -> Response<MockBody> {
+    let mut status = reply.status;
+    let mut body = reply.body;
+    if let Some(Fault {
+        kind: FaultKind::MalformedJson,
+        truncate,
+        ..
+    }) = fault
+    {
+        status = StatusCode::OK;
+        body = malform(&body, *truncate);
+    }
+    let mut response = Response::builder().status(status);
+    let headers = response.headers_mut().expect("a fresh builder");
+    if !body.is_empty() {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if accepts_gzip && body.len() >= GZIP_MIN_BYTES {
+        body = gzip(&body);
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    for (name, value) in reply.headers {
+        headers.insert(name, value);
+    }
+    let body = match fault {
+        Some(Fault {
+            kind: FaultKind::CutBody,
+            ..
+        }) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            MockBody::cut(body)
+        }
+        _ => MockBody::Full(Some(Bytes::from(body))),
+    };
+    response.body(body).expect("valid parts")
+}
+
+/// A response body: whole, or cut short (the connection drops after part of it).
+enum MockBody {
+    Full(Option<Bytes>),
+    Cut {
+        head: Option<Bytes>,
+        pause: Pin<Box<tokio::time::Sleep>>,
+    },
+}
+
+impl MockBody {
+    fn cut(body: Vec<u8>) -> MockBody {
+        let mut head = Bytes::from(body);
+        head.truncate(head.len() / 2);
+        // The pause lets hyper flush the head before the error closes the connection.
+        MockBody::Cut {
+            head: Some(head),
+            pause: Box::pin(tokio::time::sleep(Duration::from_millis(20))),
+        }
+    }
+}
+
+impl Body for MockBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match self.get_mut() {
+            MockBody::Full(body) => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
+            MockBody::Cut { head, pause } => {
+                if let Some(head) = head.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(head))));
+                }
+                pause.as_mut().poll(cx).map(|()| {
+                    Some(Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "mock fault: body cut",
+                    )))
+                })
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, MockBody::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            MockBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            MockBody::Full(None) => SizeHint::with_exact(0),
+            // Unknown, so that hyper keeps the Content-Length header of the whole body.
+            MockBody::Cut { .. } => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,323 @@
+"""The embedded mock server, spoken to over plain HTTP (http.client): what a user of
+`soket_transcribe.testing.MockServer` sees, whatever client they test."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import socket
+import threading
+import time
+from typing import Any, Dict, Optional
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from soket_transcribe.testing import MockServer
+
+
+class Reply:
+    def __init__(self, status: int, headers: Dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        body = self.body
+        if self.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        return json.loads(body)
+
+
+def get(
+    base_url: str,
+    path: str,
+    *,
+    token: Optional[str] = "test-token",
+    headers: Optional[Dict[str, str]] = None,
+    timeout: float = 10.0,
+) -> Reply:
+    """GET base_url + path on a fresh connection (http.client never follows redirects)."""
+    url = urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    try:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        conn.request("GET", url.path + path, headers=sent)
+        resp = conn.getresponse()
+        body = resp.read()
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+    finally:
+        conn.close()
+
+
+def results(srv: MockServer, query: str = "", batch_id: Optional[str] = None) -> Reply:
+    return get(srv.url, f"/results/batch/{quote(batch_id or srv.batch_id, safe='')}?{query}")
+
+
+@pytest.fixture
+def srv():
+    with MockServer(files=105) as server:
+        yield server
+
+
+def test_serves_a_documented_page(srv: MockServer) -> None:
+    assert srv.url == f"http://127.0.0.1:{srv.port}/transcribe"
+    reply = results(srv, "limit=10&speech_information=true&chunks=true")
+    assert reply.status == 200
+    assert reply.headers["content-type"] == "application/json"
+    page = reply.json()
+    assert list(page) == ["batch_id", "page", "limit", "total_pages", "total_files", "count", "files"]
+    assert (page["batch_id"], page["page"], page["limit"], page["count"]) == (srv.batch_id, 1, 10, 10)
+    for f in page["files"]:
+        assert {"file_id", "filename", "status", "errors", "chunk_results", "created_at", "metadata"} <= set(f)
+        if f["status"] == "completed":
+            assert f["result"]["text"] and f["result"]["segments"][0]["speaker_id"].startswith("S")
+        elif f["status"] == "failed":
+            assert "result" not in f and f["errors"][0]["code"]
+        else:
+            assert f["result"] is None
+
+
+def test_pages_cover_the_batch_once(srv: MockServer) -> None:
+    ids = []
+    for page_no in (1, 2, 3):
+        page = results(srv, f"page={page_no}&limit=50").json()
+        assert (page["total_files"], page["total_pages"]) == (105, 3)
+        ids += [f["file_id"] for f in page["files"]]
+    assert len(ids) == len(set(ids)) == 105
+    past = results(srv, "page=4&limit=50").json()
+    assert (past["count"], past["files"], past["total_files"], past["total_pages"]) == (0, [], 105, 3)
+
+
+def test_status_filters_and_raw_jobs_add_up(srv: MockServer) -> None:
+    statuses = ("completed", "failed", "retrying", "processing")
+    assert sum(results(srv, f"status={s}&limit=1").json()["total_files"] for s in statuses) == 105
+    jobs = results(srv, "raw=true&limit=200").json()
+    assert set(jobs) >= {"total_jobs", "jobs"} and "files" not in jobs
+    assert 105 < jobs["total_jobs"] <= 315 and jobs["count"] == jobs["total_jobs"]
+    assert sum(results(srv, f"raw=true&status={s}&limit=1").json()["total_jobs"] for s in statuses) == jobs["total_jobs"]
+    for job in jobs["jobs"]:
+        assert {"job_id", "file_id", "batch_id", "filename", "chunk_index", "status", "created_at"} <= set(job)
+
+
+def test_auth_is_required(srv: MockServer) -> None:
+    missing = get(srv.url, f"/results/batch/{srv.batch_id}", token=None)
+    assert (missing.status, missing.json()) == (401, {"detail": "Not authenticated"})
+    wrong = get(srv.url, f"/results/batch/{srv.batch_id}", token="nope")
+    assert (wrong.status, wrong.json()) == (401, {"detail": "Invalid token"})
+    assert get(srv.url, f"/results/batch/{srv.batch_id}", token=srv.token).status == 200
+    assert [(r["auth_present"], r["authorized"]) for r in srv.requests] == [(False, False), (True, False), (True, True)]
+
+
+@pytest.mark.parametrize(
+    "query, loc",
+    [("limit=0", "limit"), ("limit=201", "limit"), ("page=0", "page"), ("page=two", "page"),
+     ("status=done", "status"), ("raw=maybe", "raw"), ("chunks=2", "chunks"), ("speech_information=x", "speech_information")],
+)
+def test_invalid_queries_are_422(srv: MockServer, query: str, loc: str) -> None:
+    reply = results(srv, query)
+    assert reply.status == 422
+    (error,) = reply.json()["detail"]
+    assert error["loc"] == ["query", loc]
+    assert error["msg"] and error["type"]
+
+
+def test_unknown_batch(srv: MockServer) -> None:
+    reply = results(srv, batch_id="no-such-batch")
+    assert (reply.status, reply.json()) == (404, {"error": "batch not found"})
+    empty = results(srv, "status=failed", batch_id="no-such-batch").json()
+    assert (empty["total_files"], empty["total_pages"], empty["files"]) == (0, 0, [])
+    with MockServer(not_found_status=200) as lenient:
+        reply = results(lenient, batch_id="no-such-batch")
+        assert (reply.status, reply.json()) == (200, {"error": "batch not found"})
+
+
+def test_batch_id_is_one_percent_encoded_segment(srv: MockServer) -> None:
+    odd = "a/b?c#d é%"
+    assert srv.add_batch(7, batch_id=odd) == odd
+    page = results(srv, batch_id=odd).json()
+    assert (page["batch_id"], page["total_files"]) == (odd, 7)
+    assert srv.requests[-1]["path"].endswith("/a%2Fb%3Fc%23d%20%C3%A9%25")
+
+
+def test_gzip_when_accepted(srv: MockServer) -> None:
+    plain = results(srv, "limit=100")
+    zipped = get(srv.url, f"/results/batch/{srv.batch_id}?limit=100", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(zipped.body) == plain.body
+    assert len(zipped.body) * 3 < len(plain.body)
+    assert srv.requests[-1]["accept_encoding"] == "gzip"
+    with MockServer(gzip=False) as off:
+        reply = get(off.url, f"/results/batch/{off.batch_id}", headers={"Accept-Encoding": "gzip"})
+        assert "content-encoding" not in reply.headers
+
+
+def test_records_are_deterministic_by_seed() -> None:
+    def first_page(seed: int) -> Any:
+        with MockServer(seed=seed) as server:
+            return results(server, "limit=20&speech_information=true").json()
+
+    assert first_page(7) == first_page(7)
+    assert first_page(7)["files"] != first_page(8)["files"]
+
+
+def test_records_look_real() -> None:
+    with MockServer(files=1000) as server:
+        files = []
+        for page_no in range(1, 6):
+            files += results(server, f"page={page_no}&limit=200").json()["files"]
+    names = [f["filename"] for f in files]
+    assert len(set(names)) > 990
+    assert sum(not n.isascii() for n in names) > 200
+    assert {n.rsplit(".", 1)[1] for n in names} == {"wav", "mp3", "m4a", "flac"}
+    assert any(f["metadata"].get("trace_id", 0) > 2**64 for f in files)
+    statuses = [f["status"] for f in files]
+    assert 800 < statuses.count("completed") < 900 and statuses.count("failed") > 60
+    texts = " ".join(f["result"]["text"] for f in files if f["status"] == "completed").split()
+    assert len(set(texts)) > 200
+
+
+def test_status_weights() -> None:
+    with MockServer(files=50, statuses={"failed": 1.0}) as server:
+        assert results(server, "status=failed").json()["total_files"] == 50
+    with pytest.raises(ValueError):
+        MockServer(statuses={"done": 1.0})
+    with pytest.raises(ValueError):
+        MockServer(fault_rate=2.0)
+
+
+def test_random_faults_follow_the_rate() -> None:
+    with MockServer(fault_rate=0.2, seed=1) as server:
+        bad = 0
+        for _ in range(600):
+            try:
+                reply = results(server, "limit=5")
+                ok = reply.status == 200 and isinstance(reply.json(), dict)
+            except (http.client.HTTPException, ValueError, ConnectionError):
+                ok = False
+            bad += not ok
+        assert 80 <= server.faults_injected <= 160
+        assert bad == server.faults_injected
+        faults = [r["fault"] for r in server.requests if r["fault"]]
+        assert len(faults) == server.faults_injected
+        assert set(faults) == {"status:503", "429", "cut", "malformed"}
+
+
+def test_random_faults_are_reproducible() -> None:
+    def faults(seed: int):
+        with MockServer(fault_rate=0.3, seed=seed) as server:
+            for _ in range(50):
+                try:
+                    results(server, "limit=1")
+                except http.client.HTTPException:
+                    pass
+            return [r["fault"] for r in server.requests]
+
+    assert faults(3) == faults(3)
+    assert faults(3) != faults(4)
+
+
+def test_scripted_faults(srv: MockServer) -> None:
+    srv.fail_next("status", 2, status=502)
+    srv.fail_next("429", retry_after=3)
+    srv.fail_next("cut")
+    srv.fail_next("malformed")
+    for _ in range(2):
+        assert results(srv).status == 502
+    limited = results(srv)
+    assert (limited.status, limited.headers["retry-after"]) == (429, "3")
+    with pytest.raises(http.client.IncompleteRead):
+        results(srv, "limit=100")
+    malformed = results(srv)
+    assert malformed.status == 200
+    with pytest.raises(ValueError):
+        malformed.json()
+    assert results(srv).status == 200
+    assert srv.faults_injected == 5
+    assert [r["fault"] for r in srv.requests] == ["status:502", "status:502", "429", "cut", "malformed", None]
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        srv.fail_next("explode")
+
+
+def test_stall_triggers_client_timeouts(srv: MockServer) -> None:
+    srv.fail_next("stall", stall_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(socket.timeout):
+        results_with_timeout(srv, 0.2)
+    assert time.monotonic() - started < 0.45
+    assert results(srv).status == 200
+
+
+def results_with_timeout(srv: MockServer, timeout: float) -> Reply:
+    return get(srv.url, f"/results/batch/{srv.batch_id}", timeout=timeout)
+
+
+def test_latency_is_added_without_serialising_requests() -> None:
+    with MockServer(latency_ms=200) as server:
+        started = time.monotonic()
+        threads = [threading.Thread(target=results, args=(server,)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert 0.2 <= time.monotonic() - started < 1.0
+
+
+def test_redirect_to_another_server(srv: MockServer) -> None:
+    with MockServer(host="127.0.0.2") as target, MockServer(redirect_to=target.url) as redirecting:
+        assert target.url.startswith("http://127.0.0.2:")
+        reply = results(redirecting, "page=2&limit=10")
+        assert reply.status == 307
+        assert reply.headers["location"] == f"{target.url}/results/batch/{redirecting.batch_id}?page=2&limit=10"
+
+
+def test_request_log(srv: MockServer) -> None:
+    results(srv, "limit=3&raw=false")
+    (record,) = srv.requests
+    assert record == {
+        "method": "GET",
+        "path": f"/transcribe/results/batch/{srv.batch_id}",
+        "query": "limit=3&raw=false",
+        "auth_present": True,
+        "authorized": True,
+        "accept_encoding": "identity",
+        "fault": None,
+    }
+    srv.clear_requests()
+    assert srv.requests == []
+
+
+def test_growing_batch(srv: MockServer) -> None:
+    batch_id = srv.add_batch(10, seed=3, grow_per_request=5)
+    totals = [results(srv, "limit=1", batch_id=batch_id).json()["total_files"] for _ in range(3)]
+    assert totals == [10, 15, 20]
+    status = get(srv.url, f"/status/batch/{batch_id}").json()
+    assert (status["total_files"], status["status"]) == (25, "processing")
+
+
+def test_status_endpoint(srv: MockServer) -> None:
+    status = get(srv.url, f"/status/batch/{srv.batch_id}").json()
+    assert status["batch_id"] == srv.batch_id
+    assert status["total_files"] == 105
+    assert status["files_completed"] + status["files_failed"] <= 105
+    assert status["estimated_audio_seconds"] > 0
+
+
+def test_stop_closes_the_port_and_keeps_the_log() -> None:
+    with MockServer() as server:
+        results(server)
+    with pytest.raises(ConnectionError):
+        results(server)
+    assert len(server.requests) == 1
+    server.stop()
+
+
+def test_the_pytest_fixture(soket_mock: MockServer) -> None:
+    page = results(soket_mock).json()
+    assert (page["total_files"], soket_mock.token) == (1000, "test-token")
+
+
