@@ -1,5 +1,7 @@
 //! The page pipeline: the first page tells how many there are, the rest are fetched
 //! `concurrency` at a time in the background and handed over strictly in page order.
+//! A few pages more than `concurrency` may wait, fetched, for their turn: a page stuck in
+//! a retry then does not stall the requests behind it, and memory stays a few pages.
 //!
 //! Every method is cancel-safe: a caller may drop a `next()` future (Ctrl-C, an asyncio
 //! cancel) and call again without losing or repeating a page.
@@ -7,6 +9,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -14,6 +17,9 @@ use crate::fetch::ApiClient;
 use crate::page::Page;
 use crate::query::Query;
 use crate::retry::RetryPolicy;
+
+/// Pages fetched or being fetched ahead of the consumer, per allowed request.
+const WINDOW_PER_REQUEST: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
@@ -45,6 +51,8 @@ pub struct PagePipeline {
     last_page: Option<u64>,
     next_to_fetch: u64,
     in_flight: VecDeque<(u64, JoinHandle<Result<Page>>)>,
+    /// `concurrency` permits: requests under way at once.
+    requests: Arc<Semaphore>,
     seen: HashSet<u64>,
     progress: Progress,
 }
@@ -63,6 +71,7 @@ impl PagePipeline {
         }
         let start = options.start_page;
         let done = options.max_items == Some(0);
+        let requests = Arc::new(Semaphore::new(options.concurrency.max(1)));
         Ok(PagePipeline {
             client,
             query,
@@ -70,6 +79,7 @@ impl PagePipeline {
             last_page: None,
             next_to_fetch: start,
             in_flight: VecDeque::new(),
+            requests,
             seen: HashSet::new(),
             progress: Progress { next_page: start, done, ..Progress::default() },
         })
@@ -111,14 +121,18 @@ impl PagePipeline {
         // Until the first answer tells the page count, only one request is out.
         let (limit, window) = match self.last_page {
             None => (self.next_to_fetch, 1),
-            Some(last) => (last, self.options.concurrency.max(1)),
+            Some(last) => (last, WINDOW_PER_REQUEST * self.options.concurrency.max(1)),
         };
         while self.in_flight.len() < window && self.next_to_fetch <= limit {
             let number = self.next_to_fetch;
             let client = Arc::clone(&self.client);
             let query = self.query.with_page(number);
             let retry = self.options.retry.clone();
-            let task = tokio::spawn(async move { client.fetch_page(&query, &retry).await });
+            let requests = Arc::clone(&self.requests);
+            let task = tokio::spawn(async move {
+                let _turn = requests.acquire_owned().await.map_err(|e| Error::Internal(e.to_string()))?;
+                client.fetch_page(&query, &retry).await
+            });
             self.in_flight.push_back((number, task));
             self.next_to_fetch += 1;
         }

@@ -128,7 +128,7 @@ def test_every_file_once_in_order_across_1000_pages():
     with MockServer(files=2345, seed=3) as srv:
         client = st.Client(srv.token, srv.url, concurrency=8)
         expected = []
-        for p in range(1, 12):
+        for p in range(1, 13):
             expected += [f["file_id"] for f in client.get_page(srv.batch_id, page=p, limit=200).items]
         srv.clear_requests()
         res = client.iter_files(srv.batch_id, limit=2)

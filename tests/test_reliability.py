@@ -133,14 +133,15 @@ def test_error_mid_iteration_names_the_page_and_resume_loses_nothing(server):
             got.append(f["file_id"])
             if i == 250:
                 server.fail_next("status", times=1, status=503)
-    # concurrency=1: page 4 is the first request after the fault was scripted
-    assert e.value.page == res.next_page == 4
-    assert got == everything[:300]
+    assert e.value.page == res.next_page >= 3, "the first page fetched after the fault"
+    assert got == everything[: (res.next_page - 1) * 100], "every page before it, whole"
     rest = [f["file_id"] for f in client.iter_files(server.batch_id, limit=100, start_page=res.next_page)]
     assert got + rest == everything
 
 
+@pytest.mark.timeout(600)
 def test_soak_under_faults_every_file_once_in_order():
+    """2,000 pages, a fifth of the requests failing: nothing lost, nothing repeated (see bench/soak.py)."""
     with MockServer(files=4000, seed=11, fault_rate=0.2) as srv:
         client = st.Client(srv.token, srv.url, max_retries=8, concurrency=8)
         clean = MockServer(files=4000, seed=11)
@@ -173,15 +174,19 @@ def test_batch_growing_while_read_yields_each_original_file_once(server):
     assert len(got) == len(set(got)) and len(got) >= 500
     assert res.changed_while_reading
     # the files that existed when the read began all came, in order
-    later = [f["file_id"] for f in client.iter_files(growing, limit=200, max_items=500)]
+    with pytest.warns(RuntimeWarning):
+        later = [f["file_id"] for f in client.iter_files(growing, limit=200, max_items=500)]
     assert got[:500] == later
 
 
 def test_a_shifted_page_never_repeats_a_file(server):
     """A page that repeats records of the page before (the batch shifted) skips them."""
     client = st.Client(server.token, server.url, concurrency=1)
-    server.fail_next("shift", times=1)  # the next page answers one position earlier
     res = client.iter_files(server.batch_id, limit=100)
+    it = iter(res)
+    first = [next(it)["file_id"] for _ in range(100)]  # page 1 is in, page 2 not asked for yet
+    server.fail_next("shift", times=100, shift_by=3)  # 3 records appear before page 2 from now on
     with pytest.warns(RuntimeWarning, match="repeated"):
-        got = [f["file_id"] for f in res]
-    assert len(got) == len(set(got)) and res.duplicates_skipped >= 1 and res.changed_while_reading
+        got = first + [f["file_id"] for f in it]
+    assert len(got) == len(set(got)) == 1234
+    assert res.duplicates_skipped == 3 and res.changed_while_reading

@@ -91,17 +91,17 @@ CTRL_C_SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")
 def test_ctrl_c_interrupts_a_waiting_call_quickly():
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(0.5)
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    line = proc.stdout.readline().split()
-    elapsed = time.monotonic() - sent
-    assert line[0] == "interrupted"
-    assert elapsed < 0.5, f"KeyboardInterrupt took {elapsed:.3f}s"
-    assert proc.stdout.readline().split() == ["usable", "10"]
-    assert proc.wait(timeout=10) == 0
+    with subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline().split()
+        elapsed = time.monotonic() - sent
+        assert line[0] == "interrupted"
+        assert elapsed < 0.5, f"KeyboardInterrupt took {elapsed:.3f}s"
+        assert proc.stdout.readline().split() == ["usable", "10"]
+        assert proc.wait(timeout=10) == 0
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -20,7 +20,7 @@ def test_token_not_in_errors_or_logs(caplog):
     with MockServer(files=10, token=SECRET) as srv:
         client = st.Client(SECRET, srv.url, max_retries=1)
         caplog.set_level(logging.DEBUG, logger="soket_transcribe")
-        srv.fail_next("status", times=3, status=500)
+        srv.fail_next("status", times=2, status=500)
         with pytest.raises(st.ServerError) as e:
             client.get_page(srv.batch_id)
         srv.fail_next("malformed", times=1)
