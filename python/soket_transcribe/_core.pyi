@@ -118,3 +118,50 @@ class Client:
         max_items: Optional[int] = None,
         max_retries: Optional[int] = None,
     ) -> PageStream: ...
+
+@final
+class MockServer:
+    """The embedded mock of the results API (see `soket_transcribe.testing.MockServer`)."""
+
+    def __new__(
+        cls,
+        files: int = 1000,
+        *,
+        seed: int = 0,
+        token: str = "test-token",
+        latency_ms: int = 0,
+        fault_rate: float = 0.0,
+        statuses: Optional[Dict[str, float]] = None,
+        batch_id: Optional[str] = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        gzip: bool = True,
+        not_found_status: int = 404,
+        redirect_to: Optional[str] = None,
+    ) -> "MockServer": ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def token(self) -> str: ...
+    @property
+    def batch_id(self) -> str: ...
+    @property
+    def faults_injected(self) -> int: ...
+    def add_batch(
+        self, files: int, *, seed: int = 0, batch_id: Optional[str] = None, grow_per_request: int = 0
+    ) -> str: ...
+    def fail_next(
+        self,
+        kind: str,
+        times: int = 1,
+        *,
+        status: Optional[int] = None,
+        retry_after: Optional[Any] = None,
+        stall_s: Optional[float] = None,
+        shift_by: Optional[int] = None,
+    ) -> None: ...
+    def requests(self) -> List[Dict[str, Any]]: ...
+    def clear_requests(self) -> None: ...
+    def stop(self) -> None: ...
