@@ -110,17 +110,39 @@ def test_csv_has_flat_columns(server, client, tmp_path):
     assert json.loads(rows[failed]["errors"]) == records[failed]["errors"]
 
 
-def test_parquet_reads_back_to_the_records(server, client, tmp_path):
+@pytest.mark.parametrize(
+    "options, query",
+    [
+        ((), {}),
+        (("--chunks", "--speech-information"), dict(chunks=True, speech_information=True)),
+        (("--status", "failed"), dict(status="failed")),
+        (("--raw",), dict(raw=True)),
+    ],
+)
+def test_parquet_reads_back_to_the_records(server, client, tmp_path, options, query):
     pq = pytest.importorskip("pyarrow.parquet")
-    if not hasattr(st.BatchResults, "iter_arrow_batches"):
-        pytest.skip("BatchResults.iter_arrow_batches is not there yet")
     path = tmp_path / "files.parquet"
-    out = run("results", server.batch_id, "--format", "parquet", "-o", str(path), server=server)
+    out = run("results", server.batch_id, "--limit", "100", *options, "--format", "parquet", "-o", str(path), server=server)
     assert out.returncode == 0, out.stderr
-    table = pq.read_table(path)
-    records = list(client.iter_files(server.batch_id))
-    assert table.num_rows == len(records)
-    assert table.column("file_id").to_pylist() == [r["file_id"] for r in records]
+    assert list(tmp_path.iterdir()) == [path]
+    rows = pq.read_table(path).to_pylist()
+    fetch = client.iter_jobs if query.pop("raw", False) else client.iter_files
+    records = list(fetch(server.batch_id, **query))
+    assert len(rows) == len(records)
+    for column in ("file_id", "filename", "status"):
+        assert [r[column] for r in rows] == [r[column] for r in records]
+    for column in ("result", "errors", "chunk_results", "metadata"):
+        assert [bool(r.get(column)) for r in rows] == [bool(r.get(column)) for r in records]
+    assert [(r.get("result") or {}).get("text") for r in rows] == [(r.get("result") or {}).get("text") for r in records]
+
+
+def test_parquet_of_an_empty_selection_is_an_empty_file(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "none.parquet"
+    with MockServer(10, statuses={"completed": 1.0}) as server:
+        out = run("results", server.batch_id, "--status", "failed", "--format", "parquet", "-o", str(path), server=server)
+    assert out.returncode == 0, out.stderr
+    assert pq.read_table(path).num_rows == 0
 
 
 # -- errors and exit codes -----------------------------------------------------------------
@@ -198,6 +220,15 @@ def test_resume_appends_to_the_output_file(server, client, tmp_path):
     assert jsonl(path.read_text(encoding="utf-8")) == list(client.iter_files(server.batch_id))
 
 
+def test_a_batch_that_changes_while_read_is_exported_whole_with_a_warning(server):
+    batch_id = server.add_batch(500, grow_per_request=7)
+    out = run("results", batch_id, "--limit", "100", server=server)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 500
+    warnings = out.stderr.splitlines()
+    assert warnings and all(line.startswith("warning: the batch changed while it was read") for line in warnings)
+
+
 def test_ctrl_c_exits_130_and_tells_where_to_resume():
     with MockServer(2000, latency_ms=300) as server:
         proc = start("results", server.batch_id, "--limit", "100", "--concurrency", "1", server=server)
@@ -265,3 +296,4 @@ def test_demo_summarises_a_batch():
     assert "Files by status" in out.stdout and "completed" in out.stdout and "failed" in out.stdout
     assert "Total audio:" in out.stdout
     assert "A few transcripts" in out.stdout
+

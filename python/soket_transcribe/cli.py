@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import os
 import signal
 import sys
@@ -119,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error(e: BaseException) -> None:
+def _error(e: object) -> None:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
 
 
@@ -145,13 +146,18 @@ def _results(args: argparse.Namespace) -> int:
     bar = _progress_bar(args.no_progress, "jobs" if args.raw else "files")
     expected = _expected(results, args)
     sink = _open_sink(args)
+    written_before = args.start_page  # the first page not yet written
+    logger = logging.getLogger("soket_transcribe")
+    handler = _WarningsTo(bar)
+    logger.addHandler(handler)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("always", RuntimeWarning)
-            warnings.showwarning = lambda message, *_, **__: bar.message(f"warning: {message}")
+            # What BatchResults warns about is also logged: the log handler shows it once.
+            warnings.simplefilter("ignore", RuntimeWarning)
             done = 0
             for chunk in _chunks(results, args.format):
                 sink.write(chunk)
+                written_before = results.next_page
                 done += len(chunk)
                 bar.update(done, expected())
         sink.close()
@@ -160,7 +166,7 @@ def _results(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 0
-    except (SoketError, KeyboardInterrupt) as e:
+    except (SoketError, OSError, _SchemaMismatch, KeyboardInterrupt) as e:
         bar.close()
         try:
             sink.close()  # what was written stays well-formed: a closed array, a readable Parquet file
@@ -168,11 +174,26 @@ def _results(args: argparse.Namespace) -> int:
             pass
         if isinstance(e, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
+        elif isinstance(e, _SchemaMismatch):
+            _error(f"page {written_before} does not fit the Parquet file's schema: {e}; --format jsonl keeps it as sent")
         else:
             _error(e)
-        if results.total_pages is not None:  # some page arrived: the ones before next_page are written
-            print(f"resume with --start-page {results.next_page}", file=sys.stderr)
+        if results.total_pages is not None:  # some page arrived: every page before this one is written
+            print(f"resume with --start-page {written_before}", file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else 1
+    finally:
+        logger.removeHandler(handler)
+
+
+class _WarningsTo(logging.Handler):
+    """The client's log warnings (a batch that changed while read), as `warning: ...` lines."""
+
+    def __init__(self, bar: "_NoBar") -> None:
+        super().__init__(logging.WARNING)
+        self.bar = bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.bar.message(f"warning: {record.getMessage()}")
 
 
 def _expected(results: BatchResults, args: argparse.Namespace) -> Callable[[], Optional[int]]:
@@ -190,7 +211,7 @@ def _expected(results: BatchResults, args: argparse.Namespace) -> Callable[[], O
 def _chunks(results: BatchResults, format: str) -> Iterable[Any]:
     """The batch a page at a time: lists of records, or Arrow record batches for parquet."""
     if format == "parquet":
-        return results.iter_arrow_batches()  # type: ignore[attr-defined, no-any-return]
+        return results.iter_arrow_batches()
     return (page.items for page in results.pages())
 
 
@@ -332,26 +353,72 @@ def _cell(value: Any) -> Any:
 
 
 class _Parquet(_Sink):
-    """Arrow record batches, written one by one to a Parquet file."""
+    """Arrow record batches, written one by one to a Parquet file.
+
+    A Parquet file has one schema. When a page brings a field or a wider type the file does
+    not have yet (a field only some records carry), the schema is widened and what was
+    written so far is copied under it, a row group at a time; each page is then cast to it.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.writer: Any = None
+        self.schema: Any = None
 
     def write(self, batch: Any) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, batch.schema)
-        elif batch.schema != self.writer.schema:
-            batch = pa.Table.from_batches([batch]).cast(self.writer.schema)
-        self.writer.write(batch)
+            self.schema = batch.schema
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        elif batch.schema != self.schema:
+            try:
+                wider = pa.unify_schemas([self.schema, batch.schema], promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+                raise _SchemaMismatch(str(e)) from None
+            if wider != self.schema:
+                self._rewrite(pa, pq, wider)
+            batch = _conform(pa, batch, self.schema)
+        self.writer.write_batch(batch)
+
+    def _rewrite(self, pa: Any, pq: Any, schema: Any) -> None:
+        self.writer.close()
+        narrow = self.path + ".narrow"
+        os.replace(self.path, narrow)
+        self.schema = schema
+        self.writer = pq.ParquetWriter(self.path, schema)
+        written = pq.ParquetFile(narrow)
+        for batch in written.iter_batches():
+            self.writer.write_batch(_conform(pa, batch, schema))
+        written.close()
+        os.remove(narrow)
 
     def close(self) -> None:
-        if self.writer is not None:
+        if self.writer is None:  # no records: still a readable, empty file
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({}), self.path)
+        else:
             self.writer.close()
             self.writer = None
+
+
+class _SchemaMismatch(Exception):
+    """A field's type on a later page cannot be reconciled with the one the Parquet file has."""
+
+
+def _conform(pa: Any, batch: Any, schema: Any) -> Any:
+    """`batch` under `schema`: columns matched by name, missing ones null, types cast."""
+    try:
+        columns = [
+            batch.column(f.name).cast(f.type) if f.name in batch.schema.names else pa.nulls(len(batch), f.type)
+            for f in schema
+        ]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+        raise _SchemaMismatch(str(e)) from None
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 # -- progress ------------------------------------------------------------------------------
