@@ -110,6 +110,31 @@ def test_csv_has_flat_columns(server, client, tmp_path):
     assert json.loads(rows[failed]["errors"]) == records[failed]["errors"]
 
 
+
+def test_csv_takes_in_fields_that_appear_on_later_pages(server, client, tmp_path):
+    path = tmp_path / "files.csv"
+    out = run("results", server.batch_id, "--limit", "10", "--format", "csv", "-o", str(path), server=server)
+    assert out.returncode == 0, out.stderr
+    assert list(tmp_path.iterdir()) == [path]
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    records = list(client.iter_files(server.batch_id))
+    seen = {f"metadata.{key}" for r in records for key, value in r["metadata"].items() if value is not None}
+    assert seen <= set(rows[0])
+    for column in seen:
+        key = column.split(".")[1]
+        assert [bool(row[column]) for row in rows] == [r["metadata"].get(key) is not None for r in records]
+
+
+def test_csv_resume_appends_under_the_same_header(server, client, tmp_path):
+    path = tmp_path / "files.csv"
+    first = run("results", server.batch_id, "--limit", "100", "--max-items", "300", "--format", "csv", "-o", str(path), server=server)
+    rest = run("results", server.batch_id, "--limit", "100", "--start-page", "4", "--format", "csv", "-o", str(path), server=server)
+    assert first.returncode == rest.returncode == 0, first.stderr + rest.stderr
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file_id"] for r in rows] == [r["file_id"] for r in client.iter_files(server.batch_id)]
+
 @pytest.mark.parametrize(
     "options, query",
     [

@@ -217,7 +217,7 @@ def _chunks(results: BatchResults, format: str) -> Iterable[Any]:
 
 def _require_arrow() -> None:
     try:
-        import pyarrow.parquet  # type: ignore[import-untyped]  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
     except ImportError:
         raise ValueError("--format parquet needs pyarrow: pip install 'soket-transcribe[arrow]'") from None
     if not hasattr(BatchResults, "iter_arrow_batches"):
@@ -245,21 +245,16 @@ class _Sink:
 
 
 def _open_sink(args: argparse.Namespace) -> _Sink:
-    append = args.start_page > 1 and args.format in ("jsonl", "csv")
+    append = args.start_page > 1  # resuming: jsonl and csv files are added to
     if args.format == "parquet":
         return _Parquet(args.output)
+    if args.format == "csv":
+        return _Csv(args.output, append=append)
     if args.output is None:
-        return _sink_for(args.format, _utf8_stdout(), owned=False, append=False)
-    out = open(args.output, "a" if append else "w", encoding="utf-8", newline="")
-    return _sink_for(args.format, out, owned=True, append=append and out.tell() > 0)
-
-
-def _sink_for(format: str, out: TextIO, *, owned: bool, append: bool) -> _Sink:
-    if format == "json":
-        return _JsonArray(out, owned)
-    if format == "csv":
-        return _Csv(out, owned, header_written=append)
-    return _JsonLines(out, owned)
+        out = _utf8_stdout()
+    else:
+        out = open(args.output, "a" if append and args.format == "jsonl" else "w", encoding="utf-8", newline="")
+    return _JsonArray(out, owned=args.output is not None) if args.format == "json" else _JsonLines(out, args.output is not None)
 
 
 def _utf8_stdout() -> TextIO:
@@ -308,44 +303,68 @@ class _JsonArray(_JsonLines):
 
 
 class _Csv(_Sink):
-    """Flat columns: nested objects one level deep as `result.text`, lists as JSON text.
+    """Flat columns: nested objects as dotted columns (`result.text`), lists as JSON text.
 
-    The columns are those of the first page that has records.
+    Columns come in the order first seen. A page that brings a new column (a field only some
+    records carry) widens the header: the rows written so far are copied under the new one.
     """
 
-    def __init__(self, out: TextIO, owned: bool, *, header_written: bool) -> None:
-        self.out, self.owned, self.header_written = out, owned, header_written
-        self.writer: Optional[csv.DictWriter] = None  # type: ignore[type-arg]
+    def __init__(self, path: str, *, append: bool) -> None:
+        self.path = path
+        self.columns: List[str] = _csv_header(path) if append else []
+        self.out = open(path, "a" if self.columns else "w", encoding="utf-8", newline="")
+        self.writer = self._writer()
+
+    def _writer(self) -> "csv.DictWriter[str]":
+        return csv.DictWriter(self.out, self.columns, lineterminator="\n")
 
     def write(self, chunk: List[Any]) -> None:
         rows = [_flat(record) for record in chunk]
-        if not rows:
-            return
-        if self.writer is None:
-            columns = list(dict.fromkeys(key for row in rows for key in row))
-            self.writer = csv.DictWriter(self.out, columns, extrasaction="ignore", lineterminator="\n")
-            if not self.header_written:
-                self.writer.writeheader()
+        new = [key for key in dict.fromkeys(key for row in rows for key in row) if key not in self.columns]
+        if new and self.columns:
+            self._widen(new)
+        elif new:
+            self.columns = new
+            self.writer = self._writer()
+            self.writer.writeheader()
         self.writer.writerows(rows)
 
+    def _widen(self, new: List[str]) -> None:
+        self.out.close()
+        narrow = self.path + ".narrow"
+        os.replace(self.path, narrow)
+        self.columns += new
+        self.out = open(self.path, "w", encoding="utf-8", newline="")
+        self.writer = self._writer()
+        self.writer.writeheader()
+        with open(narrow, encoding="utf-8", newline="") as written:
+            self.writer.writerows(csv.DictReader(written))
+        os.remove(narrow)
+
     def close(self) -> None:
-        self.out.close() if self.owned else self.out.flush()
+        self.out.close()
 
 
-def _flat(record: Dict[str, Any]) -> Dict[str, Any]:
+def _csv_header(path: str) -> List[str]:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return next(csv.reader(f), [])
+    except FileNotFoundError:
+        return []
+
+
+def _flat(record: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     row: Dict[str, Any] = {}
     for key, value in record.items():
         if isinstance(value, dict):
-            for inner, v in value.items():
-                if v is not None:
-                    row[f"{key}.{inner}"] = _cell(v)
+            row.update(_flat(value, f"{prefix}{key}."))
         elif value is not None:
-            row[key] = _cell(value)
+            row[prefix + key] = _cell(value)
     return row
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
+    if isinstance(value, list):
         return _dumps(value)
     if isinstance(value, bool):
         return "true" if value else "false"
