@@ -1,4 +1,4 @@
-"""Where our client's time goes: `python bench/profile.py [--files N] [--peer ours_sync]`.
+"""Where our client's time goes: `python bench/breakdown.py [--files N] [--peer ours_sync]`.
 
 1. CPU seconds per thread of one run (main thread vs the tokio workers), from /proc.
 2. py-spy (`pip install py-spy`) samples of the main thread's wall time, with native frames,
