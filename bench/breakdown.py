@@ -1,4 +1,4 @@
-"""Where our client's time goes: `python bench/breakdown.py [--files N] [--peer ours_sync]`.
+"""Where our client's time goes: `python bench/breakdown.py [--files N] [--peer P ...]`.
 
 1. CPU seconds per thread of one run (main thread vs the tokio workers), from /proc.
 2. py-spy (`pip install py-spy`) samples of the main thread's wall time, with native frames,
@@ -33,16 +33,21 @@ from run import PEERS, mock_server  # noqa: E402
 CATEGORIES = [
     ("cyclic GC", ("gc_collect",)),
     ("free the previous page (dealloc)", ("dealloc",)),
+    ("Arrow: decode JSON into arrays (arrow_json)", ("arrow_json",)),
+    ("Arrow: infer the schema over every record", ("soket_transcribe::table", "indexmap", "sip..Hasher", "hash_one")),
     ("parse JSON into Python objects (jiter)", ("jiter", "python_parse", "from_utf8", "PyList::new")),
     ("hand work to tokio: spawn/wake/timer syscalls", ("Waker::wake", "with_scheduler", "Sleep")),
     ("wait for a page, GIL released", ("park::Inner::park", "Condvar", "epoll_wait")),
-    ("pipeline bookkeeping: dedup set of ids", ("retain", "hash_one", "sip..Hasher", "hashbrown", "accept")),
+    ("pipeline bookkeeping: dedup set of ids", ("retain", "accept", "hashbrown")),
+    ("pandas/pyarrow conversion", ("pyarrow", "pandas")),
 ]
 
 
-def classify(stack: str) -> str:
+def classify(stack: str, tables: bool) -> str:
     for name, needles in CATEGORIES:
         if any(n in stack for n in needles):
+            if tables and name.startswith("parse JSON"):
+                return "Arrow: infer the schema over every record"  # the table path uses jiter only there
             return name
     innermost = stack.split(";")[-1]
     if innermost.startswith(("Tally.stream", "Tally.astream")):
@@ -67,7 +72,7 @@ def py_spy(server: Dict[str, str], peer: str, runs: int) -> None:
         for line in out.read_text().splitlines():
             stack, n = line.rsplit(" ", 1)
             if f"{peer}.<locals>" in stack:  # the timed runs only, not imports or exit
-                counts[classify(stack)] += int(n)
+                counts[classify(stack, tables="arrow" in peer or "pandas" in peer)] += int(n)
     total = sum(counts.values())
     print(f"\n## py-spy: wall time of the main thread in `{peer}` ({total} samples at 1 kHz, {runs + 1} runs)\n")
     print("| share | where |\n|---:|---|")
@@ -129,12 +134,13 @@ def parsers(server: Dict[str, str], runs: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description="Where soket-transcribe's time goes.")
     p.add_argument("--files", type=int, default=100_000)
-    p.add_argument("--peer", default="ours_sync")
+    p.add_argument("--peer", action="append", help="profile this peer (repeatable; default ours_sync and ours_arrow)")
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
     with mock_server(args.files) as server:
-        thread_cpu(server, [args.peer, "ours_pages", "aiohttp_orjson", "orjson_memory"], args.runs)
-        py_spy(server, args.peer, args.runs)
+        thread_cpu(server, ["ours_sync", "ours_pages", "aiohttp_orjson", "orjson_memory", "ours_arrow"], args.runs)
+        for peer in args.peer or ["ours_sync", "ours_arrow"]:
+            py_spy(server, peer, args.runs)
         parsers(server, max(args.runs, 5))
 
 

@@ -36,6 +36,7 @@ CRASHES: List[str] = []  # processes that died after reporting (e.g. at interpre
 STREAMING = ["ours_sync", "ours_async", "requests_json", "httpx_orjson", "aiohttp_orjson"]
 BREAKDOWN = ["orjson_memory", "jiter_memory", "iterate_memory", "ours_pages"]
 TABLES = ["ours_pandas", "requests_dataframe", "requests_json_normalize", "aiohttp_orjson_dataframe"]
+TABLES_BREAKDOWN = ["ours_pandas_pyarrow_dtypes", "ours_arrow"]
 PACKAGES = ["soket-transcribe", "requests", "httpx", "aiohttp", "orjson", "jiter", "pandas", "pyarrow", "psutil"]
 
 SERVER = """
@@ -285,12 +286,12 @@ def scenario_tables(args: argparse.Namespace, report: Report) -> None:
     with server_for(args, files) as srv:
         report.noise.append(f"tables, before: {noise()}")
         print("\n== tables: to a pandas DataFrame", flush=True)
-        res = rounds(TABLES, srv, args, n, warmup=1)
+        res = rounds(TABLES + TABLES_BREAKDOWN, srv, args, n, warmup=1)
         check_same({p: o for p, o in res.items() if ok(res, p)})
         report.noise.append(f"tables, after: {noise()}")
     base = median(res["requests_dataframe"])
     rows = []
-    for p in TABLES:
+    for p in TABLES + TABLES_BREAKDOWN:
         if not ok(res, p):
             rows.append([p, "skipped", "", "", res[p][0]["skipped"] if res[p] else ""])
             continue
@@ -300,7 +301,10 @@ def scenario_tables(args: argparse.Namespace, report: Report) -> None:
         f"3. Tables: {files:,} files to a pandas DataFrame",
         ["client", "median s", "min–max s", "rows x columns", "speed vs requests + pd.DataFrame"],
         rows,
-        note=f"Median of {n} runs, after one warm-up run in the same process.",
+        note=f"Median of {n} runs, after one warm-up run in the same process. `.to_pandas()` flattens "
+        "nested objects into dotted columns by default (as `pd.json_normalize` does); `pd.DataFrame(list)` "
+        "keeps them as dicts. The last two rows are the breakdown: `.to_pandas(dtype_backend=\"pyarrow\")` "
+        "and the Arrow table alone (`.to_arrow(flatten=True)`).",
     )
     if ok(res, "ours_pandas"):
         r = base / median(res["ours_pandas"])
