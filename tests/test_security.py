@@ -67,3 +67,13 @@ def test_body_size_cap():
         client = st.Client(srv.token, srv.url, max_body_bytes=10_000)
         with pytest.raises(st.ResponseFormatError, match="max_body_bytes"):
             client.get_page(srv.batch_id, limit=200)
+
+
+def test_proxy_from_the_environment_is_honoured(monkeypatch):
+    with MockServer(files=10, batch_id="b") as proxy, MockServer(files=10, batch_id="b") as origin:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        client = st.Client(origin.token, origin.url.replace("127.0.0.1", "localhost"))
+        assert client.get_page("b").count == 10
+        assert len(proxy.requests) == 1 and origin.requests == [], "the request went through the proxy"
