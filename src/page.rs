@@ -359,4 +359,62 @@ mod tests {
         assert_eq!(page.meta.total, None);
         assert_eq!(page.meta.limit, None);
     }
+
+    // Fuzzing: hostile bodies never panic, and whatever parses has spans inside the body.
+    // CI runs the default 256 cases; `PROPTEST_CASES=200000 cargo test --release --lib fuzz` for longer.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        const VALID: &str = r#"{"batch_id":"b","page":1,"limit":3,"total_pages":2,"total_files":4,"count":3,
+            "files":[{"file_id":"a","result":{"text":"नमस्ते","segments":[{"start":0.5,"end":1e3}]}},
+                     {"file_id":"b","errors":[{"code":"X"}],"n":123456789012345678901234567890},
+                     {"file_id":"c","result":null,"deep":[[[[{"k":[true,false,null]}]]]]}]}"#;
+
+        fn check(body: Vec<u8>, raw: bool) {
+            if let Ok(page) = parse_page(Bytes::from(body.clone()), raw, 1) {
+                assert!(page.array.end <= body.len());
+                for r in &page.records {
+                    assert!(r.span.start < r.span.end && r.span.end <= page.array.end);
+                }
+                let _ = page.records_json();
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn fuzz_arbitrary_bytes(body in proptest::collection::vec(any::<u8>(), 0..512), raw in any::<bool>()) {
+                check(body, raw);
+            }
+
+            #[test]
+            fn fuzz_mutated_valid_page(
+                edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+            ) {
+                let mut body = VALID.as_bytes().to_vec();
+                for (at, byte, op) in edits {
+                    if body.is_empty() { break; }
+                    let i = at.index(body.len());
+                    match op {
+                        0 => body[i] = byte,
+                        1 => { body.remove(i); }
+                        _ => body.truncate(i),
+                    }
+                }
+                check(body, false);
+            }
+
+            #[test]
+            fn fuzz_structural_noise(pieces in proptest::collection::vec(
+                prop::sample::select(vec!["{", "}", "[", "]", ",", ":", "\"files\"", "\"total_pages\"", "1", "-1", "\"x\"", "null", "\"\\u", "1e999", "\"error\""]), 0..64)) {
+                check(pieces.concat().into_bytes(), false);
+            }
+        }
+
+        #[test]
+        fn valid_page_parses() {
+            let page = parse_page(Bytes::from(VALID), false, 1).unwrap();
+            assert_eq!(page.records.len(), 3);
+        }
+    }
 }
