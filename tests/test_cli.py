@@ -170,6 +170,41 @@ def test_parquet_of_an_empty_selection_is_an_empty_file(tmp_path):
     assert pq.read_table(path).num_rows == 0
 
 
+
+def stderr_on_a_terminal(*args, server):
+    """Runs the CLI with stderr on a pseudo-terminal; returns what it showed there."""
+    pty = pytest.importorskip("pty")
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soket_transcribe", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        env=cli_env(server),
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            data = os.read(controller, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        shown += data
+    os.close(controller)
+    assert proc.wait(timeout=30) == 0
+    return shown.decode()
+
+
+def test_progress_bar_on_a_terminal(server):
+    shown = stderr_on_a_terminal("results", server.batch_id, "--limit", "100", server=server)
+    last = shown.rstrip().split("\r")[-1]
+    assert last.startswith("1,234/1,234 files [") and "100%" in last and "files/s" in last
+
+
+def test_no_progress_silences_the_bar(server):
+    assert stderr_on_a_terminal("results", server.batch_id, "--no-progress", server=server) == ""
+
 # -- errors and exit codes -----------------------------------------------------------------
 
 

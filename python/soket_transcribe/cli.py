@@ -143,10 +143,12 @@ def _results(args: argparse.Namespace) -> int:
         start_page=args.start_page,
         max_items=args.max_items,
     )
-    bar = _progress_bar(args.no_progress, "jobs" if args.raw else "files")
+    # Records on the terminal itself: a bar would be torn up by them.
+    quiet = args.no_progress or (args.output is None and sys.stdout.isatty())
+    bar = _progress_bar(quiet, "jobs" if args.raw else "files")
     expected = _expected(results, args)
     sink = _open_sink(args)
-    written_before = args.start_page  # the first page not yet written
+    resume_page = args.start_page  # the first page not yet written out
     logger = logging.getLogger("soket_transcribe")
     handler = _WarningsTo(bar)
     logger.addHandler(handler)
@@ -157,7 +159,7 @@ def _results(args: argparse.Namespace) -> int:
             done = 0
             for chunk in _chunks(results, args.format):
                 sink.write(chunk)
-                written_before = results.next_page
+                resume_page = results.next_page
                 done += len(chunk)
                 bar.update(done, expected())
         sink.close()
@@ -175,11 +177,11 @@ def _results(args: argparse.Namespace) -> int:
         if isinstance(e, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
         elif isinstance(e, _SchemaMismatch):
-            _error(f"page {written_before} does not fit the Parquet file's schema: {e}; --format jsonl keeps it as sent")
+            _error(f"page {resume_page} does not fit the Parquet file's schema: {e}; --format jsonl keeps it as sent")
         else:
             _error(e)
         if results.total_pages is not None:  # some page arrived: every page before this one is written
-            print(f"resume with --start-page {written_before}", file=sys.stderr)
+            print(f"resume with --start-page {resume_page}", file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else 1
     finally:
         logger.removeHandler(handler)
