@@ -165,3 +165,19 @@ def test_pickled_client_works_in_another_process(server, client, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code, str(blob)], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "1234", out.stderr
+
+
+def test_a_cancelled_async_read_goes_on_where_it_stopped():
+    with MockServer(files=100, latency_ms=300) as srv:
+        client = st.Client(srv.token, srv.url)
+        res = client.iter_files(srv.batch_id, limit=10)
+
+        async def main():
+            pages = res.pages().__aiter__()
+            first = await pages.__anext__()
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(pages.__anext__(), 0.05)
+            return first.page, [p.page async for p in res.pages()]
+
+        first, rest = asyncio.run(main())
+        assert first == 1 and rest == list(range(2, 11)), "nothing lost, nothing repeated"

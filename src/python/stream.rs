@@ -29,12 +29,16 @@ impl PageStream {
     }
 
     pub(super) fn claim(&self) -> PyResult<OwnedMutexGuard<PagePipeline>> {
-        Arc::clone(&self.pipeline).try_lock_owned().map_err(|_| {
-            PyRuntimeError::new_err(
-                "this BatchResults is already being read by another consumer (a thread or a task); \
-                 each BatchResults is single-consumer: call iter_files() again for a second reader",
-            )
-        })
+        Arc::clone(&self.pipeline).try_lock_owned().map_err(|_| in_use())
+    }
+
+    /// For asyncio: a cancelled `__anext__` releases the pipeline on a runtime thread a moment
+    /// after the cancel, so the next call waits briefly for it before calling it misuse.
+    fn claim_async(&self) -> impl std::future::Future<Output = PyResult<OwnedMutexGuard<PagePipeline>>> + use<> {
+        let pipeline = Arc::clone(&self.pipeline);
+        async move {
+            tokio::time::timeout(CANCEL_GRACE, pipeline.lock_owned()).await.map_err(|_| in_use())
+        }
     }
 
     pub(super) fn progress_handle(&self) -> Arc<std::sync::Mutex<Progress>> {
@@ -44,6 +48,15 @@ impl PageStream {
     fn progress(&self) -> Progress {
         self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn in_use() -> PyErr {
+    PyRuntimeError::new_err(
+        "this BatchResults is already being read by another consumer (a thread or a task); \
+         each BatchResults is single-consumer: call iter_files() again for a second reader",
+    )
 }
 
 /// The next page, keeping the progress copy in step (used by every consumer of a stream).
@@ -85,10 +98,10 @@ impl PageStream {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let guard = self.claim()?;
+        let claim = self.claim_async();
         let progress = Arc::clone(&self.progress);
         awaitable(py, async move {
-            match next_page(guard, progress).await.py_err()? {
+            match next_page(claim.await?, progress).await.py_err()? {
                 Some(page) => Ok(Arrived(page)),
                 None => Err(PyStopAsyncIteration::new_err(())),
             }
