@@ -1,7 +1,8 @@
 //! The page pipeline: the first page tells how many there are, the rest are fetched
 //! `concurrency` at a time in the background and handed over strictly in page order.
-//! A few pages more than `concurrency` may wait, fetched, for their turn: a page stuck in
-//! a retry then does not stall the requests behind it, and memory stays a few pages.
+//! `concurrency` workers take pages off one queue, so requests start in page order; up to
+//! three times as many pages may wait, fetched, for their turn: a page stuck in a retry
+//! then does not stall the requests behind it, and memory stays a few pages.
 //!
 //! Every method is cancel-safe: a caller may drop a `next()` future (Ctrl-C, an asyncio
 //! cancel) and call again without losing or repeating a page.
@@ -9,7 +10,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -50,9 +51,10 @@ pub struct PagePipeline {
     /// The last page to fetch, known from the first answer.
     last_page: Option<u64>,
     next_to_fetch: u64,
-    in_flight: VecDeque<(u64, JoinHandle<Result<Page>>)>,
-    /// `concurrency` permits: requests under way at once.
-    requests: Arc<Semaphore>,
+    /// Pages asked for, in order, each with where its answer will arrive.
+    in_flight: VecDeque<(u64, oneshot::Receiver<Result<Page>>)>,
+    /// `concurrency` tasks taking pages off one queue in order: requests start in page order.
+    workers: Option<Workers>,
     seen: HashSet<u64>,
     progress: Progress,
 }
@@ -71,7 +73,6 @@ impl PagePipeline {
         }
         let start = options.start_page;
         let done = options.max_items == Some(0);
-        let requests = Arc::new(Semaphore::new(options.concurrency.max(1)));
         Ok(PagePipeline {
             client,
             query,
@@ -79,7 +80,7 @@ impl PagePipeline {
             last_page: None,
             next_to_fetch: start,
             in_flight: VecDeque::new(),
-            requests,
+            workers: None,
             seen: HashSet::new(),
             progress: Progress { next_page: start, done, ..Progress::default() },
         })
@@ -100,12 +101,9 @@ impl PagePipeline {
             return Ok(None);
         };
         let number = *number;
-        let joined = handle.await;
+        let answer = handle.await;
         self.in_flight.pop_front();
-        let result = match joined {
-            Ok(r) => r,
-            Err(e) => Err(Error::Internal(format!("page {number} task failed: {e}"))),
-        };
+        let result = answer.unwrap_or_else(|_| Err(Error::Internal(format!("the fetch of page {number} was lost"))));
         match result.and_then(|page| self.accept(number, page)) {
             Ok(page) => Ok(Some(page)),
             Err(err) => {
@@ -125,23 +123,21 @@ impl PagePipeline {
         };
         while self.in_flight.len() < window && self.next_to_fetch <= limit {
             let number = self.next_to_fetch;
-            let client = Arc::clone(&self.client);
-            let query = self.query.with_page(number);
-            let retry = self.options.retry.clone();
-            let requests = Arc::clone(&self.requests);
-            let task = tokio::spawn(async move {
-                let _turn = requests.acquire_owned().await.map_err(|e| Error::Internal(e.to_string()))?;
-                client.fetch_page(&query, &retry).await
+            let (reply, answer) = oneshot::channel();
+            let workers = self.workers.get_or_insert_with(|| {
+                Workers::start(&self.client, &self.options.retry, self.options.concurrency.max(1))
             });
-            self.in_flight.push_back((number, task));
+            if workers.jobs.send((self.query.with_page(number), reply)).is_err() {
+                break; // workers gone: the receiver then reports the page lost
+            }
+            self.in_flight.push_back((number, answer));
             self.next_to_fetch += 1;
         }
     }
 
     fn abort_in_flight(&mut self) {
-        for (_, task) in self.in_flight.drain(..) {
-            task.abort();
-        }
+        self.in_flight.clear();
+        self.workers = None;
     }
 
     /// Checks a page against what came before, drops duplicates, applies `max_items`.
@@ -211,6 +207,152 @@ impl PagePipeline {
     }
 }
 
+type Job = (Query, oneshot::Sender<Result<Page>>);
+
+/// The tasks that fetch pages; dropping this stops them, requests in flight included.
+struct Workers {
+    jobs: mpsc::UnboundedSender<Job>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(client: &Arc<ApiClient>, retry: &RetryPolicy, count: usize) -> Workers {
+        let (jobs, queue) = mpsc::unbounded_channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let tasks = (0..count)
+            .map(|_| {
+                let (client, retry, queue) = (Arc::clone(client), retry.clone(), Arc::clone(&queue));
+                tokio::spawn(async move {
+                    loop {
+                        let job = queue.lock().await.recv().await;
+                        let Some((query, reply)) = job else { return };
+                        if !reply.is_closed() {
+                            let _ = reply.send(client.fetch_page(&query, &retry).await);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Workers { jobs, tasks }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
 fn show(n: Option<u64>) -> String {
     n.map_or_else(|| "an unknown number of".into(), |n| n.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::{parse_base_url, ClientConfig};
+    use crate::mock::{FaultKind, MockConfig, MockServer};
+    use std::time::Duration;
+
+    fn client(server: &MockServer, concurrency: usize) -> Arc<ApiClient> {
+        Arc::new(
+            ApiClient::new(ClientConfig {
+                base_url: parse_base_url(&server.url()).unwrap(),
+                token: "test-token".into(),
+                timeout: Duration::from_secs(10),
+                retry: RetryPolicy { initial: Duration::from_millis(1), ..RetryPolicy::default() },
+                concurrency,
+                max_body_bytes: 1 << 24,
+            })
+            .unwrap(),
+        )
+    }
+
+    fn options(concurrency: usize) -> PipelineOptions {
+        PipelineOptions {
+            start_page: 1,
+            max_items: None,
+            concurrency,
+            retry: RetryPolicy { initial: Duration::from_millis(1), ..RetryPolicy::default() },
+        }
+    }
+
+    fn read_all(pipeline: &mut PagePipeline) -> Result<Vec<(u64, usize)>> {
+        crate::runtime::runtime().block_on(async {
+            let mut pages = Vec::new();
+            while let Some(page) = pipeline.next().await? {
+                pages.push((page.meta.page, page.records.len()));
+            }
+            Ok(pages)
+        })
+    }
+
+    #[test]
+    fn pages_in_order_each_once() {
+        let server = MockServer::start(MockConfig { files: 1001, ..MockConfig::default() }).unwrap();
+        let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+        let mut pipeline = PagePipeline::new(client(&server, 6), query, options(6)).unwrap();
+        let pages = read_all(&mut pipeline).unwrap();
+        assert_eq!(pages.iter().map(|p| p.0).collect::<Vec<_>>(), (1..=101).collect::<Vec<_>>());
+        assert_eq!(pages.iter().map(|p| p.1).sum::<usize>(), 1001);
+        assert_eq!(server.requests().len(), 101, "every page fetched exactly once");
+        assert_eq!(pipeline.progress().next_page, 102);
+        assert!(pipeline.progress().done && pipeline.progress().warnings.is_empty());
+    }
+
+    #[test]
+    fn requests_start_in_page_order_with_one_at_a_time() {
+        let server = MockServer::start(MockConfig { files: 300, ..MockConfig::default() }).unwrap();
+        let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+        let mut pipeline = PagePipeline::new(client(&server, 1), query, options(1)).unwrap();
+        read_all(&mut pipeline).unwrap();
+        let asked: Vec<String> = server.requests().iter().map(|r| r.query.clone()).collect();
+        let expected: Vec<String> = (1..=30).map(|p| format!("page={p}&limit=10")).collect();
+        assert_eq!(asked, expected);
+    }
+
+    #[test]
+    fn an_error_names_its_page_and_the_pipeline_can_go_on() {
+        let server = MockServer::start(MockConfig { files: 100, ..MockConfig::default() }).unwrap();
+        let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+        let opts = PipelineOptions { retry: RetryPolicy { max_retries: 0, ..options(1).retry }, ..options(1) };
+        let mut pipeline = PagePipeline::new(client(&server, 1), query, opts).unwrap();
+        let rt = crate::runtime::runtime();
+        assert_eq!(rt.block_on(pipeline.next()).unwrap().unwrap().meta.page, 1);
+        server.fail_next(FaultKind::Status(400), 1);
+        let err = rt.block_on(pipeline.next()).unwrap_err();
+        assert_eq!(err.page(), Some(2));
+        assert_eq!(pipeline.progress().next_page, 2);
+        let rest = read_all(&mut pipeline).unwrap();
+        assert_eq!(rest.first().map(|p| p.0), Some(2), "going on starts again at the failed page");
+        assert_eq!(rest.len(), 9);
+    }
+
+    #[test]
+    fn max_items_cuts_a_page_and_resume_starts_at_it() {
+        let server = MockServer::start(MockConfig { files: 100, ..MockConfig::default() }).unwrap();
+        let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+        let opts = PipelineOptions { max_items: Some(25), ..options(4) };
+        let mut pipeline = PagePipeline::new(client(&server, 4), query, opts).unwrap();
+        let pages = read_all(&mut pipeline).unwrap();
+        assert_eq!(pages, vec![(1, 10), (2, 10), (3, 5)]);
+        assert_eq!(pipeline.progress().next_page, 3);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_with_a_warning() {
+        // The last page has room, so the shift loses nothing off the end.
+        let server = MockServer::start(MockConfig { files: 45, ..MockConfig::default() }).unwrap();
+        let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+        let mut pipeline = PagePipeline::new(client(&server, 1), query, options(1)).unwrap();
+        let rt = crate::runtime::runtime();
+        rt.block_on(pipeline.next()).unwrap().unwrap();
+        server.fail_next(FaultKind::Shift(2), 100);
+        let rest = read_all(&mut pipeline).unwrap();
+        assert_eq!(rest.iter().map(|p| p.1).sum::<usize>(), 35, "45 unique records in all");
+        assert_eq!(pipeline.progress().duplicates_dropped, 2);
+        assert!(pipeline.progress().warnings.iter().any(|w| w.contains("repeated 2")));
+    }
 }
