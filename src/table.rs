@@ -4,7 +4,7 @@
 //! Types: objects become struct columns, arrays list columns, numbers Int64 or Float64.
 //! A field whose values disagree in type (object here, string there; list vs scalar; an integer
 //! beyond i64, or beyond 2^53 beside floats) becomes a Utf8 column of each value's compact
-//! JSON text, tagged with the canonical `arrow.json` extension, so nothing fails and nothing is
+//! JSON text, marked in its field metadata (`soket_transcribe.json`), so nothing fails and nothing is
 //! silently rounded: `json.loads(cell)` gives the value back. A field never seen with a value
 //! is of type Null; an object never seen with a key is JSON text too (`"{}"`), as Parquet and
 //! pandas have no empty struct. Absent and null both read as null.
@@ -22,13 +22,9 @@ use jiter::{Jiter, JiterResult, Peek};
 use crate::error::{Error, Result};
 use crate::page::Page;
 
-/// Field metadata of a column holding JSON text (the canonical Arrow extension type).
-pub const EXTENSION_KEY: &str = "ARROW:extension:name";
-pub const JSON_EXTENSION: &str = "arrow.json";
-
-/// Rows per batch of a whole table: few enough batches for cheap conversions, small enough
-/// for a bounded decoding buffer.
-const TABLE_BATCH_ROWS: usize = 64 * 1024;
+/// Field metadata marking a column of JSON text. Not the `arrow.json` extension type: pyarrow's
+/// pandas conversion and older polars stumble on extension types; a plain string column does not.
+pub const JSON_TEXT_KEY: &str = "soket_transcribe.json";
 
 /// Integers beyond this magnitude are not exact as a double.
 const F64_EXACT: u64 = 1 << 53;
@@ -49,8 +45,24 @@ enum Kind {
     Str,
     List(Box<Kind>),
     Object(IndexMap<String, Kind>),
-    /// Values disagree: the column holds JSON text.
-    Json,
+    /// Values disagree: the column holds JSON text. `quoted`: some value is a string, list or
+    /// object, whose text must be written for the decoder (numbers and booleans it writes itself).
+    Json { quoted: bool },
+}
+
+impl Kind {
+    fn quoted(&self) -> bool {
+        match self {
+            Kind::Str | Kind::List(_) | Kind::Object(_) => true,
+            Kind::Json { quoted } => *quoted,
+            Kind::Null | Kind::Bool | Kind::Int { .. } | Kind::Float { .. } => false,
+        }
+    }
+
+    /// Values of `self` and of `other` together, where they cannot share a type.
+    fn conflict(&self, other_quoted: bool) -> Kind {
+        Kind::Json { quoted: self.quoted() || other_quoted }
+    }
 }
 
 /// The schema of records, grown one record at a time.
@@ -92,6 +104,11 @@ impl SchemaInference {
     pub fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(self.fields.iter().map(|(name, kind)| field(name, kind)).collect::<Vec<_>>()))
     }
+
+    /// A decoder for the schema so far, rewriting only the values that need it.
+    pub fn decoder(&self, batch_rows: usize) -> Result<RecordDecoder> {
+        RecordDecoder::with_plan(self.schema(), object_kind_plan(&self.fields), batch_rows)
+    }
 }
 
 fn record_error(message: String, json: &[u8]) -> Error {
@@ -105,25 +122,30 @@ fn record_error(message: String, json: &[u8]) -> Error {
 
 /// Walks an object whose `{` is next, growing `fields`.
 fn observe_object(fields: &mut IndexMap<String, Kind>, jiter: &mut Jiter) -> JiterResult<()> {
-    let mut key = jiter.known_object()?.map(str::to_owned);
+    let mut key = jiter.known_object()?;
+    // Records mostly repeat their keys in the same order: try the field after the last one
+    // before hashing. Keys are copied only the first time they are seen.
+    let mut next = 0;
     while let Some(k) = key {
+        let index = match fields.get_index(next) {
+            Some((name, _)) if name == k => next,
+            _ => match fields.get_index_of(k) {
+                Some(i) => i,
+                None => fields.insert_full(k.to_owned(), Kind::Null).0,
+            },
+        };
+        next = index + 1;
         let peek = jiter.peek()?;
-        match fields.get_mut(&k) {
-            Some(kind) => observe(kind, jiter, peek)?,
-            None => {
-                let mut kind = Kind::Null;
-                observe(&mut kind, jiter, peek)?;
-                fields.insert(k, kind);
-            }
-        }
-        key = jiter.next_key()?.map(str::to_owned);
+        observe(&mut fields[index], jiter, peek)?;
+        key = jiter.next_key()?;
     }
     Ok(())
 }
 
 /// Reads one value (its first token peeked) and widens `kind` to cover it.
 fn observe(kind: &mut Kind, jiter: &mut Jiter, peek: Peek) -> JiterResult<()> {
-    if *kind == Kind::Json {
+    if let Kind::Json { quoted } = kind {
+        *quoted |= matches!(peek, Peek::String | Peek::Array | Peek::Object);
         return jiter.known_skip(peek);
     }
     match peek {
@@ -141,7 +163,7 @@ fn observe(kind: &mut Kind, jiter: &mut Jiter, peek: Peek) -> JiterResult<()> {
                 *kind = Kind::List(Box::new(Kind::Null));
             }
             let Kind::List(element) = kind else {
-                *kind = Kind::Json;
+                *kind = kind.conflict(true);
                 return jiter.known_skip(peek);
             };
             let mut next = jiter.known_array()?;
@@ -156,7 +178,7 @@ fn observe(kind: &mut Kind, jiter: &mut Jiter, peek: Peek) -> JiterResult<()> {
                 *kind = Kind::Object(IndexMap::new());
             }
             let Kind::Object(fields) = kind else {
-                *kind = Kind::Json;
+                *kind = kind.conflict(true);
                 return jiter.known_skip(peek);
             };
             observe_object(fields, jiter)
@@ -176,12 +198,15 @@ fn number_kind(text: &[u8]) -> Kind {
     }
     match std::str::from_utf8(text).ok().and_then(|t| t.parse::<i64>().ok()) {
         Some(i) => Kind::Int { beyond_f64: i.unsigned_abs() > F64_EXACT },
-        None => Kind::Json,
+        None => Kind::Json { quoted: false },
     }
 }
 
 /// Widens a scalar kind to also cover `other`.
 fn meet(kind: &mut Kind, other: Kind) {
+    if *kind == other {
+        return;
+    }
     *kind = match (&*kind, other) {
         (Kind::Null, other) => other,
         (Kind::Bool, Kind::Bool) | (Kind::Str, Kind::Str) => return,
@@ -189,13 +214,13 @@ fn meet(kind: &mut Kind, other: Kind) {
         (Kind::Int { beyond_f64: a } | Kind::Float { beyond_f64: a }, Kind::Int { beyond_f64: b } | Kind::Float { beyond_f64: b }) => {
             Kind::Float { beyond_f64: *a || b }
         }
-        _ => Kind::Json,
+        (kind, other) => kind.conflict(other.quoted()),
     };
 }
 
 fn json_field(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
-        .with_metadata(HashMap::from([(EXTENSION_KEY.to_owned(), JSON_EXTENSION.to_owned())]))
+        .with_metadata(HashMap::from([(JSON_TEXT_KEY.to_owned(), "true".to_owned())]))
 }
 
 fn field(name: &str, kind: &Kind) -> Field {
@@ -209,14 +234,14 @@ fn field(name: &str, kind: &Kind) -> Field {
         Kind::Object(fields) if !fields.is_empty() => {
             DataType::Struct(fields.iter().map(|(name, kind)| field(name, kind)).collect::<Fields>())
         }
-        Kind::Float { beyond_f64: true } | Kind::Object(_) | Kind::Json => return json_field(name),
+        Kind::Float { beyond_f64: true } | Kind::Object(_) | Kind::Json { .. } => return json_field(name),
     };
     Field::new(name, data_type, true)
 }
 
 /// True for a column of JSON text.
 pub fn is_json(field: &Field) -> bool {
-    field.metadata().get(EXTENSION_KEY).is_some_and(|v| v == JSON_EXTENSION)
+    field.metadata().get(JSON_TEXT_KEY).is_some_and(|v| v == "true")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -243,6 +268,36 @@ fn rewrite_plan(field: &Field) -> Rewrite {
             plan => Rewrite::List(Box::new(plan)),
         },
         _ => Rewrite::Keep,
+    }
+}
+
+/// The rewrite an inferred kind needs: only values whose JSON text the decoder cannot write
+/// itself (strings, lists, objects; not numbers or booleans, which `coerce_primitive` writes).
+fn kind_plan(kind: &Kind) -> Rewrite {
+    match kind {
+        Kind::Json { quoted: true } => Rewrite::Text,
+        Kind::Object(fields) if fields.is_empty() => Rewrite::Text,
+        Kind::Object(fields) => object_kind_plan(fields),
+        Kind::List(element) => match kind_plan(element) {
+            Rewrite::Keep => Rewrite::Keep,
+            plan => Rewrite::List(Box::new(plan)),
+        },
+        _ => Rewrite::Keep,
+    }
+}
+
+fn object_kind_plan(fields: &IndexMap<String, Kind>) -> Rewrite {
+    let plans: HashMap<String, Rewrite> = fields
+        .iter()
+        .filter_map(|(name, kind)| match kind_plan(kind) {
+            Rewrite::Keep => None,
+            plan => Some((name.clone(), plan)),
+        })
+        .collect();
+    if plans.is_empty() {
+        Rewrite::Keep
+    } else {
+        Rewrite::Object(plans)
     }
 }
 
@@ -351,12 +406,16 @@ pub struct RecordDecoder {
 
 impl RecordDecoder {
     pub fn new(schema: SchemaRef, batch_rows: usize) -> Result<RecordDecoder> {
+        let plan = object_plan(schema.fields());
+        RecordDecoder::with_plan(schema, plan, batch_rows)
+    }
+
+    fn with_plan(schema: SchemaRef, plan: Rewrite, batch_rows: usize) -> Result<RecordDecoder> {
         let decoder = ReaderBuilder::new(Arc::clone(&schema))
             .with_batch_size(batch_rows.max(1))
             .with_coerce_primitive(true)
             .build_decoder()
             .map_err(|e| Error::Internal(format!("building the Arrow decoder: {e}")))?;
-        let plan = object_plan(schema.fields());
         Ok(RecordDecoder { schema, decoder, plan, buffer: Vec::new(), batch_rows: batch_rows.max(1) })
     }
 
@@ -417,29 +476,33 @@ impl PageBatcher {
     }
 
     pub fn batch(&mut self, page: &Page) -> Result<RecordBatch> {
-        let schema = match &self.fixed {
-            Some(s) => Arc::clone(s),
+        let decoder = match &self.fixed {
+            Some(schema) => RecordDecoder::new(Arc::clone(schema), page.records.len())?,
             None => {
                 self.inference.observe_page(page)?;
-                self.inference.schema()
+                self.inference.decoder(page.records.len())?
             }
         };
-        let mut decoder = RecordDecoder::new(Arc::clone(&schema), page.records.len())?;
-        let mut batches = Vec::new();
-        decoder.push_page(page, &mut batches)?;
-        if let Some(b) = decoder.flush().map_err(|e| e.on_page(page.meta.page))? {
-            batches.push(b);
-        }
-        Ok(batches.pop().unwrap_or_else(|| RecordBatch::new_empty(schema)))
+        decode_page(decoder, page)
     }
 }
 
-/// A whole table: pages are kept as they come (the schema grows with each), then decoded
-/// once the last has arrived, so that every row gets the schema of all rows.
+/// One page as one batch.
+fn decode_page(mut decoder: RecordDecoder, page: &Page) -> Result<RecordBatch> {
+    let mut batches = Vec::new();
+    decoder.push_page(page, &mut batches)?;
+    batches.extend(decoder.flush().map_err(|e| e.on_page(page.meta.page))?);
+    Ok(batches.pop().unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(decoder.schema()))))
+}
+
+/// A whole table. Each page is decoded on arrival under the schema inferred so far, so the work
+/// overlaps the fetching of the next pages; at the end the pages decoded under a schema that
+/// later pages widened (rare after the first page) are decoded again, so that every row gets
+/// the schema of all rows. Pages are kept until then.
 #[derive(Default)]
 pub struct TableBuilder {
     inference: SchemaInference,
-    pages: Vec<Page>,
+    decoded: Vec<(Page, RecordBatch)>,
 }
 
 impl TableBuilder {
@@ -448,8 +511,12 @@ impl TableBuilder {
     }
 
     pub fn push(&mut self, page: Page) -> Result<()> {
+        if page.records.is_empty() {
+            return Ok(());
+        }
         self.inference.observe_page(&page)?;
-        self.pages.push(page);
+        let batch = decode_page(self.inference.decoder(page.records.len())?, &page)?;
+        self.decoded.push((page, batch));
         Ok(())
     }
 
@@ -457,16 +524,16 @@ impl TableBuilder {
         self.inference.rows()
     }
 
-    /// The schema and the batches (at least one, maybe empty). Pages are freed as they are decoded.
+    /// The schema and the batches, at least one (maybe empty), all of that schema.
     pub fn finish(self) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let schema = self.inference.schema();
-        let mut decoder = RecordDecoder::new(Arc::clone(&schema), TABLE_BATCH_ROWS)?;
-        let mut batches = Vec::new();
-        for page in self.pages {
-            decoder.push_page(&page, &mut batches)?;
-        }
-        if let Some(b) = decoder.flush()? {
-            batches.push(b);
+        let mut batches = Vec::with_capacity(self.decoded.len().max(1));
+        for (page, batch) in self.decoded {
+            if *batch.schema() == *schema {
+                batches.push(batch);
+            } else {
+                batches.push(decode_page(self.inference.decoder(page.records.len())?, &page)?);
+            }
         }
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(Arc::clone(&schema)));
@@ -641,9 +708,9 @@ mod tests {
         for (i, records) in pages.iter().enumerate() {
             builder.push(page(i as u64 + 1, records)).unwrap();
         }
-        let (schema, mut batches) = builder.finish().unwrap();
-        assert_eq!(batches.len(), 1);
-        (schema, batches.pop().unwrap())
+        let (schema, batches) = builder.finish().unwrap();
+        assert!(batches.iter().all(|b| b.schema() == schema));
+        (Arc::clone(&schema), arrow_select::concat::concat_batches(&schema, &batches).unwrap())
     }
 
     /// The rows as JSON again (arrow-json's writer leaves nulls out).

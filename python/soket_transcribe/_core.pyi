@@ -1,6 +1,6 @@
 """Type stubs of the native module `soket_transcribe._core` (the Rust core's bindings)."""
 
-from typing import Any, Awaitable, Dict, List, Optional, Tuple, final
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Tuple, final
 
 __version__: str
 
@@ -165,3 +165,43 @@ class MockServer:
     def requests(self) -> List[Dict[str, Any]]: ...
     def clear_requests(self) -> None: ...
     def stop(self) -> None: ...
+
+# -- tables (src/python/table.rs) ---------------------------------------------------------
+
+class _ArrowStream(Protocol):
+    """An Arrow table, read through the Arrow PyCapsule interface (`pa.table(x)`, `pl.DataFrame(x)`)."""
+
+    def __arrow_c_schema__(self) -> object: ...
+    def __arrow_c_stream__(self, requested_schema: Optional[object] = None) -> object: ...
+
+class _ArrowArray(Protocol):
+    """An Arrow record batch, read through the Arrow PyCapsule interface (`pa.record_batch(x)`)."""
+
+    def __arrow_c_schema__(self) -> object: ...
+    def __arrow_c_array__(self, requested_schema: Optional[object] = None) -> Tuple[object, object]: ...
+
+def read_arrow(
+    stream: PageStream,
+    *,
+    progress: Optional[Callable[[int, Optional[int]], object]] = None,
+    flatten: bool = False,
+    explode: Optional[str] = None,
+) -> _ArrowStream:
+    """Every remaining record of `stream` as one table, its schema inferred over all of them.
+    `progress(items_delivered, total)` is called after each page."""
+
+@final
+class ArrowBatches:
+    """One record batch per page of a `PageStream`, as pages arrive."""
+
+    def __iter__(self) -> "ArrowBatches": ...
+    def __next__(self) -> _ArrowArray: ...
+
+def arrow_batches(
+    stream: PageStream,
+    *,
+    schema: Optional[object] = None,
+    flatten: bool = False,
+    explode: Optional[str] = None,
+) -> ArrowBatches:
+    """The remaining pages of `stream` as record batches, one per page (empty pages skipped)."""

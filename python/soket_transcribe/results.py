@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, AsyncIterator, Callable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, List, Optional
 
 from . import _core
 from .models import FileResult, JobResult
+from .tables import ProgressArg, arrow_to_pandas, close_progress, progress_callback, require
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
+    import pyarrow as pa
 
 __all__ = ["BatchResults"]
 
@@ -29,6 +35,7 @@ class BatchResults:
         self._next_page = stream.next_page
         self._iterator: Optional[Iterator[Any]] = None
         self._warned = 0
+        self._table_read = False
 
     # -- what the caller can read at any time -------------------------------------------
 
@@ -122,6 +129,100 @@ class BatchResults:
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._arecords()
+
+    # -- tables --------------------------------------------------------------------------
+    # Built in Rust from the page bytes (never through Python dicts): see `tables.py` for the
+    # column types. Each reads the records not yet read, once: a table cannot be built after
+    # `for` has started, nor twice.
+
+    def _read_table(self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False) -> Any:
+        if self._iterator is not None or self._table_read:
+            raise RuntimeError(
+                "this BatchResults was already read (by iteration or into a table); "
+                "call iter_files() again for a table"
+            )
+        self._table_read = True
+        callback = progress_callback(progress)
+        try:
+            return _core.read_arrow(self._stream, progress=callback, flatten=flatten, explode=explode)
+        finally:
+            close_progress(callback)
+            self._next_page = self._stream.next_page
+            self._report()
+
+    def to_arrow(self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False) -> "pa.Table":
+        """The whole result as a `pyarrow.Table`, its schema inferred over every record.
+
+        `flatten=True` turns struct columns into dotted columns (`result.text`); `explode=`
+        `"segments"` (or `"chunk_results"`, or any list column) gives one row per element
+        with its `file_id`. `progress=True` shows a bar (or pass a callable `(done, total)`).
+        """
+        pa = require("pyarrow")
+        return pa.table(self._read_table(flatten=flatten, explode=explode, progress=progress))
+
+    def __arrow_c_stream__(self, requested_schema: Optional[object] = None) -> object:
+        """The Arrow PyCapsule stream interface: `pa.table(res)`, `pl.DataFrame(res)`,
+        `duckdb.from_arrow(res)` read the whole result without pyarrow in between."""
+        return self._read_table().__arrow_c_stream__(requested_schema)
+
+    def iter_arrow_batches(
+        self, *, schema: Optional[object] = None, flatten: bool = False, explode: Optional[str] = None
+    ) -> Iterator["pa.RecordBatch"]:
+        """One `pyarrow.RecordBatch` per page as pages arrive, for results larger than memory.
+
+        Each page is decoded under the schema inferred over every page so far, so a batch's
+        schema may gain fields or widen a type over the previous one (rarely after the first
+        page); pass `schema=` (a `pyarrow.Schema`) to decode every page into that one instead
+        (fields it lacks are dropped). Pages without records are skipped.
+        """
+        pa = require("pyarrow")
+        if self._iterator is not None or self._table_read:
+            raise RuntimeError("this BatchResults was already read; call iter_files() again")
+        self._table_read = True
+        batches = _core.arrow_batches(self._stream, schema=schema, flatten=flatten, explode=explode)
+        try:
+            for batch in batches:
+                self._report()
+                self._next_page = self._stream.next_page
+                yield pa.record_batch(batch)
+        finally:
+            self._next_page = self._stream.next_page
+
+    def to_pandas(
+        self,
+        *,
+        flatten: bool = True,
+        explode: Optional[str] = None,
+        progress: ProgressArg = False,
+        dtype_backend: Optional[str] = None,
+    ) -> "pd.DataFrame":
+        """The whole result as a `pandas.DataFrame`: dotted columns (`result.text`), lists kept as lists.
+
+        List (and, with `flatten=False`, struct) columns stay in Arrow memory as `pd.ArrowDtype`
+        columns: a cell reads as a Python list (or dict) when touched, and `.list` / `.struct`
+        accessors work on the whole column. `explode="segments"` gives one row per speech
+        segment (`speech_information=True`), `"chunk_results"` one per chunk (`chunks=True`),
+        each with its `file_id`. Other columns: numpy dtypes as pyarrow converts them
+        (`dtype_backend=None`), pandas' nullable dtypes (`"numpy_nullable"`: integers with nulls
+        stay integers), or all Arrow (`"pyarrow"`, no copy at all).
+        """
+        pd = require("pandas")
+        table = self.to_arrow(flatten=flatten, explode=explode, progress=progress)
+        return arrow_to_pandas(table, pd, dtype_backend)
+
+    def to_polars(self, *, flatten: bool = True, explode: Optional[str] = None, progress: ProgressArg = False) -> "pl.DataFrame":
+        """The whole result as a `polars.DataFrame` (see `to_pandas` for `flatten` and `explode`).
+        Needs polars only: the table crosses over by the Arrow PyCapsule interface."""
+        pl = require("polars")
+        return pl.DataFrame(self._read_table(flatten=flatten, explode=explode, progress=progress))
+
+    def segments(self, *, progress: ProgressArg = False) -> "pd.DataFrame":
+        """One row per speech segment with its `file_id` (results fetched with `speech_information=True`)."""
+        return self.to_pandas(explode="segments", progress=progress)
+
+    def chunks(self, *, progress: ProgressArg = False) -> "pd.DataFrame":
+        """One row per chunk result with its `file_id` (results fetched with `chunks=True`)."""
+        return self.to_pandas(explode="chunk_results", progress=progress)
 
 
 class _Pages:

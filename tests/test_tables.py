@@ -1,0 +1,385 @@
+"""Tables: `to_arrow`, `to_pandas`, `to_polars`, Parquet and the Arrow stream interface give back
+exactly the records that `iter_files` yields; odd shapes fall back to JSON text, never fail."""
+
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import soket_transcribe as st
+from soket_transcribe.testing import MockServer
+
+JSON_TEXT = b"soket_transcribe.json"
+OPTIONS = [
+    pytest.param({}, id="plain"),
+    pytest.param({"chunks": True}, id="chunks"),
+    pytest.param({"speech_information": True}, id="speech"),
+    pytest.param({"chunks": True, "speech_information": True}, id="chunks+speech"),
+]
+
+
+@pytest.fixture(scope="module")
+def mock():
+    # Mixed statuses (completed, failed, retrying, processing), unicode names, rare huge ints.
+    with MockServer(files=1100, seed=3) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(mock):
+    return st.Client(mock.token, mock.url)
+
+
+# -- comparing records -------------------------------------------------------------------
+
+
+def is_null(v):
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def clean(v):
+    """Plain Python, keys with null values dropped: Arrow cannot tell absent from null."""
+    if isinstance(v, dict):
+        return {k: clean(x) for k, x in v.items() if not is_null(x)}
+    if isinstance(v, (list, tuple, np.ndarray, pl.Series)):
+        return [clean(x) for x in v]
+    if isinstance(v, np.generic):
+        return clean(v.item())
+    if is_null(v):
+        return None
+    return v
+
+
+def json_paths(fields, prefix=""):
+    """Dotted paths of the JSON text columns (list elements are transparent)."""
+    paths = set()
+    for f in fields:
+        name = prefix + f.name
+        if f.metadata and f.metadata.get(JSON_TEXT) == b"true":
+            paths.add(name)
+        t = f.type
+        while pa.types.is_list(t) or pa.types.is_large_list(t):
+            t = t.value_type
+        if pa.types.is_struct(t):
+            paths |= json_paths([t.field(i) for i in range(t.num_fields)], name + ".")
+    return paths
+
+
+def decode_json(v, paths, at=""):
+    if isinstance(v, list):
+        return [decode_json(x, paths, at) for x in v]
+    if isinstance(v, dict):
+        out = {}
+        for k, x in v.items():
+            path = at + k
+            out[k] = json.loads(x) if path in paths and isinstance(x, str) else decode_json(x, paths, path + ".")
+        return out
+    return v
+
+
+def unflatten(row):
+    out = {}
+    for name, v in row.items():
+        *parents, leaf = name.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
+
+
+def assert_same_records(rows, files, paths, flat=False):
+    assert len(rows) == len(files)
+    for row, f in zip(rows, files):
+        row = clean(row)
+        got = decode_json(unflatten(row) if flat else row, paths)
+        assert clean(got) == clean(f)
+
+
+def fetch(client, mock, **options):
+    files = list(client.iter_files(mock.batch_id, **options))
+    return files, client.iter_files(mock.batch_id, **options)
+
+
+# -- round trips -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_arrow_gives_back_the_records(client, mock, options):
+    files, res = fetch(client, mock, **options)
+    table = res.to_arrow()
+    assert isinstance(table, pa.Table)
+    assert table.column_names[:3] == ["file_id", "filename", "status"]
+    assert {f["status"] for f in files} >= {"completed", "failed"}
+    assert_same_records(table.to_pylist(), files, json_paths(table.schema))
+    assert res.next_page == res.total_pages + 1
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_parquet_gives_back_the_records(client, mock, options, tmp_path):
+    files, res = fetch(client, mock, **options)
+    table = res.to_arrow()
+    pq.write_table(table, tmp_path / "results.parquet")
+    back = pq.read_table(tmp_path / "results.parquet")
+    assert_same_records(back.to_pylist(), files, json_paths(back.schema))
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_pandas_flat_columns_give_back_the_records(client, mock, options):
+    files, res = fetch(client, mock, **options)
+    df = res.to_pandas()
+    assert "result.text" in df.columns and "result" not in df.columns
+    paths = json_paths(client.iter_files(mock.batch_id, **options).to_arrow().schema)
+    assert_same_records(df.to_dict("records"), files, paths, flat=True)
+
+
+def test_pandas_nested_and_arrow_backed(client, mock):
+    files, res = fetch(client, mock, speech_information=True)
+    df = res.to_pandas(flatten=False)
+    assert isinstance(df["result"].dropna().iloc[0], dict)
+    paths = json_paths(client.iter_files(mock.batch_id).to_arrow().schema)
+    assert_same_records(df.to_dict("records"), files, paths)
+
+    df = client.iter_files(mock.batch_id, speech_information=True).to_pandas(dtype_backend="pyarrow")
+    assert isinstance(df["result.duration_seconds"].dtype, pd.ArrowDtype)
+    assert df["file_id"].tolist() == [f["file_id"] for f in files]
+    df = client.iter_files(mock.batch_id).to_pandas(dtype_backend="numpy_nullable")
+    durations = [(f.get("result") or {}).get("duration_seconds") for f in files]
+    assert str(df["result.duration_seconds"].dtype) == "Float64"
+    assert df["result.duration_seconds"].isna().tolist() == [d is None for d in durations]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_polars_gives_back_the_records(client, mock, options):
+    files, res = fetch(client, mock, **options)
+    paths = json_paths(client.iter_files(mock.batch_id, **options).to_arrow().schema)
+    df = res.to_polars(flatten=False)
+    assert isinstance(df, pl.DataFrame)
+    assert_same_records(df.to_dicts(), files, paths)
+    flat = client.iter_files(mock.batch_id, **options).to_polars()
+    assert "result.text" in flat.columns
+    assert_same_records(flat.to_dicts(), files, paths, flat=True)
+
+
+def test_arrow_stream_interface(client, mock):
+    files = list(client.iter_files(mock.batch_id))
+    table = pa.table(client.iter_files(mock.batch_id))
+    assert table.num_rows == len(files)
+    assert pl.DataFrame(client.iter_files(mock.batch_id))["file_id"].to_list() == [f["file_id"] for f in files]
+    assert pa.RecordBatchReader.from_stream(client.iter_files(mock.batch_id)).read_all().num_rows == len(files)
+
+
+def test_unicode_survives(client, mock):
+    files = list(client.iter_files(mock.batch_id))
+    names = client.iter_files(mock.batch_id).to_arrow().column("filename").to_pylist()
+    assert names == [f["filename"] for f in files]
+    assert any(not n.isascii() for n in names)
+
+
+def test_raw_jobs_and_max_items(client, mock):
+    jobs = list(client.iter_jobs(mock.batch_id, max_items=333))
+    table = client.iter_jobs(mock.batch_id, max_items=333).to_arrow()
+    assert table.num_rows == 333
+    assert_same_records(table.to_pylist(), jobs, json_paths(table.schema))
+
+
+def test_an_empty_result_is_an_empty_table(client, mock):
+    res = client.iter_files(mock.batch_id, max_items=0)
+    assert res.to_arrow().num_rows == 0
+    assert len(client.iter_files(mock.batch_id, max_items=0).to_pandas()) == 0
+
+
+# -- reshaping ---------------------------------------------------------------------------
+
+
+def test_explode_segments_gives_one_row_per_segment(client, mock):
+    files = list(client.iter_files(mock.batch_id, speech_information=True))
+    expected = [(f["file_id"], s) for f in files for s in (f.get("result") or {}).get("segments") or []]
+    assert expected
+    for df in (
+        client.iter_files(mock.batch_id, speech_information=True).segments(),
+        client.iter_files(mock.batch_id, speech_information=True).to_pandas(explode="segments"),
+    ):
+        assert len(df) == len(expected)
+        assert df.columns[0] == "file_id"
+        rows = df.to_dict("records")
+        assert [r.pop("file_id") for r in rows] == [fid for fid, _ in expected]
+        assert [clean(r) for r in rows] == [clean(s) for _, s in expected]
+    polars = client.iter_files(mock.batch_id, speech_information=True).to_polars(explode="segments")
+    assert polars.height == len(expected)
+
+
+def test_explode_chunk_results(client, mock):
+    files = list(client.iter_files(mock.batch_id, chunks=True))
+    df = client.iter_files(mock.batch_id, chunks=True).chunks()
+    assert len(df) == sum(len(f.get("chunk_results") or []) for f in files)
+    assert {"file_id", "chunk_index", "status"} <= set(df.columns)
+
+
+def test_explode_without_the_list_says_how_to_get_it(client, mock):
+    with pytest.raises(ValueError, match="speech_information=True"):
+        client.iter_files(mock.batch_id).segments()
+
+
+# -- streaming ---------------------------------------------------------------------------
+
+
+def test_iter_arrow_batches_one_per_page(client, mock):
+    files = list(client.iter_files(mock.batch_id, speech_information=True))
+    res = client.iter_files(mock.batch_id, speech_information=True, limit=200)
+    batches = list(res.iter_arrow_batches())
+    assert all(isinstance(b, pa.RecordBatch) for b in batches)
+    assert [b.num_rows for b in batches] == [200] * 5 + [100]
+    table = pa.Table.from_batches(batches[-1:]).schema
+    rows = [r for b in batches for r in b.to_pylist()]
+    assert_same_records(rows, files, json_paths(table))
+    assert res.next_page == 7
+
+    flat = list(client.iter_files(mock.batch_id, speech_information=True).iter_arrow_batches(flatten=True))
+    assert "result.text" in flat[0].schema.names
+    segments = client.iter_files(mock.batch_id, speech_information=True).iter_arrow_batches(explode="segments")
+    assert sum(b.num_rows for b in segments) == sum(len((f.get("result") or {}).get("segments") or []) for f in files)
+
+
+def test_iter_arrow_batches_into_a_given_schema(client, mock):
+    schema = pa.schema([("file_id", pa.string()), ("status", pa.string())])
+    batches = list(client.iter_files(mock.batch_id).iter_arrow_batches(schema=schema))
+    assert all(b.schema == schema for b in batches)
+    assert sum(b.num_rows for b in batches) == 1100
+
+
+# -- progress, errors, single use --------------------------------------------------------
+
+
+def test_progress_callable_sees_every_page(client, mock):
+    seen = []
+    client.iter_files(mock.batch_id, limit=100).to_arrow(progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (100, 1100)
+    assert seen[-1] == (1100, 1100)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_progress_bar_on_stderr(client, mock, capsys):
+    client.iter_files(mock.batch_id).to_pandas(progress=True)
+    assert "1,100" in capsys.readouterr().err.replace("1.10k", "1,100")
+
+
+def test_a_table_is_read_once(client, mock):
+    res = client.iter_files(mock.batch_id)
+    res.to_arrow()
+    with pytest.raises(RuntimeError, match="already read"):
+        res.to_arrow()
+    res = client.iter_files(mock.batch_id)
+    next(iter(res))
+    with pytest.raises(RuntimeError, match="already read"):
+        res.to_pandas()
+
+
+def test_an_error_mid_way_names_the_page_and_allows_resuming():
+    with MockServer(files=500, seed=1) as srv:
+        client = st.Client(srv.token, srv.url, concurrency=1, max_retries=0)
+        res = client.iter_files(srv.batch_id, limit=100)
+
+        def fail_after_first_page(done, total):
+            if done == 100:
+                srv.fail_next("status", status=503)
+
+        with pytest.raises(st.ServerError) as e:
+            res.to_arrow(progress=fail_after_first_page)
+        assert e.value.page == 2 and res.next_page == 2
+        rest = client.iter_files(srv.batch_id, limit=100, start_page=res.next_page).to_arrow()
+        assert rest.num_rows == 400
+
+
+def test_missing_pandas_names_the_extra(client, mock, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"soket-transcribe\[pandas\]"):
+        client.iter_files(mock.batch_id).to_pandas()
+
+
+# -- shapes the mock does not make: a tiny server of given records -----------------------
+
+
+class _Records(BaseHTTPRequestHandler):
+    records: list = []
+
+    def do_GET(self):  # noqa: N802
+        q = parse_qs(urlparse(self.path).query)
+        page, limit = int(q.get("page", ["1"])[0]), int(q.get("limit", ["50"])[0])
+        items = self.records[(page - 1) * limit : page * limit]
+        pages = max(1, -(-len(self.records) // limit))
+        body = '{"batch_id":"b","page":%d,"limit":%d,"total_pages":%d,"total_files":%d,"count":%d,"files":[%s]}' % (
+            page, limit, pages, len(self.records), len(items), ",".join(items),
+        )
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def records_server():
+    """`serve(records)` -> a client of a server answering those records (JSON texts), 2 a page."""
+    servers = []
+
+    def serve(records):
+        handler = type("Handler", (_Records,), {"records": records})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return st.Client("t", f"http://127.0.0.1:{server.server_address[1]}/transcribe")
+
+    yield serve
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+CONFLICTS = [
+    '{"file_id": "a", "v": {"x": 1}, "l": [1, 2], "big": 1, "late": null}',
+    '{"file_id": "b", "v": "text \\"quoted\\" é", "l": 3, "big": 18446744073709551616}',
+    '{"file_id": "c", "v": null, "seg": [{"speaker_id": "S1"}, {"speaker_id": 2}]}',
+    '{"file_id": "d", "v": [true], "late": {"appears": "on page 2"}, "empty": {}}',
+]
+
+
+def test_type_conflicts_fall_back_to_json_text(records_server):
+    client = records_server(CONFLICTS)
+    files = list(client.iter_files("b", limit=2))
+    table = client.iter_files("b", limit=2).to_arrow()
+    schema = table.schema
+    for name in ("v", "l", "big", "empty"):
+        assert schema.field(name).type == pa.string()
+        assert schema.field(name).metadata == {JSON_TEXT: b"true"}
+    assert pa.types.is_struct(schema.field("late").type), "a field that only appears on page 2"
+    assert table.column("v").to_pylist() == ['{"x":1}', '"text \\"quoted\\" é"', None, "[true]"]
+    assert table.column("big").to_pylist()[1] == "18446744073709551616"
+    assert_same_records(table.to_pylist(), files, json_paths(schema))
+    df = client.iter_files("b", limit=2).to_pandas()
+    assert df["late.appears"].tolist()[3] == "on page 2"
+    assert_same_records(df.to_dict("records"), files, json_paths(schema), flat=True)
+    segs = client.iter_files("b", limit=2).to_pandas(explode="seg")
+    assert segs["speaker_id"].tolist() == ['"S1"', "2"]
+
+
+def test_streamed_schemas_only_widen(records_server):
+    client = records_server(CONFLICTS)
+    first, second = client.iter_files("b", limit=2).iter_arrow_batches()
+    assert "late" in first.schema.names and pa.types.is_null(first.schema.field("late").type)
+    assert pa.types.is_struct(second.schema.field("late").type)
+    assert second.schema.field("v").metadata == {JSON_TEXT: b"true"}
