@@ -175,6 +175,8 @@ def test_arrow_stream_interface(client, mock):
     assert table.num_rows == len(files)
     assert pl.DataFrame(client.iter_files(mock.batch_id))["file_id"].to_list() == [f["file_id"] for f in files]
     assert pa.RecordBatchReader.from_stream(client.iter_files(mock.batch_id)).read_all().num_rows == len(files)
+    if hasattr(pd.DataFrame, "from_arrow"):
+        assert pd.DataFrame.from_arrow(client.iter_files(mock.batch_id)).shape[0] == len(files)
 
 
 def test_unicode_survives(client, mock):

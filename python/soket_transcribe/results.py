@@ -162,7 +162,7 @@ class BatchResults:
 
     def __arrow_c_stream__(self, requested_schema: Optional[object] = None) -> object:
         """The Arrow PyCapsule stream interface: `pa.table(res)`, `pl.DataFrame(res)`,
-        `duckdb.from_arrow(res)` read the whole result without pyarrow in between."""
+        `pd.DataFrame.from_arrow(res)` (pandas >= 3) read the whole result as one table."""
         return self._read_table().__arrow_c_stream__(requested_schema)
 
     def iter_arrow_batches(
