@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import resource
 import sys
 import time
 from collections import deque
@@ -216,7 +215,10 @@ def orjson_memory(cfg: Config) -> Callable[[Tally], None]:
 
 def jiter_memory(cfg: Config) -> Callable[[Tally], None]:
     """Breakdown: the parser our core uses (jiter, all strings cached) over the same bytes."""
-    import jiter
+    try:
+        import jiter
+    except ImportError:
+        raise NotImplementedError("jiter is not installed (pip install jiter)") from None
 
     bodies = _page_bodies(cfg)
 
@@ -379,8 +381,23 @@ TABLES = {
 }
 
 
-def _maxrss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def _status_kb(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak) from /proc. Not ru_maxrss: Linux carries that across
+    fork+exec, so a child starts with its parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    """Starts VmHWM again from the current RSS (Linux >= 4.0), so the peak is the run's own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def _thread_cpu() -> Dict[str, float]:
@@ -422,7 +439,8 @@ def main() -> None:
         out["skipped"] = str(e)
         print(json.dumps(out), flush=True)
         return
-    baseline = _maxrss_kb()
+    _reset_peak_rss()
+    baseline = _status_kb("VmRSS")
     cpu_before = _thread_cpu()
     times = []
     for i in range(args.warmup + args.runs):
@@ -447,7 +465,7 @@ def main() -> None:
         count=tally.count,
         checksum=tally.result(),
         baseline_kb=baseline,
-        peak_kb=_maxrss_kb(),
+        peak_kb=_status_kb("VmHWM"),
         # CPU seconds per run and thread (threads that ended before now are not counted)
         cpu={k: round((v - cpu_before.get(k, 0.0)) / (args.warmup + args.runs), 3) for k, v in _thread_cpu().items()},
     )
