@@ -1,5 +1,6 @@
 //! Arrow tables straight from page bytes: the schema is inferred over every record of every
-//! page, then the records are decoded by arrow-json, never through an intermediate value tree.
+//! page (a light scanner reads only structure and types), then the records are decoded by
+//! arrow-json, never through an intermediate value tree.
 //!
 //! Types: objects become struct columns, arrays list columns, numbers Int64 or Float64.
 //! A field whose values disagree in type (object here, string there; list vs scalar; an integer
@@ -9,6 +10,7 @@
 //! is of type Null; an object never seen with a key is JSON text too (`"{}"`), as Parquet and
 //! pandas have no empty struct. Absent and null both read as null.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -17,7 +19,6 @@ use arrow_buffer::NullBuffer;
 use arrow_json::reader::{Decoder, ReaderBuilder};
 use arrow_schema::{ArrowError, DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use indexmap::IndexMap;
-use jiter::{Jiter, JiterResult, Peek};
 
 use crate::error::{Error, Result};
 use crate::page::Page;
@@ -91,12 +92,12 @@ impl SchemaInference {
 
     /// Adds one record (a JSON object) to what is known.
     pub fn observe_record(&mut self, json: &[u8]) -> Result<()> {
-        let mut jiter = Jiter::new(json);
-        let malformed = |e: jiter::JiterError| record_error(format!("a record is not valid JSON: {e}"), json);
-        if jiter.peek().map_err(malformed)? != Peek::Object {
-            return Err(record_error("a record is not a JSON object, so it cannot be a table row".into(), json));
+        let mut scanner = Scanner::new(json);
+        if scanner.peek() != Ok(b'{') {
+            return Err(not_an_object(json));
         }
-        observe_object(&mut self.fields, &mut jiter).map_err(malformed)?;
+        observe_object(&mut self.fields, &mut scanner, 0)
+            .map_err(|e| record_error(format!("a record is not valid JSON: {e}"), json))?;
         self.rows += 1;
         Ok(())
     }
@@ -111,6 +112,10 @@ impl SchemaInference {
     }
 }
 
+fn not_an_object(json: &[u8]) -> Error {
+    record_error("a record is not a JSON object, so it cannot be a table row".into(), json)
+}
+
 fn record_error(message: String, json: &[u8]) -> Error {
     Error::Format {
         message,
@@ -121,70 +126,68 @@ fn record_error(message: String, json: &[u8]) -> Error {
 }
 
 /// Walks an object whose `{` is next, growing `fields`.
-fn observe_object(fields: &mut IndexMap<String, Kind>, jiter: &mut Jiter) -> JiterResult<()> {
-    let mut key = jiter.known_object()?;
+fn observe_object(fields: &mut IndexMap<String, Kind>, scanner: &mut Scanner, depth: usize) -> Scan<()> {
     // Records mostly repeat their keys in the same order: try the field after the last one
     // before hashing. Keys are copied only the first time they are seen.
     let mut next = 0;
-    while let Some(k) = key {
+    scanner.object(|scanner, key| {
         let index = match fields.get_index(next) {
-            Some((name, _)) if name == k => next,
-            _ => match fields.get_index_of(k) {
-                Some(i) => i,
-                None => fields.insert_full(k.to_owned(), Kind::Null).0,
-            },
+            Some((name, _)) if key.is(name) => next,
+            _ => {
+                let key = key.text()?;
+                match fields.get_index_of(key.as_ref()) {
+                    Some(i) => i,
+                    None => fields.insert_full(key.into_owned(), Kind::Null).0,
+                }
+            }
         };
         next = index + 1;
-        let peek = jiter.peek()?;
-        observe(&mut fields[index], jiter, peek)?;
-        key = jiter.next_key()?;
-    }
-    Ok(())
+        observe(&mut fields[index], scanner, depth + 1)
+    })
 }
 
-/// Reads one value (its first token peeked) and widens `kind` to cover it.
-fn observe(kind: &mut Kind, jiter: &mut Jiter, peek: Peek) -> JiterResult<()> {
-    if let Kind::Json { quoted } = kind {
-        *quoted |= matches!(peek, Peek::String | Peek::Array | Peek::Object);
-        return jiter.known_skip(peek);
+/// Reads one value and widens `kind` to cover it.
+fn observe(kind: &mut Kind, scanner: &mut Scanner, depth: usize) -> Scan<()> {
+    if depth > MAX_DEPTH {
+        return Err("nested too deeply");
     }
-    match peek {
-        Peek::Null => jiter.known_skip(peek),
-        Peek::True | Peek::False => {
+    let first = scanner.peek()?;
+    if let Kind::Json { quoted } = kind {
+        *quoted |= matches!(first, b'"' | b'[' | b'{');
+        return scanner.skip_value();
+    }
+    match first {
+        b'n' => scanner.skip_value(),
+        b't' | b'f' => {
             meet(kind, Kind::Bool);
-            jiter.known_skip(peek)
+            scanner.skip_value()
         }
-        Peek::String => {
+        b'"' => {
             meet(kind, Kind::Str);
-            jiter.known_skip(peek)
+            scanner.skip_string().map(drop)
         }
-        Peek::Array => {
+        b'[' => {
             if *kind == Kind::Null {
                 *kind = Kind::List(Box::new(Kind::Null));
             }
             let Kind::List(element) = kind else {
                 *kind = kind.conflict(true);
-                return jiter.known_skip(peek);
+                return scanner.skip_value();
             };
-            let mut next = jiter.known_array()?;
-            while let Some(p) = next {
-                observe(element, jiter, p)?;
-                next = jiter.array_step()?;
-            }
-            Ok(())
+            scanner.array(|scanner| observe(element, scanner, depth + 1))
         }
-        Peek::Object => {
+        b'{' => {
             if *kind == Kind::Null {
                 *kind = Kind::Object(IndexMap::new());
             }
             let Kind::Object(fields) = kind else {
                 *kind = kind.conflict(true);
-                return jiter.known_skip(peek);
+                return scanner.skip_value();
             };
-            observe_object(fields, jiter)
+            observe_object(fields, scanner, depth)
         }
         _ => {
-            let number = number_kind(jiter.known_number_bytes(peek)?);
+            let number = number_kind(scanner.number()?);
             meet(kind, number);
             Ok(())
         }
@@ -242,6 +245,188 @@ fn field(name: &str, kind: &Kind) -> Field {
 /// True for a column of JSON text.
 pub fn is_json(field: &Field) -> bool {
     field.metadata().get(JSON_TEXT_KEY).is_some_and(|v| v == "true")
+}
+
+// ---------------------------------------------------------------------------------------
+// Scanning
+
+/// Deeper than this is refused (the page parser refuses it before us).
+const MAX_DEPTH: usize = 512;
+
+type Scan<T> = std::result::Result<T, &'static str>;
+
+/// A JSON reader for what inference and rewriting need: structure, keys, the first byte of
+/// each value, number texts; strings are skipped with memchr. Records were validated when their
+/// page was parsed, and arrow-json validates them again: this reader only has to be safe.
+struct Scanner<'a> {
+    json: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(json: &'a [u8]) -> Scanner<'a> {
+        Scanner { json, at: 0 }
+    }
+
+    /// The next byte that is not whitespace (not consumed).
+    fn peek(&mut self) -> Scan<u8> {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.json.get(self.at) {
+            self.at += 1;
+        }
+        self.json.get(self.at).copied().ok_or("unexpected end")
+    }
+
+    fn eat(&mut self, byte: u8, what: &'static str) -> Scan<()> {
+        if self.next_is(byte)? {
+            Ok(())
+        } else {
+            Err(what)
+        }
+    }
+
+    /// Passes over the string whose `"` is next; true if it has escapes.
+    fn skip_string(&mut self) -> Scan<bool> {
+        self.at += 1;
+        let mut escaped = false;
+        loop {
+            let rest = self.json.get(self.at..).ok_or("unterminated string")?;
+            match memchr::memchr2(b'"', b'\\', rest) {
+                Some(i) if rest[i] == b'"' => {
+                    self.at += i + 1;
+                    return Ok(escaped);
+                }
+                Some(i) => {
+                    escaped = true;
+                    self.at += i + 2;
+                }
+                None => return Err("unterminated string"),
+            }
+        }
+    }
+
+    /// The key whose `"` is next.
+    fn key(&mut self) -> Scan<Key<'a>> {
+        let start = self.at;
+        let escaped = self.skip_string()?;
+        Ok(Key { quoted: &self.json[start..self.at], escaped })
+    }
+
+    fn number(&mut self) -> Scan<&'a [u8]> {
+        let start = self.at;
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.json.get(self.at) {
+            self.at += 1;
+        }
+        if self.at == start {
+            return Err("unexpected character");
+        }
+        Ok(&self.json[start..self.at])
+    }
+
+    /// Calls `member` for each key of the object whose `{` is next, with the value next.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, Key<'a>) -> Scan<()>) -> Scan<()> {
+        let mut more = self.open(b'}')?;
+        while more {
+            if self.peek()? != b'"' {
+                return Err("expected a key");
+            }
+            let key = self.key()?;
+            self.eat(b':', "expected ':'")?;
+            member(self, key)?;
+            more = self.next(b'}')?;
+        }
+        Ok(())
+    }
+
+    /// Calls `element` for each element of the array whose `[` is next.
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Scan<()>) -> Scan<()> {
+        let mut more = self.open(b']')?;
+        while more {
+            element(self)?;
+            more = self.next(b']')?;
+        }
+        Ok(())
+    }
+
+    /// Consumes the opening bracket; false if `close` follows at once (consumed too).
+    fn open(&mut self, close: u8) -> Scan<bool> {
+        self.at += 1;
+        self.next_is(close).map(|closed| !closed)
+    }
+
+    /// After a member or an element: true at a `,`, false at `close` (either consumed).
+    fn next(&mut self, close: u8) -> Scan<bool> {
+        if self.peek()? == b',' {
+            self.at += 1;
+            return Ok(true);
+        }
+        if self.next_is(close)? {
+            return Ok(false);
+        }
+        Err("expected ',' or a closing bracket")
+    }
+
+    fn next_is(&mut self, byte: u8) -> Scan<bool> {
+        let found = self.peek()? == byte;
+        if found {
+            self.at += 1;
+        }
+        Ok(found)
+    }
+
+    /// Passes over one value, counting brackets.
+    fn skip_value(&mut self) -> Scan<()> {
+        let mut depth = 0usize;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.skip_string()?;
+                }
+                b'[' | b'{' => {
+                    depth += 1;
+                    self.at += 1;
+                }
+                b']' | b'}' => {
+                    depth = depth.checked_sub(1).ok_or("unbalanced brackets")?;
+                    self.at += 1;
+                }
+                b',' | b':' if depth > 0 => self.at += 1,
+                _ => {
+                    let start = self.at;
+                    while self.json.get(self.at).is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')) {
+                        self.at += 1;
+                    }
+                    if self.at == start {
+                        return Err("unexpected character");
+                    }
+                }
+            }
+            if depth == 0 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A key as written, quotes included.
+struct Key<'a> {
+    quoted: &'a [u8],
+    escaped: bool,
+}
+
+impl<'a> Key<'a> {
+    /// True if the key is `name` (cheap: no UTF-8 check for the common case).
+    fn is(&self, name: &str) -> bool {
+        !self.escaped && &self.quoted[1..self.quoted.len() - 1] == name.as_bytes()
+    }
+
+    /// The key's text, unescaped only when it has escapes.
+    fn text(&self) -> Scan<Cow<'a, str>> {
+        if self.escaped {
+            serde_json::from_slice::<String>(self.quoted).map(Cow::Owned).map_err(|_| "bad string")
+        } else {
+            std::str::from_utf8(&self.quoted[1..self.quoted.len() - 1]).map(Cow::Borrowed).map_err(|_| "bad UTF-8")
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -317,11 +502,9 @@ fn object_plan(fields: &Fields) -> Rewrite {
 }
 
 /// Copies `json` into `out`, replacing each non-null value that `plan` marks as text.
-fn rewrite(json: &[u8], plan: &Rewrite, out: &mut Vec<u8>) -> JiterResult<()> {
+fn rewrite(json: &[u8], plan: &Rewrite, out: &mut Vec<u8>) -> Scan<()> {
     let mut edits: Vec<(usize, usize)> = Vec::new();
-    let mut jiter = Jiter::new(json);
-    let peek = jiter.peek()?;
-    find_text_values(&mut jiter, peek, plan, &mut edits)?;
+    find_text_values(&mut Scanner::new(json), plan, &mut edits)?;
     let mut copied = 0;
     for (start, end) in edits {
         out.extend_from_slice(&json[copied..start]);
@@ -332,35 +515,20 @@ fn rewrite(json: &[u8], plan: &Rewrite, out: &mut Vec<u8>) -> JiterResult<()> {
     Ok(())
 }
 
-fn find_text_values(jiter: &mut Jiter, peek: Peek, plan: &Rewrite, edits: &mut Vec<(usize, usize)>) -> JiterResult<()> {
-    match (plan, peek) {
-        (Rewrite::Text, p) if p != Peek::Null => {
-            let start = jiter.current_index();
-            jiter.known_skip(p)?;
-            edits.push((start, jiter.current_index()));
+fn find_text_values(scanner: &mut Scanner, plan: &Rewrite, edits: &mut Vec<(usize, usize)>) -> Scan<()> {
+    match (plan, scanner.peek()?) {
+        (Rewrite::Text, first) if first != b'n' => {
+            let start = scanner.at;
+            scanner.skip_value()?;
+            edits.push((start, scanner.at));
             Ok(())
         }
-        (Rewrite::Object(fields), Peek::Object) => {
-            let mut key = jiter.known_object()?.map(str::to_owned);
-            while let Some(k) = key {
-                let p = jiter.peek()?;
-                match fields.get(&k) {
-                    Some(plan) => find_text_values(jiter, p, plan, edits)?,
-                    None => jiter.known_skip(p)?,
-                }
-                key = jiter.next_key()?.map(str::to_owned);
-            }
-            Ok(())
-        }
-        (Rewrite::List(element), Peek::Array) => {
-            let mut next = jiter.known_array()?;
-            while let Some(p) = next {
-                find_text_values(jiter, p, element, edits)?;
-                next = jiter.array_step()?;
-            }
-            Ok(())
-        }
-        (_, p) => jiter.known_skip(p),
+        (Rewrite::Object(fields), b'{') => scanner.object(|scanner, key| match fields.get(key.text()?.as_ref()) {
+            Some(plan) => find_text_values(scanner, plan, edits),
+            None => scanner.skip_value(),
+        }),
+        (Rewrite::List(element), b'[') => scanner.array(|scanner| find_text_values(scanner, element, edits)),
+        _ => scanner.skip_value(),
     }
 }
 
@@ -425,8 +593,8 @@ impl RecordDecoder {
 
     /// Adds one record; returns a full batch when one is ready.
     pub fn push(&mut self, json: &[u8]) -> Result<Option<RecordBatch>> {
-        if !json.starts_with(b"{") {
-            return Err(record_error("a record is not a JSON object, so it cannot be a table row".into(), json));
+        if Scanner::new(json).peek() != Ok(b'{') {
+            return Err(not_an_object(json));
         }
         let fail = |e: ArrowError| record_error(format!("a record does not fit the table's schema: {e}"), json);
         if self.plan == Rewrite::Keep {
@@ -843,6 +1011,28 @@ mod tests {
     fn pretty_printed_json_text_is_compacted() {
         let (_, batch) = table(&[&["{\"v\": { \"a b\" : [ 1 ,\n\t \"x  y\" ] }}", r#"{"v":"s"}"#]]);
         assert_eq!(texts(&batch, 0), [Some(r#"{"a b":[1,"x  y"]}"#.into()), Some(r#""s""#.into())]);
+    }
+
+    #[test]
+    fn escaped_keys_and_whitespace() {
+        let (schema, batch) = table(&[&["{ \"a\\u0062\" :\n[ 1 ,\t2 ] , \"c\" : \"x\\\"y\\\\\" }"]]);
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["ab", "c"]);
+        assert_eq!(texts(&batch, 1), [Some("x\"y\\".into())]);
+    }
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(600), "]".repeat(600));
+        for json in [
+            "", "{", "{\"a\"", "{\"a\":", "{\"a\" 1}", "{\"a\":\"x", "{\"a\":\"\\", "{\"a\":[1,}", "{\"a\":tru",
+            "{\"a\":1,}", "{\"a\":}", "{\"a\":{\"b\":]}}", "{\"a\":@}", "{1:2}", deep.as_str(),
+        ] {
+            let mut inference = SchemaInference::new();
+            assert!(inference.observe_record(json.as_bytes()).is_err(), "{json}");
+            let mut decoder = RecordDecoder::new(Arc::new(Schema::new(vec![json_field("a")])), 8).unwrap();
+            let _ = decoder.push(json.as_bytes()).and_then(|_| decoder.flush());
+        }
     }
 
     #[test]
