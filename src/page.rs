@@ -38,6 +38,9 @@ pub struct Page {
     pub records: Vec<Record>,
     /// False once records were dropped (duplicates, `max_items`): then each is parsed alone.
     pub intact: bool,
+    /// The body has a run of 19+ digits: it may hold an integer beyond 64 bits, which only
+    /// an exact parser keeps (checked here, off the GIL, so the fast path can be chosen safely).
+    pub long_numbers: bool,
 }
 
 impl Page {
@@ -197,7 +200,8 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
     if !seen_count {
         meta.count = records.len() as u64;
     }
-    Ok(Page { meta, body, array, records, intact: true })
+    let long_numbers = has_digit_run(&body[array.clone()], 19);
+    Ok(Page { meta, body, array, records, intact: true, long_numbers })
 }
 
 /// The error for a `{"error": ...}` body: `batch not found` gets its own type.
@@ -222,6 +226,23 @@ pub fn error_message(body: &[u8]) -> Option<String> {
         key = jiter.next_key().ok()?.map(str::to_owned);
     }
     None
+}
+
+/// Whether `bytes` holds `n` ASCII digits in a row (in a number or in a string: either way
+/// the answer errs on the side of exactness).
+pub fn has_digit_run(bytes: &[u8], n: usize) -> bool {
+    let mut run = 0;
+    for &b in bytes {
+        if b.is_ascii_digit() {
+            run += 1;
+            if run >= n {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
 }
 
 fn contains_key(body: &[u8], key: &str) -> bool {
@@ -351,6 +372,17 @@ mod tests {
     fn hostile_nesting_is_an_error_not_a_crash() {
         let deep = format!(r#"{{"total_pages":1,"files":[{}{}]}}"#, "[".repeat(100_000), "]".repeat(100_000));
         assert!(matches!(parse(&deep, false), Err(Error::Format { .. })));
+    }
+
+    #[test]
+    fn long_numbers_are_flagged() {
+        let small = parse(r#"{"total_pages":1,"files":[{"n":9223372036854775807,"s":"123"}]}"#, false).unwrap();
+        assert!(small.long_numbers, "19 digits may already pass i64 for larger values");
+        let tiny = parse(r#"{"total_pages":1,"files":[{"n":922337203685477580,"x":1.5}]}"#, false).unwrap();
+        assert!(!tiny.long_numbers);
+        let big = parse(r#"{"total_pages":1,"files":[{"n":18446744073709551617}]}"#, false).unwrap();
+        assert!(big.long_numbers);
+        assert!(!has_digit_run(b"12a45", 3) && has_digit_run(b"a123", 3));
     }
 
     #[test]

@@ -278,17 +278,58 @@ def test_status_filter_on_a_missing_batch_yields_nothing(server, client):
 
 
 def test_records_survive_exactly(server, client):
+    """Every page equals what json.loads makes of the body: pages with integers beyond 64 bits
+    (jiter's path) and pages without (orjson's) alike."""
     import json
     import urllib.request
 
-    req = urllib.request.Request(
-        f"{server.url}/results/batch/{server.batch_id}?page=1&limit=200&speech_information=true&chunks=true",
-        headers={"Authorization": f"Bearer {server.token}"},
-    )
-    with urllib.request.urlopen(req) as r:
-        expected = json.loads(r.read())["files"]
-    got = client.get_page(server.batch_id, limit=200, speech_information=True, chunks=True).items
-    assert got == expected
-    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
-    names = {f["filename"] for f in got}
+    big_ints = 0
+    for page in range(1, 8):
+        req = urllib.request.Request(
+            f"{server.url}/results/batch/{server.batch_id}?page={page}&limit=200&speech_information=true&chunks=true",
+            headers={"Authorization": f"Bearer {server.token}"},
+        )
+        with urllib.request.urlopen(req) as r:
+            expected = json.loads(r.read())["files"]
+        got = client.get_page(server.batch_id, page=page, limit=200, speech_information=True, chunks=True).items
+        assert got == expected
+        assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+        big_ints += json.dumps(got).count("trace_id")
+    assert big_ints, "the batch holds integers beyond 64 bits"
+    names = {f["filename"] for f in client.iter_files(server.batch_id)}
     assert any(not n.isascii() for n in names), "unicode filenames come through"
+
+
+def test_odd_json_values_survive():
+    """Values a parser could bend: big and negative integers, float edge cases, escapes, nesting."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    records = [
+        {"file_id": "a", "n": 2**64 + 1, "m": -(2**70), "f": 1.7976931348623157e308, "t": 5e-324},
+        {"file_id": "b", "s": "tab\t quote\" nul\u0000 emoji \U0001F600 \u0939\u093f", "z": None, "e": [], "o": {}},
+        {"file_id": "c", "deep": json.loads("[" * 150 + "1" + "]" * 150), "x": 0.1, "neg0": -0.0},
+    ]
+    body = json.dumps({"page": 1, "total_pages": 1, "total_files": 3, "count": 3, "files": records}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = st.Client("t0ken", f"http://127.0.0.1:{httpd.server_port}/transcribe")
+        assert list(client.iter_files("b")) == records
+        assert client.get_page("b").items == json.loads(body)["files"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
