@@ -6,7 +6,9 @@
         print(f["filename"], f["status"])
 """
 
-from ._core import Page, __version__
+import atexit
+
+from ._core import Page, __version__, _shutdown
 from .client import Client
 from .errors import (
     APIConnectionError,
@@ -24,6 +26,10 @@ from .errors import (
 )
 from .models import FileResult, JobResult
 from .results import BatchResults
+
+# Stop the Rust runtime's threads before the interpreter finalizes (a thread calling into a
+# finalizing interpreter aborts the process).
+atexit.register(_shutdown)
 
 __all__ = [
     "__version__",

@@ -4,6 +4,9 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Tup
 
 __version__: str
 
+def _shutdown() -> None:
+    """Stops the Rust runtime's threads; registered with `atexit`."""
+
 @final
 class Page:
     """One page of results, as the service sent it."""

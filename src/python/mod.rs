@@ -33,6 +33,7 @@ pub fn refresh_logging() {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(wait::_shutdown, m)?)?;
     m.add_class::<client::PyClient>()?;
     m.add_class::<page::PyPage>()?;
     m.add_class::<stream::PageStream>()?;

@@ -25,12 +25,17 @@ where
     T: Send,
 {
     let rt = runtime();
+    let _context = rt.enter();
+    let mut fut = Box::pin(fut);
+    // Often the page is already fetched: take it without releasing the GIL or arming a timer.
+    if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+        return Ok(out);
+    }
     py.detach(|| {
         rt.block_on(async {
-            let mut fut = std::pin::pin!(fut);
             loop {
                 tokio::select! {
-                    out = &mut fut => return Ok(out),
+                    out = fut.as_mut() => return Ok(out),
                     _ = tokio::time::sleep(SIGNAL_TICK) => Python::attach(|py| py.check_signals())?,
                 }
             }
@@ -106,4 +111,10 @@ impl ContextExt for AsyncRuntime {
             .try_with(|cell| cell.get().map(|locals| locals.clone()))
             .unwrap_or_default()
     }
+}
+
+/// Registered with `atexit`: stop the runtime before the interpreter finalizes.
+#[pyfunction]
+pub fn _shutdown(py: Python<'_>) {
+    py.detach(|| crate::runtime::shutdown(Duration::from_secs(2)));
 }
