@@ -55,7 +55,7 @@ pub struct PagePipeline {
     in_flight: VecDeque<(u64, oneshot::Receiver<Result<Page>>)>,
     /// `concurrency` tasks taking pages off one queue in order: requests start in page order.
     workers: Option<Workers>,
-    seen: HashSet<u64>,
+    seen: RecentIds,
     progress: Progress,
 }
 
@@ -81,7 +81,7 @@ impl PagePipeline {
             next_to_fetch: start,
             in_flight: VecDeque::new(),
             workers: None,
-            seen: HashSet::new(),
+            seen: RecentIds::default(),
             progress: Progress { next_page: start, done, ..Progress::default() },
         })
     }
@@ -183,6 +183,7 @@ impl PagePipeline {
 
         let seen = &mut self.seen;
         let dropped = page.retain(|r| r.key.is_none_or(|k| seen.insert(k)));
+        seen.end_page();
         if dropped > 0 {
             let warning = format!("page {number} repeated {dropped} record(s) already yielded; they were skipped");
             log::warn!("{warning}");
@@ -204,6 +205,39 @@ impl PagePipeline {
             }
         }
         Ok(page)
+    }
+}
+
+/// How many recent pages' record ids are remembered to catch repeats. A batch that shifts
+/// while read repeats records of the page just before, so a window keeps memory flat
+/// (a few hundred KB) where a set of every id would grow with the batch.
+const REMEMBERED_PAGES: usize = 64;
+
+/// The ids (hashed) of the records yielded by the last `REMEMBERED_PAGES` pages.
+#[derive(Default)]
+struct RecentIds {
+    ids: HashSet<u64>,
+    pages: VecDeque<Vec<u64>>,
+    current: Vec<u64>,
+}
+
+impl RecentIds {
+    /// False when the id was yielded recently.
+    fn insert(&mut self, id: u64) -> bool {
+        let fresh = self.ids.insert(id);
+        if fresh {
+            self.current.push(id);
+        }
+        fresh
+    }
+
+    fn end_page(&mut self) {
+        self.pages.push_back(std::mem::take(&mut self.current));
+        if self.pages.len() > REMEMBERED_PAGES {
+            for id in self.pages.pop_front().unwrap_or_default() {
+                self.ids.remove(&id);
+            }
+        }
     }
 }
 
@@ -339,6 +373,20 @@ mod tests {
         let pages = read_all(&mut pipeline).unwrap();
         assert_eq!(pages, vec![(1, 10), (2, 10), (3, 5)]);
         assert_eq!(pipeline.progress().next_page, 3);
+    }
+
+    #[test]
+    fn recent_ids_forget_old_pages() {
+        let mut ids = RecentIds::default();
+        assert!(ids.insert(1) && !ids.insert(1));
+        ids.end_page();
+        for page in 0..REMEMBERED_PAGES as u64 {
+            assert!(ids.ids.contains(&1), "still remembered {page} pages later");
+            assert!(ids.insert(100 + page));
+            ids.end_page();
+        }
+        assert!(!ids.ids.contains(&1) && ids.insert(1), "forgotten after REMEMBERED_PAGES pages");
+        assert_eq!(ids.ids.len(), REMEMBERED_PAGES + 1, "memory stays a window");
     }
 
     #[test]
