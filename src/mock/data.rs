@@ -621,9 +621,10 @@ impl Facts {
         let accent = rng.pick(ACCENTS);
         let created_ms = EPOCH_MS + index * 1500 + rng.below(1000);
         let source = rng.pick(SOURCES);
-        // A rare integer past 2**64, for clients that would squeeze it into a u64 or a double.
+        // A rare integer past 2**64 (one record in a thousand, the 8th of each), for clients
+        // that would squeeze it into a u64 or a double.
         let big = rng.next_u64();
-        let trace_id = rng.chance(0.01).then(|| (1u128 << 64) + u128::from(big));
+        let trace_id = (index % 1000 == 7).then(|| (1u128 << 64) + u128::from(big));
         let error = rng.below(ERRORS.len() as u64) as usize;
         Facts {
             stem,
