@@ -376,6 +376,25 @@ mod tests {
     }
 
     #[test]
+    fn paging_guards() {
+        let server = MockServer::start(MockConfig { files: 10, ..MockConfig::default() }).unwrap();
+        let mut pipeline = PagePipeline::new(client(&server, 1), Query::new("b"), options(1)).unwrap();
+        let page = |n: u64, pages: u64, files: &str| {
+            let body = format!(r#"{{"page":{n},"total_pages":{pages},"total_files":9,"files":[{files}]}}"#);
+            crate::page::parse_page(bytes::Bytes::from(body), false, n).unwrap()
+        };
+        pipeline.accept(1, page(1, 3, r#"{"file_id":"a"}"#)).unwrap();
+        let wrong = pipeline.accept(2, page(3, 3, "")).unwrap_err();
+        assert!(matches!(wrong, Error::Format { page: Some(2), .. }), "{wrong}");
+        assert!(wrong.to_string().contains("asked for page 2"));
+        pipeline.accept(2, page(2, 3, "")).unwrap();
+        assert!(pipeline.progress().warnings.iter().any(|w| w.contains("page 2 is empty")));
+        pipeline.accept(3, page(3, 4, r#"{"file_id":"c"}"#)).unwrap();
+        assert!(pipeline.progress().warnings.iter().any(|w| w.contains("changed while it was read")));
+        assert!(pipeline.progress().done, "the page count of the first answer bounds the read");
+    }
+
+    #[test]
     fn recent_ids_forget_old_pages() {
         let mut ids = RecentIds::default();
         assert!(ids.insert(1) && !ids.insert(1));
