@@ -95,7 +95,8 @@ class BatchResults:
             yield page
 
     async def _async_pages(self) -> AsyncIterator[_core.Page]:
-        async for page in self._stream:
+        async for fetched in self._stream:
+            page = fetched.parse()  # on the loop's thread, not a runtime thread holding the GIL
             self._report()
             yield page
 

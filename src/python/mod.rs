@@ -37,6 +37,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::PyClient>()?;
     m.add_class::<page::PyPage>()?;
     m.add_class::<stream::PageStream>()?;
+    m.add_class::<stream::FetchedPage>()?;
     mock::register(m)?;
     table::register(m)?;
     Ok(())

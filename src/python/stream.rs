@@ -69,15 +69,16 @@ pub(super) async fn next_page(
     result
 }
 
-/// A fetched page on its way to asyncio: parsed into Python objects on arrival.
-struct Arrived(Page);
+/// A fetched page handed to asyncio still as bytes: the event loop's thread parses it
+/// (`parse()`), so a runtime thread does not hold the GIL for the parse while the loop waits.
+#[pyclass(frozen, module = "soket_transcribe._core")]
+pub struct FetchedPage(Page);
 
-impl<'py> IntoPyObject<'py> for Arrived {
-    type Target = PyPage;
-    type Output = Bound<'py, PyPage>;
-    type Error = PyErr;
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyPage>> {
-        Bound::new(py, PyPage::from_page(py, &self.0)?)
+#[pymethods]
+impl FetchedPage {
+    /// The page, its records parsed into Python objects.
+    fn parse(&self, py: Python<'_>) -> PyResult<PyPage> {
+        PyPage::from_page(py, &self.0)
     }
 }
 
@@ -102,7 +103,7 @@ impl PageStream {
         let progress = Arc::clone(&self.progress);
         awaitable(py, async move {
             match next_page(claim.await?, progress).await.py_err()? {
-                Some(page) => Ok(Arrived(page)),
+                Some(page) => Ok(FetchedPage(page)),
                 None => Err(PyStopAsyncIteration::new_err(())),
             }
         })
