@@ -1,7 +1,7 @@
 //! One response body: its envelope read in Rust, its records kept as byte spans
 //! so they are parsed once, straight into the consumer's final form.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -101,9 +101,7 @@ fn names(raw: bool) -> Names {
 
 /// A fixed hasher, so ids hash the same in every process and run.
 fn id_hash(id: &str) -> u64 {
-    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
-    id.hash(&mut h);
-    h.finish()
+    std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id)
 }
 
 /// Reads a page body. Errors name no page; the caller stamps it.

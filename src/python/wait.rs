@@ -108,7 +108,7 @@ impl ContextExt for AsyncRuntime {
 
     fn get_task_locals() -> Option<TaskLocals> {
         TASK_LOCALS
-            .try_with(|cell| cell.get().map(|locals| locals.clone()))
+            .try_with(|cell| cell.get().cloned())
             .unwrap_or_default()
     }
 }
