@@ -121,13 +121,8 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        let api = |status| Error::Api {
-            status,
-            message: String::new(),
-            body: String::new(),
-            page: None,
-            retry_after: None,
-        };
+        let api =
+            |status| Error::Api { status, message: String::new(), body: String::new(), page: None, retry_after: None };
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(api(s).is_retryable(), "{s}");
         }

@@ -191,7 +191,9 @@ impl ApiClient {
         if let Some(message) = error_message(body) {
             let message = self.redact(&message);
             return match error_body(status, message, text.as_bytes()) {
-                Error::Api { status, message, body, page, .. } => Error::Api { status, message, body, page, retry_after },
+                Error::Api { status, message, body, page, .. } => {
+                    Error::Api { status, message, body, page, retry_after }
+                }
                 other => other,
             };
         }

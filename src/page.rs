@@ -116,15 +116,8 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
     let json_error = |e: jiter::JiterError| format_error(format!("response body is not valid JSON: {e}"), true);
 
     let mut jiter = Jiter::new(&body);
-    let mut meta = PageMeta {
-        batch_id: None,
-        page: requested_page,
-        limit: None,
-        total_pages: 0,
-        total: None,
-        count: 0,
-        raw,
-    };
+    let mut meta =
+        PageMeta { batch_id: None, page: requested_page, limit: None, total_pages: 0, total: None, count: 0, raw };
     let mut seen_total_pages = false;
     let mut seen_count = false;
     let mut error_message: Option<String> = None;
@@ -140,7 +133,9 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
     while let Some(k) = key {
         let field_error = |what: &str| format_error(format!("field {k:?} of the response is not {what}"), false);
         match k.as_str() {
-            "page" => meta.page = read_count(&mut jiter).map_err(json_error)?.ok_or_else(|| field_error("a page number"))?,
+            "page" => {
+                meta.page = read_count(&mut jiter).map_err(json_error)?.ok_or_else(|| field_error("a page number"))?
+            }
             "total_pages" => {
                 meta.total_pages = read_count(&mut jiter).map_err(json_error)?.ok_or_else(|| field_error("a count"))?;
                 seen_total_pages = true;
@@ -208,7 +203,13 @@ pub fn error_body(status: u16, message: String, body: &[u8]) -> Error {
     if message.trim().eq_ignore_ascii_case("batch not found") {
         Error::BatchNotFound { status, message: format!("batch not found (HTTP {status})"), body, page: None }
     } else {
-        Error::Api { status, message: format!("service error (HTTP {status}): {message}"), body, page: None, retry_after: None }
+        Error::Api {
+            status,
+            message: format!("service error (HTTP {status}): {message}"),
+            body,
+            page: None,
+            retry_after: None,
+        }
     }
 }
 
@@ -305,7 +306,15 @@ mod tests {
         let page = parse_page(Bytes::from(body), false, 2).unwrap();
         assert_eq!(
             page.meta,
-            PageMeta { batch_id: Some("b".into()), page: 2, limit: Some(2), total_pages: 3, total: Some(5), count: 2, raw: false }
+            PageMeta {
+                batch_id: Some("b".into()),
+                page: 2,
+                limit: Some(2),
+                total_pages: 3,
+                total: Some(5),
+                count: 2,
+                raw: false
+            }
         );
         assert_eq!(page.records.len(), 2);
         assert_eq!(page.record_json(0), br#"{"file_id":"f1","x":{"deep":[1,2,{"a":null}]}}"#);

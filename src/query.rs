@@ -27,9 +27,7 @@ impl Status {
 
     pub fn parse(s: &str) -> Result<Status> {
         Status::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "status must be one of completed, failed, retrying, processing; got {s:?}"
-            ))
+            Error::InvalidArgument(format!("status must be one of completed, failed, retrying, processing; got {s:?}"))
         })
     }
 }
@@ -66,16 +64,16 @@ impl Query {
         }
         if self.batch_id == "." || self.batch_id == ".." {
             // URL parsers resolve these segments (even percent-encoded) instead of sending them.
-            return Err(Error::InvalidArgument(format!("batch_id {:?} cannot be sent as a path segment", self.batch_id)));
+            return Err(Error::InvalidArgument(format!(
+                "batch_id {:?} cannot be sent as a path segment",
+                self.batch_id
+            )));
         }
         if self.page < 1 {
             return Err(Error::InvalidArgument(format!("page must be >= 1; got {}", self.page)));
         }
         if !(1..=MAX_LIMIT).contains(&self.limit) {
-            return Err(Error::InvalidArgument(format!(
-                "limit must be between 1 and {MAX_LIMIT}; got {}",
-                self.limit
-            )));
+            return Err(Error::InvalidArgument(format!("limit must be between 1 and {MAX_LIMIT}; got {}", self.limit)));
         }
         Ok(())
     }

@@ -113,7 +113,9 @@ mod tests {
     #[test]
     fn decisions() {
         let p = RetryPolicy { max_retries: 2, ..RetryPolicy::default() };
-        assert!(matches!(p.decide(0, Some(Duration::from_secs(2))), Decision::RetryAfter(d) if d == Duration::from_secs(2)));
+        assert!(
+            matches!(p.decide(0, Some(Duration::from_secs(2))), Decision::RetryAfter(d) if d == Duration::from_secs(2))
+        );
         assert!(matches!(p.decide(0, Some(Duration::from_secs(61))), Decision::GiveUp));
         assert!(matches!(p.decide(2, None), Decision::GiveUp));
         assert!(matches!(p.decide(1, None), Decision::RetryAfter(_)));

@@ -41,14 +41,20 @@ enum Kind {
     Null,
     Bool,
     /// `beyond_f64`: some value is not exact as a double (matters once floats show up).
-    Int { beyond_f64: bool },
-    Float { beyond_f64: bool },
+    Int {
+        beyond_f64: bool,
+    },
+    Float {
+        beyond_f64: bool,
+    },
     Str,
     List(Box<Kind>),
     Object(IndexMap<String, Kind>),
     /// Values disagree: the column holds JSON text. `quoted`: some value is a string, list or
     /// object, whose text must be written for the decoder (numbers and booleans it writes itself).
-    Json { quoted: bool },
+    Json {
+        quoted: bool,
+    },
 }
 
 impl Kind {
@@ -214,16 +220,16 @@ fn meet(kind: &mut Kind, other: Kind) {
         (Kind::Null, other) => other,
         (Kind::Bool, Kind::Bool) | (Kind::Str, Kind::Str) => return,
         (Kind::Int { beyond_f64: a }, Kind::Int { beyond_f64: b }) => Kind::Int { beyond_f64: *a || b },
-        (Kind::Int { beyond_f64: a } | Kind::Float { beyond_f64: a }, Kind::Int { beyond_f64: b } | Kind::Float { beyond_f64: b }) => {
-            Kind::Float { beyond_f64: *a || b }
-        }
+        (
+            Kind::Int { beyond_f64: a } | Kind::Float { beyond_f64: a },
+            Kind::Int { beyond_f64: b } | Kind::Float { beyond_f64: b },
+        ) => Kind::Float { beyond_f64: *a || b },
         (kind, other) => kind.conflict(other.quoted()),
     };
 }
 
 fn json_field(name: &str) -> Field {
-    Field::new(name, DataType::Utf8, true)
-        .with_metadata(HashMap::from([(JSON_TEXT_KEY.to_owned(), "true".to_owned())]))
+    Field::new(name, DataType::Utf8, true).with_metadata(HashMap::from([(JSON_TEXT_KEY.to_owned(), "true".to_owned())]))
 }
 
 fn field(name: &str, kind: &Kind) -> Field {
@@ -392,7 +398,11 @@ impl<'a> Scanner<'a> {
                 b',' | b':' if depth > 0 => self.at += 1,
                 _ => {
                     let start = self.at;
-                    while self.json.get(self.at).is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')) {
+                    while self
+                        .json
+                        .get(self.at)
+                        .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.'))
+                    {
                         self.at += 1;
                     }
                     if self.at == start {
@@ -623,9 +633,12 @@ impl RecordDecoder {
 
     /// The rows added since the last batch, if any.
     pub fn flush(&mut self) -> Result<Option<RecordBatch>> {
-        self.decoder
-            .flush()
-            .map_err(|e| Error::Format { message: format!("records do not fit the table's schema: {e}"), excerpt: String::new(), page: None, malformed: false })
+        self.decoder.flush().map_err(|e| Error::Format {
+            message: format!("records do not fit the table's schema: {e}"),
+            excerpt: String::new(),
+            page: None,
+            malformed: false,
+        })
     }
 }
 
@@ -724,7 +737,13 @@ pub fn flatten(batch: &RecordBatch) -> Result<RecordBatch> {
     with_columns(fields, columns, batch.num_rows())
 }
 
-fn flatten_into(name: &str, f: &FieldRef, column: ArrayRef, fields: &mut Vec<FieldRef>, columns: &mut Vec<ArrayRef>) -> Result<()> {
+fn flatten_into(
+    name: &str,
+    f: &FieldRef,
+    column: ArrayRef,
+    fields: &mut Vec<FieldRef>,
+    columns: &mut Vec<ArrayRef>,
+) -> Result<()> {
     if let DataType::Struct(children) = f.data_type() {
         let array = column.as_any().downcast_ref::<StructArray>().expect("a struct column is a StructArray");
         for (i, child) in children.iter().enumerate() {
@@ -807,7 +826,10 @@ pub fn explode(batch: &RecordBatch, path: &str) -> Result<RecordBatch> {
             (list.value_offsets().to_vec(), Arc::clone(list.values()))
         }
         other => {
-            return Err(Error::InvalidArgument(format!("column {:?} is not a list (it is {other}): cannot explode it", list_field.name())))
+            return Err(Error::InvalidArgument(format!(
+                "column {:?} is not a list (it is {other}): cannot explode it",
+                list_field.name()
+            )))
         }
     };
     let mut parents = Vec::new();
@@ -895,7 +917,9 @@ mod tests {
 
     fn without_nulls(v: &Value) -> Value {
         match v {
-            Value::Object(m) => Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+            ),
             Value::Array(a) => Value::Array(a.iter().map(without_nulls).collect()),
             v => v.clone(),
         }
@@ -922,7 +946,9 @@ mod tests {
         assert_eq!(data_type(&schema, "errors"), DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))));
         let DataType::Struct(result) = data_type(&schema, "result") else { panic!("result is a struct") };
         assert_eq!(result.find("duration_seconds").unwrap().1.data_type(), &DataType::Int64);
-        assert!(matches!(result.find("segments").unwrap().1.data_type(), DataType::List(f) if matches!(f.data_type(), DataType::Struct(_))));
+        assert!(
+            matches!(result.find("segments").unwrap().1.data_type(), DataType::List(f) if matches!(f.data_type(), DataType::Struct(_)))
+        );
         let expected: Vec<Value> = values(&first).iter().chain(&values(&second)).map(without_nulls).collect();
         assert_eq!(rows(&batch), expected);
         assert_eq!(batch.column(3).null_count(), 2, "no result, and result: null, are both null");
@@ -1025,8 +1051,21 @@ mod tests {
     fn malformed_records_are_errors_not_panics() {
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(600), "]".repeat(600));
         for json in [
-            "", "{", "{\"a\"", "{\"a\":", "{\"a\" 1}", "{\"a\":\"x", "{\"a\":\"\\", "{\"a\":[1,}", "{\"a\":tru",
-            "{\"a\":1,}", "{\"a\":}", "{\"a\":{\"b\":]}}", "{\"a\":@}", "{1:2}", deep.as_str(),
+            "",
+            "{",
+            "{\"a\"",
+            "{\"a\":",
+            "{\"a\" 1}",
+            "{\"a\":\"x",
+            "{\"a\":\"\\",
+            "{\"a\":[1,}",
+            "{\"a\":tru",
+            "{\"a\":1,}",
+            "{\"a\":}",
+            "{\"a\":{\"b\":]}}",
+            "{\"a\":@}",
+            "{1:2}",
+            deep.as_str(),
         ] {
             let mut inference = SchemaInference::new();
             assert!(inference.observe_record(json.as_bytes()).is_err(), "{json}");
@@ -1055,7 +1094,8 @@ mod tests {
         let records: Vec<String> = (0..5).map(|i| format!(r#"{{"file_id": "f{i}"}}"#)).collect();
         let mut p = page(1, &records.iter().map(String::as_str).collect::<Vec<_>>());
         p.truncate(3);
-        let mut decoder = RecordDecoder::new(Arc::new(Schema::new(vec![Field::new("file_id", DataType::Utf8, true)])), 2).unwrap();
+        let mut decoder =
+            RecordDecoder::new(Arc::new(Schema::new(vec![Field::new("file_id", DataType::Utf8, true)])), 2).unwrap();
         let mut batches = Vec::new();
         decoder.push_page(&p, &mut batches).unwrap();
         batches.extend(decoder.flush().unwrap());
@@ -1065,7 +1105,8 @@ mod tests {
     #[test]
     fn a_given_schema_takes_numbers_as_text_and_ignores_other_fields() {
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, true)]));
-        let batch = PageBatcher::new(Some(schema)).batch(&page(1, &[r#"{"id": 12, "x": 1}"#, r#"{"id": "a"}"#])).unwrap();
+        let batch =
+            PageBatcher::new(Some(schema)).batch(&page(1, &[r#"{"id": 12, "x": 1}"#, r#"{"id": "a"}"#])).unwrap();
         assert_eq!(batch.num_columns(), 1);
         assert_eq!(texts(&batch, 0), [Some("12".into()), Some("a".into())]);
     }
@@ -1121,7 +1162,8 @@ mod tests {
 
     #[test]
     fn explode_a_list_of_scalars() {
-        let (_, batch) = table(&[&[r#"{"file_id": "a", "errors": ["x", "y"]}"#, r#"{"file_id": "b", "errors": null}"#]]);
+        let (_, batch) =
+            table(&[&[r#"{"file_id": "a", "errors": ["x", "y"]}"#, r#"{"file_id": "b", "errors": null}"#]]);
         let errors = explode(&batch, "errors").unwrap();
         assert_eq!(texts(&errors, 1), [Some("x".into()), Some("y".into())]);
         assert_eq!(errors.schema().field(1).name(), "errors");

@@ -76,10 +76,8 @@ impl Batch {
             let done = if status == COMPLETED { jobs } else { jobs - 1 };
             self.statuses.push(status);
             self.jobs.push(jobs);
-            self.job_prefix
-                .push(self.job_prefix[index as usize] + u64::from(jobs));
-            self.done_job_prefix
-                .push(self.done_job_prefix[index as usize] + u64::from(done));
+            self.job_prefix.push(self.job_prefix[index as usize] + u64::from(jobs));
+            self.done_job_prefix.push(self.done_job_prefix[index as usize] + u64::from(done));
             self.by_status[usize::from(status)].push(index as u32);
             self.duration_tenths += duration_tenths(self.seed, index);
         }
@@ -87,12 +85,7 @@ impl Batch {
 
     fn file(&self, index: u64, chunk: Option<u8>) -> Item {
         let i = index as usize;
-        Item {
-            index,
-            status: self.statuses[i],
-            jobs: self.jobs[i],
-            chunk,
-        }
+        Item { index, status: self.statuses[i], jobs: self.jobs[i], chunk }
     }
 
     /// Merged file records `offset..offset + limit`, optionally of one status only.
@@ -101,18 +94,13 @@ impl Batch {
             None => {
                 let total = self.len();
                 let end = offset.saturating_add(limit).min(total);
-                Selection {
-                    total,
-                    items: (offset.min(end)..end).map(|i| self.file(i, None)).collect(),
-                }
+                Selection { total, items: (offset.min(end)..end).map(|i| self.file(i, None)).collect() }
             }
             Some(s) => {
                 let list = &self.by_status[usize::from(s)];
                 Selection {
                     total: list.len() as u64,
-                    items: page(list, offset, limit)
-                        .map(|&i| self.file(u64::from(i), None))
-                        .collect(),
+                    items: page(list, offset, limit).map(|&i| self.file(u64::from(i), None)).collect(),
                 }
             }
         }
@@ -123,11 +111,8 @@ impl Batch {
         match status {
             // Every chunk job, or the completed ones (a file's completed chunks come first).
             None | Some(COMPLETED) => {
-                let (prefix, all) = if status.is_none() {
-                    (&self.job_prefix, true)
-                } else {
-                    (&self.done_job_prefix, false)
-                };
+                let (prefix, all) =
+                    if status.is_none() { (&self.job_prefix, true) } else { (&self.done_job_prefix, false) };
                 let total = *prefix.last().expect("prefix starts with 0");
                 let mut items = Vec::new();
                 if offset < total {
@@ -138,10 +123,7 @@ impl Batch {
                         let in_file = prefix[file + 1] - prefix[file];
                         if chunk < in_file {
                             let item = self.file(file as u64, Some(chunk as u8));
-                            debug_assert!(
-                                all || chunk_status(item.status, chunk as u8, item.jobs)
-                                    == COMPLETED
-                            );
+                            debug_assert!(all || chunk_status(item.status, chunk as u8, item.jobs) == COMPLETED);
                             items.push(item);
                             chunk += 1;
                         } else {
@@ -161,10 +143,7 @@ impl Batch {
                         self.file(u64::from(i), Some(jobs - 1))
                     })
                     .collect();
-                Selection {
-                    total: list.len() as u64,
-                    items,
-                }
+                Selection { total: list.len() as u64, items }
             }
         }
     }
@@ -234,9 +213,7 @@ mod tests {
             let expected: Vec<Item> = jobs
                 .iter()
                 .copied()
-                .filter(|j| {
-                    status.is_none_or(|s| chunk_status(j.status, j.chunk.unwrap(), j.jobs) == s)
-                })
+                .filter(|j| status.is_none_or(|s| chunk_status(j.status, j.chunk.unwrap(), j.jobs) == s))
                 .collect();
             for limit in [1, 7, 200] {
                 let mut got = Vec::new();

@@ -11,36 +11,21 @@ pub(crate) const BATCH_NOT_FOUND: &[u8] = br#"{"error":"batch not found"}"#;
 
 /// One page of results: `{batch_id, page, limit, total_pages, total_files|total_jobs, count, files|jobs}`.
 pub(crate) fn page(batch_id: &str, q: &ResultsQuery, seed: u64, sel: &Selection) -> Vec<u8> {
-    let include = Include {
-        chunks: q.chunks,
-        speech: q.speech_information,
-    };
+    let include = Include { chunks: q.chunks, speech: q.speech_information };
     let mut out = Vec::with_capacity(256 + sel.items.len() * 700);
     out.extend_from_slice(b"{\"batch_id\":");
     push_str(&mut out, batch_id);
-    for (key, value) in [
-        ("page", q.page),
-        ("limit", q.limit),
-        ("total_pages", sel.total.div_ceil(q.limit)),
-    ] {
+    for (key, value) in [("page", q.page), ("limit", q.limit), ("total_pages", sel.total.div_ceil(q.limit))] {
         out.extend_from_slice(b",\"");
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\":");
         push_uint(&mut out, u128::from(value));
     }
-    out.extend_from_slice(if q.raw {
-        b",\"total_jobs\":"
-    } else {
-        b",\"total_files\":"
-    });
+    out.extend_from_slice(if q.raw { b",\"total_jobs\":" } else { b",\"total_files\":" });
     push_uint(&mut out, u128::from(sel.total));
     out.extend_from_slice(b",\"count\":");
     push_uint(&mut out, sel.items.len() as u128);
-    out.extend_from_slice(if q.raw {
-        b",\"jobs\":["
-    } else {
-        b",\"files\":["
-    });
+    out.extend_from_slice(if q.raw { b",\"jobs\":[" } else { b",\"files\":[" });
     for (n, item) in sel.items.iter().enumerate() {
         if n > 0 {
             out.push(b',');
@@ -85,14 +70,7 @@ mod tests {
     use serde_json::Value;
 
     fn query(page: u64, limit: u64, raw: bool) -> ResultsQuery {
-        ResultsQuery {
-            status: None,
-            page,
-            limit,
-            raw,
-            chunks: true,
-            speech_information: true,
-        }
+        ResultsQuery { status: None, page, limit, raw, chunks: true, speech_information: true }
     }
 
     #[test]
@@ -103,10 +81,7 @@ mod tests {
             let sel = batch.select_files(None, (page_no - 1) * 50, 50);
             let v: Value = serde_json::from_slice(&page("b\"1", &q, 0, &sel)).unwrap();
             assert_eq!(v["batch_id"], "b\"1");
-            assert_eq!(
-                (v["page"].as_u64(), v["limit"].as_u64()),
-                (Some(page_no), Some(50))
-            );
+            assert_eq!((v["page"].as_u64(), v["limit"].as_u64()), (Some(page_no), Some(50)));
             assert_eq!(v["total_pages"], 3);
             assert_eq!(v["total_files"], 105);
             assert_eq!(v["count"], count);
@@ -116,31 +91,20 @@ mod tests {
         let v: Value = serde_json::from_slice(&page("b", &query(1, 200, true), 0, &sel)).unwrap();
         assert_eq!(v["total_jobs"].as_u64(), Some(sel.total));
         assert!(sel.total > 105 && sel.total <= 315);
-        assert!(
-            v.get("files").is_none()
-                && v["jobs"].as_array().unwrap().len() as u64 == sel.total.min(200)
-        );
+        assert!(v.get("files").is_none() && v["jobs"].as_array().unwrap().len() as u64 == sel.total.min(200));
         let empty = Selection::default();
         let v: Value = serde_json::from_slice(&page("b", &query(1, 50, false), 0, &empty)).unwrap();
-        assert_eq!(
-            (v["total_pages"].as_u64(), v["count"].as_u64()),
-            (Some(0), Some(0))
-        );
+        assert_eq!((v["total_pages"].as_u64(), v["count"].as_u64()), (Some(0), Some(0)));
     }
 
     #[test]
     fn status_body_adds_up() {
         let batch = Batch::new(0, 1000, 0, status_cdf(DEFAULT_WEIGHTS).unwrap());
         let v: Value = serde_json::from_slice(&batch_status("b", &batch)).unwrap();
-        let sum: u64 = [
-            "files_completed",
-            "files_failed",
-            "files_retrying",
-            "files_processing",
-        ]
-        .iter()
-        .map(|k| v[k].as_u64().unwrap())
-        .sum();
+        let sum: u64 = ["files_completed", "files_failed", "files_retrying", "files_processing"]
+            .iter()
+            .map(|k| v[k].as_u64().unwrap())
+            .sum();
         assert_eq!(sum, 1000);
         assert_eq!(v["status"], "processing");
         assert!(v["estimated_audio_seconds"].as_f64().unwrap() > 1000.0 * 5.0);

@@ -13,10 +13,7 @@ pub(crate) const STATUS_NAMES: [&str; 4] = ["completed", "failed", "retrying", "
 pub(crate) const DEFAULT_WEIGHTS: [f64; 4] = [0.85, 0.10, 0.03, 0.02];
 
 pub(crate) fn status_index(name: &str) -> Option<u8> {
-    STATUS_NAMES
-        .iter()
-        .position(|s| *s == name)
-        .map(|i| i as u8)
+    STATUS_NAMES.iter().position(|s| *s == name).map(|i| i as u8)
 }
 
 // One salt per independent draw, so that adding a field never shifts another.
@@ -491,66 +488,23 @@ const ASCII_STEMS: &[&str] = &[
     "townhall",
     "Recording",
 ];
-const HINDI_STEMS: &[&str] = &[
-    "ग्राहक_कॉल",
-    "बैठक_रिकॉर्डिंग",
-    "साक्षात्कार",
-    "शिकायत",
-    "किसान_हेल्पलाइन",
-];
-const FRENCH_STEMS: &[&str] = &[
-    "réunion_équipe",
-    "entretien été",
-    "appel_client_Montréal",
-    "leçon_français",
-    "déclaration",
-];
-const CJK_STEMS: &[&str] = &[
-    "会议记录",
-    "电话录音",
-    "インタビュー",
-    "録音データ",
-    "회의록",
-];
+const HINDI_STEMS: &[&str] = &["ग्राहक_कॉल", "बैठक_रिकॉर्डिंग", "साक्षात्कार", "शिकायत", "किसान_हेल्पलाइन"];
+const FRENCH_STEMS: &[&str] =
+    &["réunion_équipe", "entretien été", "appel_client_Montréal", "leçon_français", "déclaration"];
+const CJK_STEMS: &[&str] = &["会议记录", "电话录音", "インタビュー", "録音データ", "회의록"];
 const EMOJI_STEMS: &[&str] = &["voice note 🎙️", "podcast 🎧 ep", "memo 📞", "song idea 🎵"];
-const ODD_STEMS: &[&str] = &[
-    "take \"final\" v2",
-    "C:\\recordings\\clip",
-    "tab\there",
-    "Recording (2)",
-];
+const ODD_STEMS: &[&str] = &["take \"final\" v2", "C:\\recordings\\clip", "tab\there", "Recording (2)"];
 
 const LANGUAGES: &[(&str, f64)] = &[("hi", 0.85), ("en", 0.1), ("hi", 0.5), ("mr", 0.7)];
-const TONES: &[&str] = &[
-    "neutral",
-    "neutral",
-    "positive",
-    "negative",
-    "frustrated",
-    "calm",
-    "excited",
-];
-const ACCENTS: &[&str] = &[
-    "north-indian",
-    "south-indian",
-    "mumbai",
-    "bengali",
-    "neutral-indian",
-    "american",
-    "british",
-];
+const TONES: &[&str] = &["neutral", "neutral", "positive", "negative", "frustrated", "calm", "excited"];
+const ACCENTS: &[&str] =
+    &["north-indian", "south-indian", "mumbai", "bengali", "neutral-indian", "american", "british"];
 const SOURCES: &[&str] = &["upload", "upload", "s3", "gcs", "url"];
 const ERRORS: &[(&str, &str)] = &[
-    (
-        "AUDIO_DECODE_ERROR",
-        "Could not decode audio stream: unsupported codec",
-    ),
+    ("AUDIO_DECODE_ERROR", "Could not decode audio stream: unsupported codec"),
     ("EMPTY_AUDIO", "No speech detected in the audio"),
     ("FILE_TOO_LARGE", "Audio exceeds the 4 GB limit"),
-    (
-        "TRANSCRIPTION_TIMEOUT",
-        "Transcription timed out after 3 attempts",
-    ),
+    ("TRANSCRIPTION_TIMEOUT", "Transcription timed out after 3 attempts"),
     ("SOURCE_UNREACHABLE", "Source URL answered HTTP 403"),
 ];
 
@@ -602,11 +556,7 @@ impl Facts {
         for count in segment_words.iter_mut().take(segments) {
             *count = rng.between(2, 5) as usize;
             for _ in 0..*count {
-                words[n] = if rng.chance(hindi_share) {
-                    rng.pick(HINDI)
-                } else {
-                    rng.pick(ENGLISH)
-                };
+                words[n] = if rng.chance(hindi_share) { rng.pick(HINDI) } else { rng.pick(ENGLISH) };
                 n += 1;
             }
         }
@@ -652,15 +602,8 @@ impl Facts {
     }
 
     fn push_filename(&self, out: &mut Vec<u8>) {
-        let sep = if self.stem.ends_with(|c: char| c.is_alphabetic()) && !self.stem.contains(' ') {
-            "_"
-        } else {
-            " "
-        };
-        push_str(
-            out,
-            &format!("{}{}{:05}.{}", self.stem, sep, self.number, self.extension),
-        );
+        let sep = if self.stem.ends_with(|c: char| c.is_alphabetic()) && !self.stem.contains(' ') { "_" } else { " " };
+        push_str(out, &format!("{}{}{:05}.{}", self.stem, sep, self.number, self.extension));
     }
 
     /// Words `from..to` joined by spaces, as a JSON string (the vocabulary needs no escaping).
@@ -681,12 +624,7 @@ impl Facts {
         let d = self.duration;
         let p = parts as u64;
         let k64 = k as u64;
-        (
-            k * n / parts,
-            (k + 1) * n / parts,
-            k64 * d / p,
-            (k64 + 1) * d / p,
-        )
+        (k * n / parts, (k + 1) * n / parts, k64 * d / p, (k64 + 1) * d / p)
     }
 
     fn push_segment(&self, out: &mut Vec<u8>, i: usize, words: (usize, usize), span: (u64, u64)) {
@@ -708,13 +646,7 @@ impl Facts {
     }
 
     /// `"result":{...}` for the words `from..to` spanning `start..end`.
-    fn push_result(
-        &self,
-        out: &mut Vec<u8>,
-        words: (usize, usize),
-        span: (u64, u64),
-        segments: Option<&[usize]>,
-    ) {
+    fn push_result(&self, out: &mut Vec<u8>, words: (usize, usize), span: (u64, u64), segments: Option<&[usize]>) {
         out.extend_from_slice(b",\"result\":{\"text\":");
         self.push_words(out, words.0, words.1);
         out.extend_from_slice(b",\"language\":\"");
@@ -771,12 +703,7 @@ fn clip<T: Ord + Copy>(inner: (T, T), outer: (T, T)) -> (T, T) {
 
 /// Appends the merged record (`raw=false`) of file `index`.
 pub(crate) fn push_file(out: &mut Vec<u8>, seed: u64, item: Item, include: Include) {
-    let Item {
-        index,
-        status,
-        jobs,
-        ..
-    } = item;
+    let Item { index, status, jobs, .. } = item;
     let f = Facts::new(seed, index);
     out.extend_from_slice(b"{\"file_id\":\"");
     push_uuid(out, seed, index, SALT_FILE_ID);
@@ -829,12 +756,7 @@ pub(crate) fn push_file(out: &mut Vec<u8>, seed: u64, item: Item, include: Inclu
 
 /// Appends the raw job record (`raw=true`) of chunk `chunk` of file `index`.
 pub(crate) fn push_job(out: &mut Vec<u8>, batch_id: &str, seed: u64, item: Item, include: Include) {
-    let Item {
-        index,
-        status: file_status,
-        jobs,
-        chunk,
-    } = item;
+    let Item { index, status: file_status, jobs, chunk } = item;
     let chunk = chunk.unwrap_or(0);
     let f = Facts::new(seed, index);
     let status = chunk_status(file_status, chunk, jobs);
@@ -861,12 +783,7 @@ pub(crate) fn push_job(out: &mut Vec<u8>, batch_id: &str, seed: u64, item: Item,
                     s0 < t1 && s1 > t0
                 })
                 .collect();
-            f.push_result(
-                out,
-                (w0, w1),
-                (t0, t1),
-                include.speech.then_some(&overlapping[..]),
-            );
+            f.push_result(out, (w0, w1), (t0, t1), include.speech.then_some(&overlapping[..]));
         }
         FAILED => {}
         _ => out.extend_from_slice(b",\"result\":null"),
@@ -884,72 +801,31 @@ mod tests {
 
     fn file(seed: u64, index: u64, status: u8, jobs: u8, include: Include) -> Value {
         let mut out = Vec::new();
-        push_file(
-            &mut out,
-            seed,
-            Item {
-                index,
-                status,
-                jobs,
-                chunk: None,
-            },
-            include,
-        );
-        serde_json::from_slice(&out)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+        push_file(&mut out, seed, Item { index, status, jobs, chunk: None }, include);
+        serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }
 
     fn job(index: u64, chunk: u8, status: u8, jobs: u8) -> Value {
         let mut out = Vec::new();
-        let item = Item {
-            index,
-            status,
-            jobs,
-            chunk: Some(chunk),
-        };
-        push_job(
-            &mut out,
-            "b/\"1",
-            0,
-            item,
-            Include {
-                chunks: false,
-                speech: true,
-            },
-        );
-        serde_json::from_slice(&out)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+        let item = Item { index, status, jobs, chunk: Some(chunk) };
+        push_job(&mut out, "b/\"1", 0, item, Include { chunks: false, speech: true });
+        serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }
 
-    const ALL: Include = Include {
-        chunks: true,
-        speech: true,
-    };
+    const ALL: Include = Include { chunks: true, speech: true };
 
     #[test]
     fn vocabulary_needs_no_escaping() {
         for w in HINDI.iter().chain(ENGLISH) {
-            assert!(
-                !w.contains(['"', '\\', ' ']) && !w.chars().any(char::is_control),
-                "{w}"
-            );
+            assert!(!w.contains(['"', '\\', ' ']) && !w.chars().any(char::is_control), "{w}");
         }
     }
 
     #[test]
     fn records_are_deterministic_by_seed_and_index() {
-        assert_eq!(
-            file(3, 17, COMPLETED, 2, ALL),
-            file(3, 17, COMPLETED, 2, ALL)
-        );
-        assert_ne!(
-            file(3, 17, COMPLETED, 2, ALL)["file_id"],
-            file(4, 17, COMPLETED, 2, ALL)["file_id"]
-        );
-        assert_ne!(
-            file(3, 17, COMPLETED, 2, ALL)["file_id"],
-            file(3, 18, COMPLETED, 2, ALL)["file_id"]
-        );
+        assert_eq!(file(3, 17, COMPLETED, 2, ALL), file(3, 17, COMPLETED, 2, ALL));
+        assert_ne!(file(3, 17, COMPLETED, 2, ALL)["file_id"], file(4, 17, COMPLETED, 2, ALL)["file_id"]);
+        assert_ne!(file(3, 17, COMPLETED, 2, ALL)["file_id"], file(3, 18, COMPLETED, 2, ALL)["file_id"]);
     }
 
     #[test]
@@ -960,10 +836,7 @@ mod tests {
                 let v = file(0, index, status, jobs, ALL);
                 assert_eq!(v["file_id"].as_str().unwrap().len(), 36);
                 assert_eq!(v["status"], STATUS_NAMES[usize::from(status)]);
-                assert_eq!(
-                    v["chunk_results"].as_array().unwrap().len(),
-                    usize::from(jobs)
-                );
+                assert_eq!(v["chunk_results"].as_array().unwrap().len(), usize::from(jobs));
                 match status {
                     COMPLETED => {
                         assert!(v["result"]["text"].as_str().unwrap().len() > 3);
@@ -980,10 +853,7 @@ mod tests {
                     let j = job(index, c, status, jobs);
                     assert_eq!(j["file_id"], v["file_id"]);
                     assert_eq!(j["batch_id"], "b/\"1");
-                    assert_eq!(
-                        j["status"],
-                        STATUS_NAMES[usize::from(chunk_status(status, c, jobs))]
-                    );
+                    assert_eq!(j["status"], STATUS_NAMES[usize::from(chunk_status(status, c, jobs))]);
                 }
             }
         }
@@ -1004,37 +874,17 @@ mod tests {
         let n = 2000;
         for index in 0..n {
             let mut out = Vec::new();
-            let item = Item {
-                index,
-                status: COMPLETED,
-                jobs: 1,
-                chunk: None,
-            };
-            push_file(
-                &mut out,
-                0,
-                item,
-                Include {
-                    chunks: false,
-                    speech: true,
-                },
-            );
+            let item = Item { index, status: COMPLETED, jobs: 1, chunk: None };
+            push_file(&mut out, 0, item, Include { chunks: false, speech: true });
             bytes += out.len();
             let v: Value = serde_json::from_slice(&out).unwrap();
             let name = v["filename"].as_str().unwrap().to_string();
             unicode += usize::from(!name.is_ascii());
             names.insert(name);
-            big += usize::from(
-                v["metadata"]
-                    .get("trace_id")
-                    .is_some_and(|t| t.as_u64().is_none()),
-            );
+            big += usize::from(v["metadata"].get("trace_id").is_some_and(|t| t.as_u64().is_none()));
         }
         let average = bytes / n as usize;
-        assert!(
-            (450..560).contains(&average),
-            "average completed record {average} bytes"
-        );
+        assert!((450..560).contains(&average), "average completed record {average} bytes");
         assert!(names.len() > 1900);
         assert!(unicode > 400 && unicode < 1200, "{unicode}");
         assert!(big > 0 && big < 60, "{big}");

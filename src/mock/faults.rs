@@ -59,47 +59,29 @@ pub(crate) struct FaultPlan {
 
 impl FaultPlan {
     pub(crate) fn new(seed: u64, rate: f64) -> FaultPlan {
-        FaultPlan {
-            scripted: VecDeque::new(),
-            rate,
-            rng: Rng::new(seed, 0, SALT_FAULTS),
-        }
+        FaultPlan { scripted: VecDeque::new(), rate, rng: Rng::new(seed, 0, SALT_FAULTS) }
     }
 
     pub(crate) fn script(&mut self, kind: FaultKind, times: u32) {
-        self.scripted
-            .extend(std::iter::repeat_n(kind, times as usize));
+        self.scripted.extend(std::iter::repeat_n(kind, times as usize));
     }
 
     /// The fault for the next results request, if any.
     pub(crate) fn next(&mut self) -> Option<Fault> {
         let truncate = self.rng.chance(0.5);
         if let Some(kind) = self.scripted.pop_front() {
-            return Some(Fault {
-                kind,
-                retry_after_ms: None,
-                truncate,
-            });
+            return Some(Fault { kind, retry_after_ms: None, truncate });
         }
         if self.rate <= 0.0 || !self.rng.chance(self.rate) {
             return None;
         }
         let (kind, retry_after_ms) = match self.rng.below(4) {
             0 => (FaultKind::Status(503), None),
-            1 => (
-                FaultKind::RateLimited {
-                    retry_after: "0".to_string(),
-                },
-                Some(20),
-            ),
+            1 => (FaultKind::RateLimited { retry_after: "0".to_string() }, Some(20)),
             2 => (FaultKind::CutBody, None),
             _ => (FaultKind::MalformedJson, None),
         };
-        Some(Fault {
-            kind,
-            retry_after_ms,
-            truncate,
-        })
+        Some(Fault { kind, retry_after_ms, truncate })
     }
 }
 
@@ -136,9 +118,7 @@ mod tests {
     fn random_faults_follow_the_rate_and_the_seed() {
         let draw = |seed| {
             let mut plan = FaultPlan::new(seed, 0.2);
-            (0..2000)
-                .map(|_| plan.next().map(|f| f.kind.label()))
-                .collect::<Vec<_>>()
+            (0..2000).map(|_| plan.next().map(|f| f.kind.label())).collect::<Vec<_>>()
         };
         let a = draw(1);
         assert_eq!(a, draw(1));
@@ -146,10 +126,7 @@ mod tests {
         let faults = a.iter().flatten().count();
         assert!((330..470).contains(&faults), "{faults}");
         for kind in ["status:503", "429", "cut", "malformed"] {
-            assert!(
-                a.iter().flatten().filter(|l| *l == kind).count() > 50,
-                "{kind}"
-            );
+            assert!(a.iter().flatten().filter(|l| *l == kind).count() > 50, "{kind}");
         }
     }
 

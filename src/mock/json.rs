@@ -119,13 +119,8 @@ mod tests {
 
     #[test]
     fn strings_round_trip_through_serde_json() {
-        for text in [
-            "plain",
-            "quote \" back \\ slash",
-            "nl\n\r\t\u{8}\u{c}\u{1}\u{1f}",
-            "हिंदी 会议 🎙️ été",
-            "",
-        ] {
+        for text in ["plain", "quote \" back \\ slash", "nl\n\r\t\u{8}\u{c}\u{1}\u{1f}", "हिंदी 会议 🎙️ été", ""]
+        {
             let written = s(|o| push_str(o, text));
             let parsed: String = serde_json::from_str(&written).unwrap();
             assert_eq!(parsed, text);
@@ -135,10 +130,7 @@ mod tests {
     #[test]
     fn numbers_are_exact() {
         assert_eq!(s(|o| push_uint(o, 0)), "0");
-        assert_eq!(
-            s(|o| push_uint(o, u128::from(u64::MAX) + 1)),
-            "18446744073709551616"
-        );
+        assert_eq!(s(|o| push_uint(o, u128::from(u64::MAX) + 1)), "18446744073709551616");
         assert_eq!(s(|o| push_fixed(o, 655, 1)), "65.5");
         assert_eq!(s(|o| push_fixed(o, 7, 2)), "0.07");
         assert_eq!(s(|o| push_fixed(o, 300, 1)), "30.0");
@@ -147,13 +139,7 @@ mod tests {
     #[test]
     fn timestamps_are_iso8601_utc() {
         assert_eq!(s(|o| push_timestamp(o, 0)), "\"1970-01-01T00:00:00.000Z\"");
-        assert_eq!(
-            s(|o| push_timestamp(o, 1_736_121_600_000 + 1_500)),
-            "\"2025-01-06T00:00:01.500Z\""
-        );
-        assert_eq!(
-            s(|o| push_timestamp(o, 1_709_210_096_789)),
-            "\"2024-02-29T12:34:56.789Z\""
-        );
+        assert_eq!(s(|o| push_timestamp(o, 1_736_121_600_000 + 1_500)), "\"2025-01-06T00:00:01.500Z\"");
+        assert_eq!(s(|o| push_timestamp(o, 1_709_210_096_789)), "\"2024-02-29T12:34:56.789Z\"");
     }
 }

@@ -22,11 +22,7 @@ pub(crate) const MAX_LIMIT: u64 = 200;
 pub(crate) fn pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| {
-            percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
+        let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
         (decode(k), decode(v))
     })
 }
@@ -72,11 +68,7 @@ fn parse_int(name: &str, v: &str, min: u64, max: Option<u64>, errors: &mut Vec<V
         return min;
     }
     let negative = t.starts_with('-') && digits.bytes().any(|b| b != b'0');
-    let n = if negative {
-        0
-    } else {
-        digits.parse::<u64>().unwrap_or(u64::MAX)
-    };
+    let n = if negative { 0 } else { digits.parse::<u64>().unwrap_or(u64::MAX) };
     if negative || n < min {
         errors.push(error(
             name,
@@ -99,14 +91,7 @@ fn parse_int(name: &str, v: &str, min: u64, max: Option<u64>, errors: &mut Vec<V
 
 /// Parses the results endpoint's query; `Err` holds the 422 body.
 pub(crate) fn parse_results_query(query: &str) -> Result<ResultsQuery, Value> {
-    let mut q = ResultsQuery {
-        status: None,
-        page: 1,
-        limit: 50,
-        raw: false,
-        chunks: false,
-        speech_information: false,
-    };
+    let mut q = ResultsQuery { status: None, page: 1, limit: 50, raw: false, chunks: false, speech_information: false };
     let mut errors = Vec::new();
     for (name, value) in pairs(query) {
         match name.as_str() {
@@ -130,9 +115,7 @@ pub(crate) fn parse_results_query(query: &str) -> Result<ResultsQuery, Value> {
             "limit" => q.limit = parse_int("limit", &value, 1, Some(MAX_LIMIT), &mut errors),
             "raw" => q.raw = parse_bool("raw", &value, &mut errors),
             "chunks" => q.chunks = parse_bool("chunks", &value, &mut errors),
-            "speech_information" => {
-                q.speech_information = parse_bool("speech_information", &value, &mut errors)
-            }
+            "speech_information" => q.speech_information = parse_bool("speech_information", &value, &mut errors),
             _ => {} // unknown parameters are ignored, as FastAPI does
         }
     }
@@ -148,12 +131,7 @@ mod tests {
     use super::*;
 
     fn locs(body: &Value) -> Vec<String> {
-        body["detail"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["loc"][1].as_str().unwrap().to_string())
-            .collect()
+        body["detail"].as_array().unwrap().iter().map(|e| e["loc"][1].as_str().unwrap().to_string()).collect()
     }
 
     #[test]
@@ -161,72 +139,31 @@ mod tests {
         let q = parse_results_query("").unwrap();
         assert_eq!(
             q,
-            ResultsQuery {
-                status: None,
-                page: 1,
-                limit: 50,
-                raw: false,
-                chunks: false,
-                speech_information: false
-            }
+            ResultsQuery { status: None, page: 1, limit: 50, raw: false, chunks: false, speech_information: false }
         );
     }
 
     #[test]
     fn parses_every_parameter() {
-        let q = parse_results_query(
-            "status=failed&page=3&limit=200&raw=true&chunks=1&speech_information=True&extra=x",
-        )
-        .unwrap();
+        let q = parse_results_query("status=failed&page=3&limit=200&raw=true&chunks=1&speech_information=True&extra=x")
+            .unwrap();
         assert_eq!(
             q,
-            ResultsQuery {
-                status: Some(1),
-                page: 3,
-                limit: 200,
-                raw: true,
-                chunks: true,
-                speech_information: true
-            }
+            ResultsQuery { status: Some(1), page: 3, limit: 200, raw: true, chunks: true, speech_information: true }
         );
-        assert_eq!(
-            parse_results_query("page=99999999999999999999999")
-                .unwrap()
-                .page,
-            u64::MAX
-        );
+        assert_eq!(parse_results_query("page=99999999999999999999999").unwrap().page, u64::MAX);
         assert_eq!(parse_results_query("limit=%2B1").unwrap().limit, 1);
     }
 
     #[test]
     fn reports_every_invalid_parameter() {
-        let body = parse_results_query(
-            "status=done&page=0&limit=201&raw=maybe&chunks=2&speech_information=&page=x",
-        )
-        .unwrap_err();
-        assert_eq!(
-            locs(&body),
-            [
-                "status",
-                "page",
-                "limit",
-                "raw",
-                "chunks",
-                "speech_information",
-                "page"
-            ]
-        );
+        let body = parse_results_query("status=done&page=0&limit=201&raw=maybe&chunks=2&speech_information=&page=x")
+            .unwrap_err();
+        assert_eq!(locs(&body), ["status", "page", "limit", "raw", "chunks", "speech_information", "page"]);
         assert_eq!(body["detail"][2]["type"], "less_than_equal");
         assert_eq!(body["detail"][2]["ctx"]["le"], 200);
         assert_eq!(body["detail"][1]["type"], "greater_than_equal");
-        for bad in [
-            "limit=0",
-            "limit=-5",
-            "limit=1.5",
-            "limit=",
-            "page=-1",
-            "status=COMPLETED",
-        ] {
+        for bad in ["limit=0", "limit=-5", "limit=1.5", "limit=", "page=-1", "status=COMPLETED"] {
             assert!(parse_results_query(bad).is_err(), "{bad}");
         }
     }

@@ -12,10 +12,7 @@ fn finalize(mut z: u64) -> u64 {
 
 /// One well-mixed 64-bit value for (seed, index, salt).
 pub(crate) fn hash(seed: u64, index: u64, salt: u64) -> u64 {
-    let s = finalize(
-        seed.wrapping_add(GOLDEN)
-            .wrapping_add(salt.wrapping_mul(0xD6E8_FEB8_6659_FD93)),
-    );
+    let s = finalize(seed.wrapping_add(GOLDEN).wrapping_add(salt.wrapping_mul(0xD6E8_FEB8_6659_FD93)));
     finalize(s ^ index.wrapping_mul(GOLDEN).wrapping_add(GOLDEN))
 }
 

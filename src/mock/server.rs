@@ -78,19 +78,11 @@ impl MockServer {
             .build()?;
         let (shutdown, stopped) = watch::channel(false);
         let serving = Arc::clone(&state);
-        let thread = std::thread::Builder::new()
-            .name("soket-mock".to_string())
-            .spawn(move || {
-                runtime.block_on(serve(listener, serving, stopped));
-                runtime.shutdown_timeout(Duration::from_millis(200));
-            })?;
-        Ok(MockServer {
-            state,
-            addr,
-            default_batch,
-            shutdown,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("soket-mock".to_string()).spawn(move || {
+            runtime.block_on(serve(listener, serving, stopped));
+            runtime.shutdown_timeout(Duration::from_millis(200));
+        })?;
+        Ok(MockServer { state, addr, default_batch, shutdown, thread: Some(thread) })
     }
 
     /// The base URL a client uses: `http://127.0.0.1:PORT/transcribe`.
@@ -172,37 +164,26 @@ impl State {
             Some(pairs) => {
                 let mut weights = [0.0; 4];
                 for (name, weight) in pairs {
-                    let i = status_index(name)
-                        .ok_or_else(|| invalid(format!("unknown status {name:?} in statuses")))?;
+                    let i =
+                        status_index(name).ok_or_else(|| invalid(format!("unknown status {name:?} in statuses")))?;
                     weights[usize::from(i)] = *weight;
                 }
                 weights
             }
         };
-        let cdf = status_cdf(weights).ok_or_else(|| {
-            invalid("status weights must be finite, >= 0, and not all 0".to_string())
-        })?;
+        let cdf = status_cdf(weights)
+            .ok_or_else(|| invalid("status weights must be finite, >= 0, and not all 0".to_string()))?;
         if !(0.0..=1.0).contains(&config.fault_rate) {
-            return Err(invalid(format!(
-                "fault_rate must be within 0..=1, not {}",
-                config.fault_rate
-            )));
+            return Err(invalid(format!("fault_rate must be within 0..=1, not {}", config.fault_rate)));
         }
-        let not_found_status = StatusCode::from_u16(config.not_found_status).map_err(|_| {
-            invalid(format!(
-                "not_found_status {} is not an HTTP status",
-                config.not_found_status
-            ))
-        })?;
+        let not_found_status = StatusCode::from_u16(config.not_found_status)
+            .map_err(|_| invalid(format!("not_found_status {} is not an HTTP status", config.not_found_status)))?;
         Ok(State {
             token: config.token.clone(),
             latency: Duration::from_millis(config.latency_ms),
             gzip: config.gzip,
             not_found_status,
-            redirect_to: config
-                .redirect_to
-                .as_ref()
-                .map(|base| base.trim_end_matches('/').to_string()),
+            redirect_to: config.redirect_to.as_ref().map(|base| base.trim_end_matches('/').to_string()),
             cdf,
             batches: Mutex::new(HashMap::new()),
             batches_created: AtomicU64::new(0),
@@ -227,9 +208,7 @@ impl State {
 
 /// A poisoned lock only means a test thread panicked: the data is still good.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn serve(listener: StdTcpListener, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
@@ -253,26 +232,17 @@ async fn serve(listener: StdTcpListener, state: Arc<State>, mut stopped: watch::
     }
     drop(listener);
     let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(1), drain)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(1), drain).await.is_err() {
         connections.abort_all();
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    state: Arc<State>,
-    mut stopped: watch::Receiver<bool>,
-) {
+async fn serve_connection(stream: TcpStream, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
     let service = service_fn(move |request| {
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(handle(&state, request).await) }
     });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
+    let connection = http1::Builder::new().timer(TokioTimer::new()).serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => {}
@@ -325,11 +295,7 @@ struct Reply {
 
 impl Reply {
     fn json(status: StatusCode, body: Vec<u8>) -> Reply {
-        Reply {
-            status,
-            body,
-            headers: Vec::new(),
-        }
+        Reply { status, body, headers: Vec::new() }
     }
 
     fn with_header(mut self, name: HeaderName, value: &str) -> Reply {
@@ -343,12 +309,7 @@ impl Reply {
 async fn handle(state: &State, request: Request<Incoming>) -> Response<MockBody> {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
-    let header = |name| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
+    let header = |name| request.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let authorization = header(header::AUTHORIZATION).map(str::to_string);
     let accept_encoding = header(header::ACCEPT_ENCODING).map(str::to_string);
     let route = route(request.method(), &path);
@@ -356,11 +317,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<MockBody>
     let redirect = match (&route, &state.redirect_to) {
         (Route::Results(_), Some(base)) => {
             let rest = path.strip_prefix("/transcribe").unwrap_or(&path);
-            Some(if query.is_empty() {
-                format!("{base}{rest}")
-            } else {
-                format!("{base}{rest}?{query}")
-            })
+            Some(if query.is_empty() { format!("{base}{rest}") } else { format!("{base}{rest}?{query}") })
         }
         _ => None,
     };
@@ -386,32 +343,20 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<MockBody>
         tokio::time::sleep(state.latency).await;
     }
     let reply = if let Some(location) = redirect {
-        Reply::json(StatusCode::TEMPORARY_REDIRECT, Vec::new())
-            .with_header(header::LOCATION, &location)
+        Reply::json(StatusCode::TEMPORARY_REDIRECT, Vec::new()).with_header(header::LOCATION, &location)
     } else if let Some(reply) = fault_reply(fault.as_ref()) {
         reply
     } else {
-        if let Some(Fault {
-            kind: FaultKind::Stall(pause),
-            ..
-        }) = &fault
-        {
+        if let Some(Fault { kind: FaultKind::Stall(pause), .. }) = &fault {
             tokio::time::sleep(*pause).await;
         }
         // Routing comes before auth, as in FastAPI: an unknown path is a 404 for anyone.
         match token {
-            _ if matches!(route, Route::NotFound | Route::WrongMethod) => {
-                answer(state, route, &query, 0)
-            }
-            None => Reply::json(
-                StatusCode::UNAUTHORIZED,
-                bodies::detail("Not authenticated"),
-            )
-            .with_header(header::WWW_AUTHENTICATE, "Bearer"),
-            Some(t) if t != state.token => {
-                Reply::json(StatusCode::UNAUTHORIZED, bodies::detail("Invalid token"))
-                    .with_header(header::WWW_AUTHENTICATE, "Bearer")
-            }
+            _ if matches!(route, Route::NotFound | Route::WrongMethod) => answer(state, route, &query, 0),
+            None => Reply::json(StatusCode::UNAUTHORIZED, bodies::detail("Not authenticated"))
+                .with_header(header::WWW_AUTHENTICATE, "Bearer"),
+            Some(t) if t != state.token => Reply::json(StatusCode::UNAUTHORIZED, bodies::detail("Invalid token"))
+                .with_header(header::WWW_AUTHENTICATE, "Bearer"),
             Some(_) => answer(state, route, &query, shift(fault.as_ref())),
         }
     };
@@ -431,21 +376,13 @@ fn fault_reply(fault: Option<&Fault>) -> Option<Reply> {
     match &fault.kind {
         FaultKind::Status(code) => {
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            Some(Reply::json(
-                status,
-                bodies::detail(status.canonical_reason().unwrap_or("Injected fault")),
-            ))
+            Some(Reply::json(status, bodies::detail(status.canonical_reason().unwrap_or("Injected fault"))))
         }
         FaultKind::RateLimited { retry_after } => {
-            let reply = Reply::json(
-                StatusCode::TOO_MANY_REQUESTS,
-                bodies::detail("Too Many Requests"),
-            )
-            .with_header(header::RETRY_AFTER, retry_after);
+            let reply = Reply::json(StatusCode::TOO_MANY_REQUESTS, bodies::detail("Too Many Requests"))
+                .with_header(header::RETRY_AFTER, retry_after);
             Some(match fault.retry_after_ms {
-                Some(ms) => {
-                    reply.with_header(HeaderName::from_static("retry-after-ms"), &ms.to_string())
-                }
+                Some(ms) => reply.with_header(HeaderName::from_static("retry-after-ms"), &ms.to_string()),
                 None => reply,
             })
         }
@@ -464,11 +401,8 @@ fn shift(fault: Option<&Fault>) -> u64 {
 fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
     match route {
         Route::NotFound => Reply::json(StatusCode::NOT_FOUND, bodies::detail("Not Found")),
-        Route::WrongMethod => Reply::json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            bodies::detail("Method Not Allowed"),
-        )
-        .with_header(header::ALLOW, "GET"),
+        Route::WrongMethod => Reply::json(StatusCode::METHOD_NOT_ALLOWED, bodies::detail("Method Not Allowed"))
+            .with_header(header::ALLOW, "GET"),
         Route::Status(id) => match state.batch(&id) {
             None => Reply::json(state.not_found_status, bodies::BATCH_NOT_FOUND.to_vec()),
             Some(batch) => {
@@ -481,20 +415,12 @@ fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
         Route::Results(id) => {
             let q = match parse_results_query(query) {
                 Ok(q) => q,
-                Err(body) => {
-                    return Reply::json(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        body.to_string().into_bytes(),
-                    )
-                }
+                Err(body) => return Reply::json(StatusCode::UNPROCESSABLE_ENTITY, body.to_string().into_bytes()),
             };
             let Some(batch) = state.batch(&id) else {
                 return match q.status {
                     None => Reply::json(state.not_found_status, bodies::BATCH_NOT_FOUND.to_vec()),
-                    Some(_) => Reply::json(
-                        StatusCode::OK,
-                        bodies::page(&id, &q, 0, &Default::default()),
-                    ),
+                    Some(_) => Reply::json(StatusCode::OK, bodies::page(&id, &q, 0, &Default::default())),
                 };
             };
             let offset = (q.page - 1).saturating_mul(q.limit).saturating_sub(shift);
@@ -520,11 +446,7 @@ fn accepts_gzip(accept_encoding: &str) -> bool {
         let mut parts = entry.split(';');
         let coding = parts.next().unwrap_or("").trim();
         let q = parts
-            .filter_map(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .or_else(|| p.trim().strip_prefix("Q="))
-            })
+            .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
             .find_map(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(1.0);
         if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
@@ -547,22 +469,14 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 fn finish(reply: Reply, fault: Option<&Fault>, accepts_gzip: bool) -> Response<MockBody> {
     let mut status = reply.status;
     let mut body = reply.body;
-    if let Some(Fault {
-        kind: FaultKind::MalformedJson,
-        truncate,
-        ..
-    }) = fault
-    {
+    if let Some(Fault { kind: FaultKind::MalformedJson, truncate, .. }) = fault {
         status = StatusCode::OK;
         body = malform(&body, *truncate);
     }
     let mut response = Response::builder().status(status);
     let headers = response.headers_mut().expect("a fresh builder");
     if !body.is_empty() {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     if accepts_gzip && body.len() >= GZIP_MIN_BYTES {
         body = gzip(&body);
@@ -573,10 +487,7 @@ fn finish(reply: Reply, fault: Option<&Fault>, accepts_gzip: bool) -> Response<M
         headers.insert(name, value);
     }
     let body = match fault {
-        Some(Fault {
-            kind: FaultKind::CutBody,
-            ..
-        }) => {
+        Some(Fault { kind: FaultKind::CutBody, .. }) => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             MockBody::cut(body)
         }
@@ -588,10 +499,7 @@ fn finish(reply: Reply, fault: Option<&Fault>, accepts_gzip: bool) -> Response<M
 /// A response body: whole, or cut short (the connection drops after part of it).
 enum MockBody {
     Full(Option<Bytes>),
-    Cut {
-        head: Option<Bytes>,
-        pause: Pin<Box<tokio::time::Sleep>>,
-    },
+    Cut { head: Option<Bytes>, pause: Pin<Box<tokio::time::Sleep>> },
 }
 
 impl MockBody {
@@ -599,10 +507,7 @@ impl MockBody {
         let mut head = Bytes::from(body);
         head.truncate(head.len() / 2);
         // The pause lets hyper flush the head before the error closes the connection.
-        MockBody::Cut {
-            head: Some(head),
-            pause: Box::pin(tokio::time::sleep(Duration::from_millis(20))),
-        }
+        MockBody::Cut { head: Some(head), pause: Box::pin(tokio::time::sleep(Duration::from_millis(20))) }
     }
 }
 
@@ -610,22 +515,17 @@ impl Body for MockBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             MockBody::Full(body) => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
             MockBody::Cut { head, pause } => {
                 if let Some(head) = head.take() {
                     return Poll::Ready(Some(Ok(Frame::data(head))));
                 }
-                pause.as_mut().poll(cx).map(|()| {
-                    Some(Err(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "mock fault: body cut",
-                    )))
-                })
+                pause
+                    .as_mut()
+                    .poll(cx)
+                    .map(|()| Some(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "mock fault: body cut"))))
             }
         }
     }

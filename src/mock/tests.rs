@@ -25,18 +25,13 @@ struct Reply {
 
 impl Reply {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn text(&self) -> Vec<u8> {
         if self.header("content-encoding") == Some("gzip") {
             let mut out = Vec::new();
-            GzDecoder::new(&self.body[..])
-                .read_to_end(&mut out)
-                .expect("valid gzip");
+            GzDecoder::new(&self.body[..]).read_to_end(&mut out).expect("valid gzip");
             out
         } else {
             self.body.clone()
@@ -44,8 +39,7 @@ impl Reply {
     }
 
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.text())
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.text()).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -56,13 +50,8 @@ impl Client {
 
     fn to_port(port: u16) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Client {
-            reader: BufReader::new(stream),
-            port,
-        }
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { reader: BufReader::new(stream), port }
     }
 
     /// GET with the test token.
@@ -71,18 +60,12 @@ impl Client {
     }
 
     fn request(&mut self, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut head = format!(
-            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n",
-            self.port
-        );
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", self.port);
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        self.reader
-            .get_mut()
-            .write_all(head.as_bytes())
-            .expect("send");
+        self.reader.get_mut().write_all(head.as_bytes()).expect("send");
         let mut line = String::new();
         self.reader.read_line(&mut line).expect("status line");
         let status = line.split(' ').nth(1).expect("status").parse().unwrap();
@@ -102,16 +85,9 @@ impl Client {
             .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
             .map_or(0, |(_, v)| v.parse().unwrap());
         let mut body = Vec::new();
-        let _ = (&mut self.reader)
-            .take(length as u64)
-            .read_to_end(&mut body);
+        let _ = (&mut self.reader).take(length as u64).read_to_end(&mut body);
         let complete = body.len() == length;
-        Reply {
-            status,
-            headers,
-            body,
-            complete,
-        }
+        Reply { status, headers, body, complete }
     }
 }
 
@@ -125,14 +101,8 @@ fn results(server: &MockServer, query: &str) -> String {
 
 #[test]
 fn serves_pages_with_keep_alive_and_true_totals() {
-    let server = start(MockConfig {
-        files: 105,
-        ..MockConfig::default()
-    });
-    assert_eq!(
-        server.url(),
-        format!("http://127.0.0.1:{}/transcribe", server.port())
-    );
+    let server = start(MockConfig { files: 105, ..MockConfig::default() });
+    assert_eq!(server.url(), format!("http://127.0.0.1:{}/transcribe", server.port()));
     let mut client = Client::new(&server);
     let mut ids = Vec::new();
     for page in 1..=3 {
@@ -140,47 +110,23 @@ fn serves_pages_with_keep_alive_and_true_totals() {
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("content-type"), Some("application/json"));
         let v = reply.json();
-        assert_eq!(
-            (v["total_files"].as_u64(), v["total_pages"].as_u64()),
-            (Some(105), Some(3))
-        );
-        ids.extend(
-            v["files"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f["file_id"].as_str().unwrap().to_string()),
-        );
+        assert_eq!((v["total_files"].as_u64(), v["total_pages"].as_u64()), (Some(105), Some(3)));
+        ids.extend(v["files"].as_array().unwrap().iter().map(|f| f["file_id"].as_str().unwrap().to_string()));
     }
     assert_eq!(ids.len(), 105);
-    assert_eq!(
-        ids.iter().collect::<std::collections::HashSet<_>>().len(),
-        105
-    );
+    assert_eq!(ids.iter().collect::<std::collections::HashSet<_>>().len(), 105);
     let past = client.get(&results(&server, "page=9&limit=50")).json();
-    assert_eq!(
-        (past["count"].as_u64(), past["total_files"].as_u64()),
-        (Some(0), Some(105))
-    );
+    assert_eq!((past["count"].as_u64(), past["total_files"].as_u64()), (Some(0), Some(105)));
     assert_eq!(server.requests().len(), 4, "one connection, four requests");
 }
 
 #[test]
 fn status_filters_and_raw_jobs_add_up() {
-    let server = start(MockConfig {
-        files: 400,
-        ..MockConfig::default()
-    });
+    let server = start(MockConfig { files: 400, ..MockConfig::default() });
     let mut client = Client::new(&server);
     let total_files: u64 = data::STATUS_NAMES
         .iter()
-        .map(|s| {
-            client
-                .get(&results(&server, &format!("status={s}&limit=1")))
-                .json()["total_files"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|s| client.get(&results(&server, &format!("status={s}&limit=1"))).json()["total_files"].as_u64().unwrap())
         .sum();
     assert_eq!(total_files, 400);
     let jobs = client.get(&results(&server, "raw=true&limit=200")).json();
@@ -189,17 +135,13 @@ fn status_filters_and_raw_jobs_add_up() {
     let by_status: u64 = data::STATUS_NAMES
         .iter()
         .map(|s| {
-            client
-                .get(&results(&server, &format!("raw=true&status={s}&limit=1")))
-                .json()["total_jobs"]
+            client.get(&results(&server, &format!("raw=true&status={s}&limit=1"))).json()["total_jobs"]
                 .as_u64()
                 .unwrap()
         })
         .sum();
     assert_eq!(by_status, total_jobs);
-    let failed = client
-        .get(&results(&server, "raw=1&status=failed&limit=200"))
-        .json();
+    let failed = client.get(&results(&server, "raw=1&status=failed&limit=200")).json();
     for job in failed["jobs"].as_array().unwrap() {
         assert_eq!(job["status"], "failed");
         assert!(job.get("result").is_none() && job["errors"][0]["code"].is_string());
@@ -209,40 +151,21 @@ fn status_filters_and_raw_jobs_add_up() {
 
 #[test]
 fn auth_is_checked_and_logged() {
-    let server = start(MockConfig {
-        token: "s3cret".to_string(),
-        ..MockConfig::default()
-    });
+    let server = start(MockConfig { token: "s3cret".to_string(), ..MockConfig::default() });
     let mut client = Client::new(&server);
     let target = results(&server, "");
     let none = client.request("GET", &target, &[]);
-    assert_eq!(
-        (none.status, none.json()["detail"].as_str()),
-        (401, Some("Not authenticated"))
-    );
+    assert_eq!((none.status, none.json()["detail"].as_str()), (401, Some("Not authenticated")));
     let wrong = client.request("GET", &target, &[("Authorization", "Bearer nope")]);
-    assert_eq!(
-        (wrong.status, wrong.json()["detail"].as_str()),
-        (401, Some("Invalid token"))
-    );
+    assert_eq!((wrong.status, wrong.json()["detail"].as_str()), (401, Some("Invalid token")));
     assert_eq!(wrong.header("www-authenticate"), Some("Bearer"));
-    assert_eq!(
-        client
-            .request("GET", &target, &[("Authorization", "bearer s3cret")])
-            .status,
-        200
-    );
+    assert_eq!(client.request("GET", &target, &[("Authorization", "bearer s3cret")]).status, 200);
     let log = server.requests();
     assert_eq!(
-        log.iter()
-            .map(|r| (r.auth_present, r.authorized))
-            .collect::<Vec<_>>(),
+        log.iter().map(|r| (r.auth_present, r.authorized)).collect::<Vec<_>>(),
         [(false, false), (true, false), (true, true)]
     );
-    assert_eq!(
-        log[0].path,
-        format!("/transcribe/results/batch/{}", server.batch_id())
-    );
+    assert_eq!(log[0].path, format!("/transcribe/results/batch/{}", server.batch_id()));
     server.clear_requests();
     assert!(server.requests().is_empty());
 }
@@ -263,68 +186,32 @@ fn validation_errors_are_fastapi_422s() {
         let reply = client.get(&results(&server, query));
         assert_eq!(reply.status, 422, "{query}");
         let v = reply.json();
-        assert_eq!(
-            v["detail"][0]["loc"],
-            serde_json::json!(["query", loc]),
-            "{query}"
-        );
+        assert_eq!(v["detail"][0]["loc"], serde_json::json!(["query", loc]), "{query}");
         assert!(v["detail"][0]["msg"].is_string());
     }
     assert_eq!(client.get("/transcribe/results/batch/").status, 404);
     assert_eq!(client.get("/elsewhere").status, 404);
-    assert_eq!(
-        client.request("POST", &results(&server, ""), &[]).status,
-        405
-    );
+    assert_eq!(client.request("POST", &results(&server, ""), &[]).status, 405);
 }
 
 #[test]
 fn unknown_batches_and_encoded_ids() {
-    let server = start(MockConfig {
-        files: 3,
-        ..MockConfig::default()
-    });
+    let server = start(MockConfig { files: 3, ..MockConfig::default() });
     let mut client = Client::new(&server);
     let missing = client.get("/transcribe/results/batch/nope");
-    assert_eq!(
-        (missing.status, missing.json()),
-        (404, serde_json::json!({"error": "batch not found"}))
-    );
-    let filtered = client
-        .get("/transcribe/results/batch/nope?status=completed")
-        .json();
-    assert_eq!(
-        (
-            filtered["total_files"].as_u64(),
-            filtered["total_pages"].as_u64()
-        ),
-        (Some(0), Some(0))
-    );
+    assert_eq!((missing.status, missing.json()), (404, serde_json::json!({"error": "batch not found"})));
+    let filtered = client.get("/transcribe/results/batch/nope?status=completed").json();
+    assert_eq!((filtered["total_files"].as_u64(), filtered["total_pages"].as_u64()), (Some(0), Some(0)));
     assert_eq!(client.get("/transcribe/status/batch/nope").status, 404);
 
-    let id = server.add_batch(BatchSpec {
-        files: 7,
-        batch_id: Some("a/b?c#d é".to_string()),
-        ..BatchSpec::default()
-    });
-    let page = client
-        .get("/transcribe/results/batch/a%2Fb%3Fc%23d%20%C3%A9")
-        .json();
-    assert_eq!(
-        (page["batch_id"].as_str(), page["total_files"].as_u64()),
-        (Some(id.as_str()), Some(7))
-    );
+    let id = server.add_batch(BatchSpec { files: 7, batch_id: Some("a/b?c#d é".to_string()), ..BatchSpec::default() });
+    let page = client.get("/transcribe/results/batch/a%2Fb%3Fc%23d%20%C3%A9").json();
+    assert_eq!((page["batch_id"].as_str(), page["total_files"].as_u64()), (Some(id.as_str()), Some(7)));
     assert_eq!(client.get("/transcribe/results/batch/a/b").status, 404);
 
-    let lenient = start(MockConfig {
-        not_found_status: 200,
-        ..MockConfig::default()
-    });
+    let lenient = start(MockConfig { not_found_status: 200, ..MockConfig::default() });
     let reply = Client::new(&lenient).get("/transcribe/results/batch/nope");
-    assert_eq!(
-        (reply.status, reply.json()["error"].as_str()),
-        (200, Some("batch not found"))
-    );
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (200, Some("batch not found")));
 }
 
 #[test]
@@ -334,11 +221,7 @@ fn gzip_when_asked_and_allowed() {
     let target = results(&server, "limit=200&speech_information=true");
     let plain = client.get(&target);
     let auth = ("Authorization", "Bearer test-token");
-    let zipped = client.request(
-        "GET",
-        &target,
-        &[auth, ("Accept-Encoding", "gzip, deflate, br")],
-    );
+    let zipped = client.request("GET", &target, &[auth, ("Accept-Encoding", "gzip, deflate, br")]);
     assert_eq!(plain.header("content-encoding"), None);
     assert_eq!(zipped.header("content-encoding"), Some("gzip"));
     assert_eq!(zipped.text(), plain.body);
@@ -348,39 +231,19 @@ fn gzip_when_asked_and_allowed() {
         zipped.body.len(),
         plain.body.len()
     );
-    let refused = client.request(
-        "GET",
-        &target,
-        &[auth, ("Accept-Encoding", "gzip;q=0, identity")],
-    );
+    let refused = client.request("GET", &target, &[auth, ("Accept-Encoding", "gzip;q=0, identity")]);
     assert_eq!(refused.header("content-encoding"), None);
-    let off = start(MockConfig {
-        gzip: false,
-        ..MockConfig::default()
-    });
-    let reply = Client::new(&off).request(
-        "GET",
-        &results(&off, ""),
-        &[auth, ("Accept-Encoding", "gzip")],
-    );
+    let off = start(MockConfig { gzip: false, ..MockConfig::default() });
+    let reply = Client::new(&off).request("GET", &results(&off, ""), &[auth, ("Accept-Encoding", "gzip")]);
     assert_eq!(reply.header("content-encoding"), None);
 }
 
 #[test]
 fn pages_are_deterministic_by_seed() {
     let body = |seed, host: &str| {
-        let server = start(MockConfig {
-            seed,
-            host: host.to_string(),
-            ..MockConfig::default()
-        });
+        let server = start(MockConfig { seed, host: host.to_string(), ..MockConfig::default() });
         let mut client = Client::new(&server);
-        client
-            .get(&results(
-                &server,
-                "limit=20&chunks=true&speech_information=true",
-            ))
-            .json()
+        client.get(&results(&server, "limit=20&chunks=true&speech_information=true")).json()
     };
     let a = body(5, "127.0.0.1");
     assert_eq!(a, body(5, "127.0.0.1"));
@@ -390,19 +253,13 @@ fn pages_are_deterministic_by_seed() {
 
 #[test]
 fn random_faults_follow_the_rate() {
-    let server = start(MockConfig {
-        fault_rate: 0.2,
-        seed: 3,
-        ..MockConfig::default()
-    });
+    let server = start(MockConfig { fault_rate: 0.2, seed: 3, ..MockConfig::default() });
     let mut client = Client::new(&server);
     let target = results(&server, "limit=5");
     let (mut bad, n) = (0, 2000);
     for _ in 0..n {
         let reply = client.get(&target);
-        let ok = reply.status == 200
-            && reply.complete
-            && serde_json::from_slice::<Value>(&reply.body).is_ok();
+        let ok = reply.status == 200 && reply.complete && serde_json::from_slice::<Value>(&reply.body).is_ok();
         if !ok {
             bad += 1;
         }
@@ -413,17 +270,9 @@ fn random_faults_follow_the_rate() {
     let injected = server.faults_injected();
     assert_eq!(bad, injected);
     assert!((320..480).contains(&injected), "{injected} faults in {n}");
-    let logged = server
-        .requests()
-        .iter()
-        .filter(|r| r.fault.is_some())
-        .count() as u64;
+    let logged = server.requests().iter().filter(|r| r.fault.is_some()).count() as u64;
     assert_eq!(logged, injected);
-    let rate_limited = server
-        .requests()
-        .iter()
-        .find(|r| r.fault.as_deref() == Some("429"))
-        .is_some();
+    let rate_limited = server.requests().iter().find(|r| r.fault.as_deref() == Some("429")).is_some();
     assert!(rate_limited);
 }
 
@@ -432,28 +281,17 @@ fn scripted_faults_come_in_order() {
     let server = start(MockConfig::default());
     let target = results(&server, "limit=100");
     server.fail_next(FaultKind::Status(500), 2);
-    server.fail_next(
-        FaultKind::RateLimited {
-            retry_after: "7".to_string(),
-        },
-        1,
-    );
+    server.fail_next(FaultKind::RateLimited { retry_after: "7".to_string() }, 1);
     server.fail_next(FaultKind::CutBody, 1);
     server.fail_next(FaultKind::MalformedJson, 1);
     server.fail_next(FaultKind::Stall(Duration::from_millis(300)), 1);
     let mut client = Client::new(&server);
     for _ in 0..2 {
         let reply = client.get(&target);
-        assert_eq!(
-            (reply.status, reply.json()["detail"].as_str()),
-            (500, Some("Internal Server Error"))
-        );
+        assert_eq!((reply.status, reply.json()["detail"].as_str()), (500, Some("Internal Server Error")));
     }
     let limited = client.get(&target);
-    assert_eq!(
-        (limited.status, limited.header("retry-after")),
-        (429, Some("7"))
-    );
+    assert_eq!((limited.status, limited.header("retry-after")), (429, Some("7")));
     let cut = client.get(&target);
     assert_eq!(cut.status, 200);
     assert!(!cut.complete && !cut.body.is_empty());
@@ -466,84 +304,40 @@ fn scripted_faults_come_in_order() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(client.get(&target).status, 200);
     assert_eq!(server.faults_injected(), 6);
-    let labels: Vec<_> = server
-        .requests()
-        .into_iter()
-        .filter_map(|r| r.fault)
-        .collect();
-    assert_eq!(
-        labels,
-        [
-            "status:500",
-            "status:500",
-            "429",
-            "cut",
-            "malformed",
-            "stall:300ms"
-        ]
-    );
+    let labels: Vec<_> = server.requests().into_iter().filter_map(|r| r.fault).collect();
+    assert_eq!(labels, ["status:500", "status:500", "429", "cut", "malformed", "stall:300ms"]);
 }
 
 #[test]
 fn redirects_carry_path_and_query() {
-    let target = start(MockConfig {
-        host: "127.0.0.2".to_string(),
-        ..MockConfig::default()
-    });
+    let target = start(MockConfig { host: "127.0.0.2".to_string(), ..MockConfig::default() });
     assert!(target.url().starts_with("http://127.0.0.2:"));
-    let server = start(MockConfig {
-        redirect_to: Some(target.url()),
-        ..MockConfig::default()
-    });
+    let server = start(MockConfig { redirect_to: Some(target.url()), ..MockConfig::default() });
     let reply = Client::new(&server).get(&results(&server, "page=2&limit=10"));
     assert_eq!(reply.status, 307);
     assert_eq!(
         reply.header("location"),
-        Some(
-            format!(
-                "{}/results/batch/{}?page=2&limit=10",
-                target.url(),
-                server.batch_id()
-            )
-            .as_str()
-        )
+        Some(format!("{}/results/batch/{}?page=2&limit=10", target.url(), server.batch_id()).as_str())
     );
 }
 
 #[test]
 fn a_growing_batch_gains_files_per_request() {
     let server = start(MockConfig::default());
-    let id = server.add_batch(BatchSpec {
-        files: 10,
-        seed: 1,
-        batch_id: None,
-        grow_per_request: 5,
-    });
+    let id = server.add_batch(BatchSpec { files: 10, seed: 1, batch_id: None, grow_per_request: 5 });
     assert_ne!(id, server.batch_id());
     let mut client = Client::new(&server);
     let totals: Vec<_> = (0..3)
-        .map(|_| {
-            client
-                .get(&format!("/transcribe/results/batch/{id}?limit=1"))
-                .json()["total_files"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|_| client.get(&format!("/transcribe/results/batch/{id}?limit=1")).json()["total_files"].as_u64().unwrap())
         .collect();
     assert_eq!(totals, [10, 15, 20]);
     let status = client.get(&format!("/transcribe/status/batch/{id}")).json();
-    assert_eq!(
-        (status["total_files"].as_u64(), status["status"].as_str()),
-        (Some(25), Some("processing"))
-    );
+    assert_eq!((status["total_files"].as_u64(), status["status"].as_str()), (Some(25), Some("processing")));
 }
 
 #[test]
 fn latency_is_added_without_blocking_other_requests() {
-    let server = start(MockConfig {
-        latency_ms: 200,
-        ..MockConfig::default()
-    });
+    let server = start(MockConfig { latency_ms: 200, ..MockConfig::default() });
     let started = Instant::now();
     let handles: Vec<_> = (0..8)
         .map(|_| {
@@ -554,10 +348,7 @@ fn latency_is_added_without_blocking_other_requests() {
         .collect();
     assert!(handles.into_iter().all(|h| h.join().unwrap() == 200));
     let elapsed = started.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(200) && elapsed < Duration::from_millis(1000),
-        "{elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(200) && elapsed < Duration::from_millis(1000), "{elapsed:?}");
 }
 
 #[test]
@@ -570,36 +361,16 @@ fn stop_closes_the_port_and_bad_configs_are_refused() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
     for config in [
-        MockConfig {
-            fault_rate: 1.5,
-            ..MockConfig::default()
-        },
-        MockConfig {
-            statuses: Some(vec![("done".to_string(), 1.0)]),
-            ..MockConfig::default()
-        },
-        MockConfig {
-            statuses: Some(vec![("failed".to_string(), 0.0)]),
-            ..MockConfig::default()
-        },
-        MockConfig {
-            not_found_status: 1000,
-            ..MockConfig::default()
-        },
+        MockConfig { fault_rate: 1.5, ..MockConfig::default() },
+        MockConfig { statuses: Some(vec![("done".to_string(), 1.0)]), ..MockConfig::default() },
+        MockConfig { statuses: Some(vec![("failed".to_string(), 0.0)]), ..MockConfig::default() },
+        MockConfig { not_found_status: 1000, ..MockConfig::default() },
     ] {
-        assert_eq!(
-            MockServer::start(config).err().map(|e| e.kind()),
-            Some(std::io::ErrorKind::InvalidInput)
-        );
+        assert_eq!(MockServer::start(config).err().map(|e| e.kind()), Some(std::io::ErrorKind::InvalidInput));
     }
-    let only_failed = start(MockConfig {
-        statuses: Some(vec![("failed".to_string(), 2.0)]),
-        files: 50,
-        ..MockConfig::default()
-    });
-    let v = Client::new(&only_failed)
-        .get(&results(&only_failed, "status=failed"))
-        .json();
+    let only_failed =
+        start(MockConfig { statuses: Some(vec![("failed".to_string(), 2.0)]), files: 50, ..MockConfig::default() });
+    let v = Client::new(&only_failed).get(&results(&only_failed, "status=failed")).json();
     assert_eq!(v["total_files"], 50);
 }
 
@@ -617,9 +388,5 @@ fn stop_does_not_wait_for_a_stalled_request() {
     }
     let started = Instant::now();
     server.stop();
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }

@@ -176,7 +176,8 @@ impl PyClient {
         speech_information: Option<bool>,
         max_retries: Option<u32>,
     ) -> PyResult<PyPage> {
-        let query = build_query(batch_id, positive_page("page", page)?, limit, status, raw, chunks, speech_information)?;
+        let query =
+            build_query(batch_id, positive_page("page", page)?, limit, status, raw, chunks, speech_information)?;
         let api = self.api()?;
         let retry = self.retry(max_retries);
         let page = wait(py, async move { api.fetch_page(&query, &retry).await })?.py_err()?;
@@ -197,7 +198,8 @@ impl PyClient {
         speech_information: Option<bool>,
         max_retries: Option<u32>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let query = build_query(batch_id, positive_page("page", page)?, limit, status, raw, chunks, speech_information)?;
+        let query =
+            build_query(batch_id, positive_page("page", page)?, limit, status, raw, chunks, speech_information)?;
         let api = self.api()?;
         let retry = self.retry(max_retries);
         awaitable(py, async move {

@@ -24,9 +24,7 @@ pub struct PyMockServer {
 
 impl PyMockServer {
     fn server(&self) -> MutexGuard<'_, MockServer> {
-        self.server
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.server.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -126,12 +124,7 @@ impl PyMockServer {
         batch_id: Option<String>,
         grow_per_request: u64,
     ) -> String {
-        let spec = BatchSpec {
-            files,
-            seed,
-            batch_id,
-            grow_per_request,
-        };
+        let spec = BatchSpec { files, seed, batch_id, grow_per_request };
         py.detach(|| self.server().add_batch(spec))
     }
 
@@ -152,9 +145,7 @@ impl PyMockServer {
             "status" => {
                 let code = status.unwrap_or(503);
                 if !(100..=999).contains(&code) {
-                    return Err(PyValueError::new_err(format!(
-                        "status must be an HTTP status code, not {code}"
-                    )));
+                    return Err(PyValueError::new_err(format!("status must be an HTTP status code, not {code}")));
                 }
                 FaultKind::Status(code)
             }
@@ -171,16 +162,12 @@ impl PyMockServer {
             "stall" => {
                 let seconds = stall_s.unwrap_or(1.0);
                 let pause = Duration::try_from_secs_f64(seconds).map_err(|_| {
-                    PyValueError::new_err(format!(
-                        "stall_s must be a duration in seconds, not {seconds}"
-                    ))
+                    PyValueError::new_err(format!("stall_s must be a duration in seconds, not {seconds}"))
                 })?;
                 FaultKind::Stall(pause)
             }
             other => {
-                return Err(PyValueError::new_err(format!(
-                    "unknown fault kind {other:?}: expected {FAULT_KINDS}"
-                )))
+                return Err(PyValueError::new_err(format!("unknown fault kind {other:?}: expected {FAULT_KINDS}")))
             }
         };
         self.server().fail_next(fault, times);
@@ -216,10 +203,7 @@ impl PyMockServer {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "MockServer(url={:?}, batch_id={:?})",
-            self.url, self.batch_id
-        )
+        format!("MockServer(url={:?}, batch_id={:?})", self.url, self.batch_id)
     }
 }
 

@@ -36,9 +36,7 @@ impl PageStream {
     /// after the cancel, so the next call waits briefly for it before calling it misuse.
     fn claim_async(&self) -> impl std::future::Future<Output = PyResult<OwnedMutexGuard<PagePipeline>>> + use<> {
         let pipeline = Arc::clone(&self.pipeline);
-        async move {
-            tokio::time::timeout(CANCEL_GRACE, pipeline.lock_owned()).await.map_err(|_| in_use())
-        }
+        async move { tokio::time::timeout(CANCEL_GRACE, pipeline.lock_owned()).await.map_err(|_| in_use()) }
     }
 
     pub(super) fn progress_handle(&self) -> Arc<std::sync::Mutex<Progress>> {

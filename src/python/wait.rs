@@ -107,9 +107,7 @@ impl ContextExt for AsyncRuntime {
     }
 
     fn get_task_locals() -> Option<TaskLocals> {
-        TASK_LOCALS
-            .try_with(|cell| cell.get().cloned())
-            .unwrap_or_default()
+        TASK_LOCALS.try_with(|cell| cell.get().cloned()).unwrap_or_default()
     }
 }
 
