@@ -105,7 +105,14 @@ impl PagePipeline {
         self.in_flight.pop_front();
         let result = answer.unwrap_or_else(|_| Err(Error::Internal(format!("the fetch of page {number} was lost"))));
         match result.and_then(|page| self.accept(number, page)) {
-            Ok(page) => Ok(Some(page)),
+            Ok(page) => {
+                // Fetch ahead while the caller reads this page (after the first, as soon as
+                // the page count is known), not only when it asks for the next.
+                if !self.progress.done {
+                    self.fill_window();
+                }
+                Ok(Some(page))
+            }
             Err(err) => {
                 // Start again from the failed page if asked to go on.
                 self.abort_in_flight();
@@ -355,13 +362,39 @@ mod tests {
         let mut pipeline = PagePipeline::new(client(&server, 1), query, opts).unwrap();
         let rt = crate::runtime::runtime();
         assert_eq!(rt.block_on(pipeline.next()).unwrap().unwrap().meta.page, 1);
+        // Pages are fetched ahead: the fault lands on whichever request reaches the server next.
         server.fail_next(FaultKind::Status(400), 1);
-        let err = rt.block_on(pipeline.next()).unwrap_err();
-        assert_eq!(err.page(), Some(2));
-        assert_eq!(pipeline.progress().next_page, 2);
+        let mut seen = vec![1];
+        let err = loop {
+            match rt.block_on(pipeline.next()) {
+                Ok(Some(page)) => seen.push(page.meta.page),
+                Ok(None) => panic!("no page failed"),
+                Err(err) => break err,
+            }
+        };
+        let failed = seen.len() as u64 + 1;
+        assert_eq!(err.page(), Some(failed), "{err}");
+        assert_eq!(seen, (1..failed).collect::<Vec<_>>());
+        assert_eq!(pipeline.progress().next_page, failed);
         let rest = read_all(&mut pipeline).unwrap();
-        assert_eq!(rest.first().map(|p| p.0), Some(2), "going on starts again at the failed page");
-        assert_eq!(rest.len(), 9);
+        assert_eq!(rest.first().map(|p| p.0), Some(failed), "going on starts again at the failed page");
+        assert_eq!(seen.len() + rest.len(), 10);
+    }
+
+    #[test]
+    fn fetching_ahead_starts_once_the_first_page_is_read() {
+        let server = MockServer::start(MockConfig { files: 1000, ..MockConfig::default() }).unwrap();
+        let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+        let mut pipeline = PagePipeline::new(client(&server, 2), query, options(2)).unwrap();
+        let rt = crate::runtime::runtime();
+        assert_eq!(rt.block_on(pipeline.next()).unwrap().unwrap().meta.page, 1);
+        let window = 1 + WINDOW_PER_REQUEST * 2;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while server.requests().len() < window && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(server.requests().len(), window, "the window is fetched while page 1 is read, and no more");
     }
 
     #[test]

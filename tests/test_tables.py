@@ -291,14 +291,15 @@ def test_an_error_mid_way_names_the_page_and_allows_resuming():
         res = client.iter_files(srv.batch_id, limit=100)
 
         def fail_after_first_page(done, total):
-            if done == 100:
+            if done == 100:  # pages are fetched ahead: the next request to arrive fails
                 srv.fail_next("status", status=503)
 
         with pytest.raises(st.ServerError) as e:
             res.to_arrow(progress=fail_after_first_page)
-        assert e.value.page == 2 and res.next_page == 2
+        failed = e.value.page
+        assert failed is not None and 2 <= failed <= 5 and res.next_page == failed
         rest = client.iter_files(srv.batch_id, limit=100, start_page=res.next_page).to_arrow()
-        assert rest.num_rows == 400
+        assert rest.num_rows == 500 - (failed - 1) * 100
 
 
 def test_missing_pandas_names_the_extra(client, mock, monkeypatch):
