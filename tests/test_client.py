@@ -232,6 +232,31 @@ def test_async_pages(server, client):
     assert pages == list(range(1, res.total_pages + 1))
 
 
+def test_async_hands_over_a_page_already_fetched_at_once(server, client):
+    """A page the pipeline has fetched ahead comes as an awaitable already finished (no
+    runtime task, no wake-up of the loop); an error fetched ahead comes the same way."""
+    from soket_transcribe import _core
+
+    async def main():
+        stream = client.iter_files(server.batch_id, limit=50)._stream
+        first = (await stream.__anext__()).parse()
+        server.fail_next("status", times=1, status=403)  # one of the pages fetched ahead
+        await asyncio.sleep(0.5)
+        kinds, pages = set(), [first.page]
+        with pytest.raises(st.PermissionDeniedError) as e:
+            while True:
+                awaitable = stream.__anext__()
+                kinds.add(type(awaitable).__name__)
+                pages.append((await awaitable).parse().page)
+        with pytest.raises(RuntimeError, match="already awaited"):
+            await awaitable
+        return kinds, pages, e.value.page
+
+    kinds, pages, failed = asyncio.run(main())
+    assert kinds == {_core.Ready.__name__}
+    assert pages == list(range(1, failed)) and failed > 1
+
+
 def test_length_hint(server, client):
     import operator
 

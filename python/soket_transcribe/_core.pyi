@@ -1,6 +1,6 @@
 """Type stubs of the native module `soket_transcribe._core` (the Rust core's bindings)."""
 
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Tuple, final
+from typing import Any, Awaitable, Callable, Dict, Generator, List, Optional, Protocol, Tuple, final
 
 __version__: str
 
@@ -39,6 +39,14 @@ class FetchedPage:
 
     def parse(self) -> Page:
         """The page, its records parsed into Python objects."""
+
+@final
+class Ready:
+    """A page already fetched, as an awaitable that finishes at once."""
+
+    def __await__(self) -> Generator[Any, None, FetchedPage]: ...
+    def __iter__(self) -> "Ready": ...
+    def __next__(self) -> None: ...
 
 @final
 class PageStream:

@@ -38,6 +38,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<page::PyPage>()?;
     m.add_class::<stream::PageStream>()?;
     m.add_class::<stream::FetchedPage>()?;
+    m.add_class::<stream::Ready>()?;
     mock::register(m)?;
     table::register(m)?;
     Ok(())

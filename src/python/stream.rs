@@ -1,14 +1,17 @@
 //! `_core.PageStream`: the page pipeline as a Python iterator, sync and async.
 //! Both faces drive the same `PagePipeline`; they differ only in how they wait.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::page::Page;
 use crate::pipeline::{PagePipeline, Progress};
+use crate::runtime::runtime;
 
 use super::errors::IntoPyResult;
 use super::page::PyPage;
@@ -80,6 +83,42 @@ impl FetchedPage {
     }
 }
 
+fn fetched(result: Result<Option<Page>, crate::error::Error>) -> PyResult<FetchedPage> {
+    match result.py_err()? {
+        Some(page) => Ok(FetchedPage(page)),
+        None => Err(PyStopAsyncIteration::new_err(())),
+    }
+}
+
+/// An awaitable already finished: awaiting it returns the page (or raises) at once.
+#[pyclass(module = "soket_transcribe._core")]
+pub struct Ready(Option<PyResult<Py<FetchedPage>>>);
+
+impl Ready {
+    fn new(py: Python<'_>, result: Result<Option<Page>, crate::error::Error>) -> PyResult<Ready> {
+        Ok(Ready(Some(fetched(result).and_then(|page| Py::new(py, page)))))
+    }
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self) -> PyResult<()> {
+        match self.0.take() {
+            Some(Ok(page)) => Err(PyStopIteration::new_err((page,))),
+            Some(Err(err)) => Err(err),
+            None => Err(PyRuntimeError::new_err("cannot reuse an already awaited page")),
+        }
+    }
+}
+
 #[pymethods]
 impl PageStream {
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -97,14 +136,22 @@ impl PageStream {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let claim = self.claim_async();
         let progress = Arc::clone(&self.progress);
-        awaitable(py, async move {
-            match next_page(claim.await?, progress).await.py_err()? {
-                Some(page) => Ok(FetchedPage(page)),
-                None => Err(PyStopAsyncIteration::new_err(())),
+        // Often the page is already fetched: hand it over as a finished awaitable, without a
+        // runtime task, a thread hop or a wake-up of the event loop (as `asyncio.Queue.get`
+        // does when an item is waiting). Otherwise the same future finishes on the runtime.
+        if let Ok(guard) = Arc::clone(&self.pipeline).try_lock_owned() {
+            let rt = runtime();
+            let _context = rt.enter();
+            let mut fut = Box::pin(next_page(guard, progress));
+            let noop = &mut Context::from_waker(std::task::Waker::noop());
+            if let Poll::Ready(result) = fut.as_mut().poll(noop) {
+                return Ready::new(py, result).and_then(|r| Ok(Bound::new(py, r)?.into_any()));
             }
-        })
+            return awaitable(py, async move { fetched(fut.await) });
+        }
+        let claim = self.claim_async();
+        awaitable(py, async move { fetched(next_page(claim.await?, progress).await) })
     }
 
     /// `total_files` (or `total_jobs`) from the first page; None before it.
