@@ -27,6 +27,9 @@ pub struct PageMeta {
 pub struct Record {
     pub span: Range<usize>,
     pub key: Option<u64>,
+    /// The record has a run of 19+ digits: it may hold an integer beyond 64 bits, which only
+    /// an exact parser keeps (checked here, off the GIL, so the fast path can be chosen safely).
+    pub long_numbers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -38,9 +41,6 @@ pub struct Page {
     pub records: Vec<Record>,
     /// False once records were dropped (duplicates, `max_items`): then each is parsed alone.
     pub intact: bool,
-    /// The body has a run of 19+ digits: it may hold an integer beyond 64 bits, which only
-    /// an exact parser keeps (checked here, off the GIL, so the fast path can be chosen safely).
-    pub long_numbers: bool,
 }
 
 impl Page {
@@ -59,6 +59,11 @@ impl Page {
         }
         out.push(b']');
         out.into()
+    }
+
+    /// Whether any record may hold an integer beyond 64 bits.
+    pub fn long_numbers(&self) -> bool {
+        self.records.iter().any(|r| r.long_numbers)
     }
 
     pub fn record_json(&self, i: usize) -> &[u8] {
@@ -162,7 +167,7 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
                 while let Some(p) = peek {
                     let begin = jiter.current_index();
                     let key = read_record(&mut jiter, p, n.id).map_err(json_error)?;
-                    records.push(Record { span: begin..jiter.current_index(), key });
+                    records.push(Record { span: begin..jiter.current_index(), key, long_numbers: false });
                     peek = jiter.array_step().map_err(json_error)?;
                 }
                 array = Some(start..jiter.current_index());
@@ -193,8 +198,12 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
     if !seen_count {
         meta.count = records.len() as u64;
     }
-    let long_numbers = has_digit_run(&body[array.clone()], 19);
-    Ok(Page { meta, body, array, records, intact: true, long_numbers })
+    if has_digit_run(&body[array.clone()], 19) {
+        for r in &mut records {
+            r.long_numbers = has_digit_run(&body[r.span.clone()], 19);
+        }
+    }
+    Ok(Page { meta, body, array, records, intact: true })
 }
 
 /// The error for a `{"error": ...}` body: `batch not found` gets its own type.
@@ -384,11 +393,12 @@ mod tests {
     #[test]
     fn long_numbers_are_flagged() {
         let small = parse(r#"{"total_pages":1,"files":[{"n":9223372036854775807,"s":"123"}]}"#, false).unwrap();
-        assert!(small.long_numbers, "19 digits may already pass i64 for larger values");
+        assert!(small.long_numbers(), "19 digits may already pass i64 for larger values");
         let tiny = parse(r#"{"total_pages":1,"files":[{"n":922337203685477580,"x":1.5}]}"#, false).unwrap();
-        assert!(!tiny.long_numbers);
-        let big = parse(r#"{"total_pages":1,"files":[{"n":18446744073709551617}]}"#, false).unwrap();
-        assert!(big.long_numbers);
+        assert!(!tiny.long_numbers());
+        let big = parse(r#"{"total_pages":1,"files":[{"n":1},{"n":18446744073709551617},{"s":"x"}]}"#, false).unwrap();
+        let flags: Vec<bool> = big.records.iter().map(|r| r.long_numbers).collect();
+        assert_eq!(flags, [false, true, false], "flagged per record");
         assert!(!has_digit_run(b"12a45", 3) && has_digit_run(b"a123", 3));
     }
 

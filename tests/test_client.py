@@ -325,6 +325,27 @@ def test_records_survive_exactly(server, client):
     assert any(not n.isascii() for n in names), "unicode filenames come through"
 
 
+def test_the_cyclic_gc_is_left_as_found(server, client):
+    """The GC is held off only while a page is parsed: on after a read (and still finding
+    cycles), off after one if the caller had it off; the records stay tracked by it."""
+    import gc
+
+    assert gc.isenabled()
+    records = list(client.iter_files(server.batch_id, speech_information=True))
+    nested = next(v for f in records for v in f.values() if isinstance(v, list))
+    assert gc.isenabled() and gc.is_tracked(records[0]) and gc.is_tracked(nested)
+    cycle = [records[1]]
+    cycle.append(cycle)
+    del cycle
+    assert gc.collect() > 0
+    gc.disable()
+    try:
+        assert len(list(client.iter_files(server.batch_id))) == len(records)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_odd_json_values_survive():
     """Values a parser could bend: big and negative integers, float edge cases, escapes, nesting."""
     import json

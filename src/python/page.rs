@@ -12,7 +12,7 @@ use super::errors::to_pyerr;
 
 const PARSER: PythonParse = PythonParse {
     allow_inf_nan: false,
-    cache_mode: StringCacheMode::All,
+    cache_mode: StringCacheMode::Keys,
     partial_mode: PartialMode::Off,
     catch_duplicate_keys: false,
     float_mode: FloatMode::Float,
@@ -68,26 +68,68 @@ fn orjson_loads(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
 
 /// The records as a list of Python objects, in one parse of the array.
 ///
-/// orjson builds Python objects two to three times as fast as jiter on these pages
-/// (bench/), so it goes first; but it turns integers beyond 64 bits into floats, so pages
-/// that may hold one (`long_numbers`) go to jiter, which keeps them exact. jiter also serves
-/// when orjson is missing, and has the last word on JSON orjson refuses.
+/// orjson builds Python objects faster than jiter on these pages (bench/breakdown.py), so
+/// it goes first; but it turns integers beyond 64 bits into floats, so the records that may
+/// hold one (`long_numbers`, flagged off the GIL) are read again by jiter, which keeps them
+/// exact. jiter also serves when orjson is missing, and has the last word on JSON orjson
+/// refuses.
 fn parse_records<'py>(py: Python<'py>, page: &Page) -> PyResult<Bound<'py, PyList>> {
     let json = page.records_json();
-    if let Some(loads) = orjson_loads(py).filter(|_| !page.long_numbers) {
-        if let Ok(list) = loads.call1((PyBytes::new(py, &json),)).and_then(|v| Ok(v.cast_into::<PyList>()?)) {
+    let _gc = GcPause::new(py)?;
+    if let Some(loads) = orjson_loads(py) {
+        let parsed = loads.call1((PyBytes::new(py, &json),)).and_then(|v| Ok(v.cast_into::<PyList>()?));
+        if let Some(list) = parsed.ok().filter(|list| list.len() == page.records.len()) {
+            for (i, _) in page.records.iter().enumerate().filter(|(_, r)| r.long_numbers) {
+                list.set_item(i, jiter_parse(py, page, page.record_json(i))?)?;
+            }
             return Ok(list);
         }
     }
-    let list = PARSER.python_parse(py, &json).map_err(|e| {
+    Ok(jiter_parse(py, page, &json)?.cast_into::<PyList>()?)
+}
+
+fn jiter_parse<'py>(py: Python<'py>, page: &Page, json: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    PARSER.python_parse(py, json).map_err(|e| {
         to_pyerr(Error::Format {
             message: format!("a record is not valid JSON: {e} (page {})", page.meta.page),
             excerpt: excerpt(&String::from_utf8_lossy(&json[..json.len().min(400)]), 200),
             page: Some(page.meta.page),
             malformed: true,
         })
-    })?;
-    Ok(list.cast_into::<PyList>()?)
+    })
+}
+
+static GC: PyOnceLock<[Py<PyAny>; 3]> = PyOnceLock::new();
+
+/// The cyclic GC held off while one page is parsed. A JSON parser builds only acyclic
+/// containers, which the GC can never free, yet their allocations trigger a collection every
+/// 700 of them (a quarter of orjson's time on these pages, bench/breakdown.py). Held off, the
+/// page's objects are counted all the same and the next allocation after the parse triggers
+/// one young collection. The GIL is held throughout, so no other thread sees the GC off.
+struct GcPause<'py>(Option<Bound<'py, PyAny>>);
+
+impl<'py> GcPause<'py> {
+    fn new(py: Python<'py>) -> PyResult<GcPause<'py>> {
+        let [isenabled, disable, enable] = GC.get_or_try_init(py, || -> PyResult<_> {
+            let gc = py.import("gc")?;
+            Ok([gc.getattr("isenabled")?.unbind(), gc.getattr("disable")?.unbind(), gc.getattr("enable")?.unbind()])
+        })?;
+        if !isenabled.bind(py).call0()?.is_truthy()? {
+            return Ok(GcPause(None));
+        }
+        disable.bind(py).call0()?;
+        Ok(GcPause(Some(enable.bind(py).clone())))
+    }
+}
+
+impl Drop for GcPause<'_> {
+    fn drop(&mut self) {
+        if let Some(enable) = self.0.take() {
+            if let Err(e) = enable.call0() {
+                e.write_unraisable(enable.py(), None);
+            }
+        }
+    }
 }
 
 #[pymethods]
