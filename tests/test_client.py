@@ -257,6 +257,35 @@ def test_async_hands_over_a_page_already_fetched_at_once(server, client):
     assert pages == list(range(1, failed)) and failed > 1
 
 
+def test_other_tasks_run_between_pages_already_fetched(server, client):
+    """Pages fetched ahead are taken without suspending, yet the loop's other tasks still get
+    a turn between every two pages."""
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        res = client.iter_files(server.batch_id, limit=25)
+        pages = res.pages().__aiter__()
+        await pages.__anext__()
+        await asyncio.sleep(0.5)  # the window (12 pages) is fetched meanwhile
+        task = asyncio.ensure_future(ticker())
+        seen = []
+        async for page in pages:
+            seen.append(ticks)
+        task.cancel()
+        return seen
+
+    seen = asyncio.run(main())
+    assert len(seen) == -(-1234 // 25) - 1  # every page but the first
+    assert all(b > a for a, b in zip(seen, seen[1:])), seen
+
+
 def test_length_hint(server, client):
     import operator
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, List, Optional
 
@@ -99,6 +100,9 @@ class BatchResults:
             page = fetched.parse()  # on the loop's thread, not a runtime thread holding the GIL
             self._report()
             yield page
+            # A page already fetched is taken without suspending: let the loop's other tasks
+            # run between pages, before the next is taken (so a cancel here loses nothing).
+            await asyncio.sleep(0)
 
     # -- records -------------------------------------------------------------------------
 
