@@ -223,7 +223,8 @@ const REMEMBERED_PAGES: usize = 64;
 /// The ids (hashed) of the records yielded by the last `REMEMBERED_PAGES` pages.
 #[derive(Default)]
 struct RecentIds {
-    ids: HashSet<u64>,
+    /// The ids are hashes already (`Record::key`): the set uses them as they are.
+    ids: HashSet<u64, nohash_hasher::BuildNoHashHasher<u64>>,
     pages: VecDeque<Vec<u64>>,
     current: Vec<u64>,
 }
