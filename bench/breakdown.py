@@ -2,11 +2,13 @@
 
 1. CPU seconds per thread of one run (main thread vs the tokio workers), from /proc.
 2. py-spy (`pip install py-spy`) samples of the main thread's wall time, with native frames,
-   sorted into: parsing JSON into Python objects (jiter), waiting for a page with the GIL
+   sorted into: parsing JSON into Python objects (orjson, or jiter for records that may
+   hold integers beyond 64 bits), waiting for a page with the GIL
    released, waking the runtime (syscalls when handing work to tokio), freeing the previous
    page, cyclic GC, the per-record loop, the rest.
-3. The parsers alone over the same page bodies in memory: orjson.loads, and jiter (the
-   parser our core uses, same version) in each string-cache mode, with the cyclic GC on/off.
+3. The parsers alone over the same page bodies in memory: orjson.loads (the core's first
+   choice) and jiter (its exact fallback, same version) in each string-cache mode, with the
+   cyclic GC on/off.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ CATEGORIES = [
     ("free the previous page (dealloc)", ("dealloc",)),
     ("Arrow: decode JSON into arrays (arrow_json)", ("arrow_json",)),
     ("Arrow: infer the schema over every record", ("soket_transcribe::table", "indexmap", "sip..Hasher", "hash_one")),
+    ("parse JSON into Python objects (orjson)", ("orjson.cpython",)),
     ("parse JSON into Python objects (jiter)", ("jiter", "python_parse", "from_utf8", "PyList::new")),
     ("hand work to tokio: spawn/wake/timer syscalls", ("Waker::wake", "with_scheduler", "Sleep")),
     ("wait for a page, GIL released", ("park::Inner::park", "Condvar", "epoll_wait")),
