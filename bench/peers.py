@@ -224,7 +224,7 @@ def jiter_memory(cfg: Config) -> Callable[[Tally], None]:
 
     def run(tally: Tally) -> None:
         for body in bodies:
-            tally.stream(jiter.from_json(body, cache_mode="all")["files"])
+            tally.stream(jiter.from_json(body, cache_mode="keys")["files"])
 
     return run
 

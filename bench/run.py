@@ -421,7 +421,7 @@ def method(args: argparse.Namespace) -> str:
 - Breakdown rows (not peers): `orjson_memory` (the limit) and `jiter_memory` parse the same
   page bodies already in memory (fetched before the clock starts) and run the same loop;
   `iterate_memory` runs only the loop over records already parsed (`jiter_memory` uses
-  `cache_mode="all"`, as the core does); `ours_pages` is our
+  `cache_mode="keys"`, as the core does); `ours_pages` is our
   pipeline (fetch + parse into Python objects) without the per-record loop
   (`for p in res.pages(): len(p.items)`).
 - Memory: in a fresh process per run, after the peer's imports the peak-RSS counter is reset
