@@ -103,9 +103,10 @@ static GC: PyOnceLock<[Py<PyAny>; 3]> = PyOnceLock::new();
 
 /// The cyclic GC held off while one page is parsed. A JSON parser builds only acyclic
 /// containers, which the GC can never free, yet their allocations trigger a collection every
-/// 700 of them (a quarter of orjson's time on these pages, bench/breakdown.py). Held off, the
-/// page's objects are counted all the same and the next allocation after the parse triggers
-/// one young collection. The GIL is held throughout, so no other thread sees the GC off.
+/// 700 of them (a sixth to a third of orjson's time on these pages, bench/breakdown.py).
+/// Held off, the page's objects are counted all the same and the next allocation after the
+/// parse triggers one young collection. The GIL is held throughout, so no other thread sees
+/// the GC off.
 struct GcPause<'py>(Option<Bound<'py, PyAny>>);
 
 impl<'py> GcPause<'py> {
