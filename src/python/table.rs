@@ -48,14 +48,12 @@ pub fn read_arrow(
     let mut builder = TableBuilder::new();
     loop {
         let guard = stream.claim()?;
-        let h = Arc::clone(&handle);
-        let more = wait(py, async {
-            match next_page(guard, h).await? {
-                Some(page) => builder.push(page).map(|()| true),
-                None => Ok(false),
-            }
-        })?
-        .py_err()?;
+        let page = wait(py, next_page(guard, Arc::clone(&handle)))?.py_err()?;
+        // Reading the page into Arrow needs no GIL: other threads run meanwhile.
+        let more = match page {
+            Some(page) => py.detach(|| builder.push(page)).py_err().map(|()| true)?,
+            None => false,
+        };
         if let Some(callback) = &progress {
             let p = handle.lock().unwrap_or_else(|p| p.into_inner()).clone();
             callback.call1((p.items_delivered, p.total))?;
@@ -112,22 +110,24 @@ impl ArrowBatches {
         let stream = self.stream.get();
         loop {
             let guard = stream.claim()?;
-            let handle = stream.progress_handle();
-            let batch = wait(py, async {
-                let Some(page) = next_page(guard, handle).await? else { return Ok(None) };
-                if page.records.is_empty() {
-                    return Ok(Some(None));
-                }
-                let batch = self.batcher.lock().unwrap_or_else(|p| p.into_inner()).batch(&page)?;
-                // A page where no record has the exploded list gives no rows: skip it.
-                if let Some(path) = &self.shape.explode {
-                    if !table::has_list(&batch, path) {
+            let page = wait(py, next_page(guard, stream.progress_handle()))?.py_err()?;
+            // Reading the page into Arrow needs no GIL: other threads run meanwhile.
+            let batch = py
+                .detach(|| -> Result<Option<Option<RecordBatch>>> {
+                    let Some(page) = page else { return Ok(None) };
+                    if page.records.is_empty() {
                         return Ok(Some(None));
                     }
-                }
-                self.shape.apply(batch).map(|b| Some(Some(b)))
-            })?
-            .py_err()?;
+                    let batch = self.batcher.lock().unwrap_or_else(|p| p.into_inner()).batch(&page)?;
+                    // A page where no record has the exploded list gives no rows: skip it.
+                    if let Some(path) = &self.shape.explode {
+                        if !table::has_list(&batch, path) {
+                            return Ok(Some(None));
+                        }
+                    }
+                    self.shape.apply(batch).map(|b| Some(Some(b)))
+                })
+                .py_err()?;
             match batch {
                 None => return Ok(None),
                 Some(None) => continue,
