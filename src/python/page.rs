@@ -99,22 +99,33 @@ fn jiter_parse<'py>(py: Python<'py>, page: &Page, json: &[u8]) -> PyResult<Bound
     })
 }
 
-static GC: PyOnceLock<[Py<PyAny>; 3]> = PyOnceLock::new();
+static GC: PyOnceLock<Option<[Py<PyAny>; 3]>> = PyOnceLock::new();
 
 /// The cyclic GC held off while one page is parsed. A JSON parser builds only acyclic
 /// containers, which the GC can never free, yet their allocations trigger a collection every
 /// 700 of them (a sixth to a third of orjson's time on these pages, bench/breakdown.py).
 /// Held off, the page's objects are counted all the same and the next allocation after the
 /// parse triggers one young collection. The GIL is held throughout, so no other thread sees
-/// the GC off.
+/// the GC off; without a GIL (free-threaded Python) the GC is left alone.
 struct GcPause<'py>(Option<Bound<'py, PyAny>>);
 
 impl<'py> GcPause<'py> {
     fn new(py: Python<'py>) -> PyResult<GcPause<'py>> {
-        let [isenabled, disable, enable] = GC.get_or_try_init(py, || -> PyResult<_> {
+        let gc = GC.get_or_try_init(py, || -> PyResult<_> {
+            let gil_enabled = py.import("sys")?.getattr("_is_gil_enabled").ok(); // Python >= 3.13
+            if let Some(gil_enabled) = gil_enabled {
+                if !gil_enabled.call0()?.is_truthy()? {
+                    return Ok(None);
+                }
+            }
             let gc = py.import("gc")?;
-            Ok([gc.getattr("isenabled")?.unbind(), gc.getattr("disable")?.unbind(), gc.getattr("enable")?.unbind()])
+            Ok(Some([
+                gc.getattr("isenabled")?.unbind(),
+                gc.getattr("disable")?.unbind(),
+                gc.getattr("enable")?.unbind(),
+            ]))
         })?;
+        let Some([isenabled, disable, enable]) = gc else { return Ok(GcPause(None)) };
         if !isenabled.bind(py).call0()?.is_truthy()? {
             return Ok(GcPause(None));
         }
