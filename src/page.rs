@@ -62,6 +62,7 @@ impl Page {
     }
 
     /// Whether any record may hold an integer beyond 64 bits.
+    #[cfg(test)]
     pub fn long_numbers(&self) -> bool {
         self.records.iter().any(|r| r.long_numbers)
     }
@@ -167,7 +168,9 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
                 while let Some(p) = peek {
                     let begin = jiter.current_index();
                     let key = read_record(&mut jiter, p, n.id).map_err(json_error)?;
-                    records.push(Record { span: begin..jiter.current_index(), key, long_numbers: false });
+                    let span = begin..jiter.current_index();
+                    let long_numbers = has_digit_run(&body[span.clone()], 19);
+                    records.push(Record { span, key, long_numbers });
                     peek = jiter.array_step().map_err(json_error)?;
                 }
                 array = Some(start..jiter.current_index());
@@ -197,11 +200,6 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
     }
     if !seen_count {
         meta.count = records.len() as u64;
-    }
-    if has_digit_run(&body[array.clone()], 19) {
-        for r in &mut records {
-            r.long_numbers = has_digit_run(&body[r.span.clone()], 19);
-        }
     }
     Ok(Page { meta, body, array, records, intact: true })
 }

@@ -140,13 +140,16 @@ class BatchResults:
     # column types. Each reads the records not yet read, once: a table cannot be built after
     # `for` has started, nor twice.
 
-    def _read_table(self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False) -> Any:
+    def _claim_for_table(self) -> None:
         if self._iterator is not None or self._table_read:
             raise RuntimeError(
                 "this BatchResults was already read (by iteration or into a table); "
                 "call iter_files() again for a table"
             )
         self._table_read = True
+
+    def _read_table(self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False) -> Any:
+        self._claim_for_table()
         callback = progress_callback(progress)
         try:
             return _core.read_arrow(self._stream, progress=callback, flatten=flatten, explode=explode)
@@ -181,9 +184,7 @@ class BatchResults:
         (fields it lacks are dropped). Pages without records are skipped.
         """
         pa = require("pyarrow")
-        if self._iterator is not None or self._table_read:
-            raise RuntimeError("this BatchResults was already read; call iter_files() again")
-        self._table_read = True
+        self._claim_for_table()
         batches = _core.arrow_batches(self._stream, schema=schema, flatten=flatten, explode=explode)
         try:
             for batch in batches:

@@ -1,9 +1,7 @@
 //! `_core.PageStream`: the page pipeline as a Python iterator, sync and async.
 //! Both faces drive the same `PagePipeline`; they differ only in how they wait.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
@@ -11,11 +9,10 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::page::Page;
 use crate::pipeline::{PagePipeline, Progress};
-use crate::runtime::runtime;
 
 use super::errors::IntoPyResult;
 use super::page::PyPage;
-use super::wait::{awaitable, wait};
+use super::wait::{awaitable, ready_now, wait};
 
 /// The pages of one query, in order, each once. Single consumer.
 #[pyclass(frozen, module = "soket_transcribe._core")]
@@ -141,14 +138,10 @@ impl PageStream {
         // runtime task, a thread hop or a wake-up of the event loop (as `asyncio.Queue.get`
         // does when an item is waiting). Otherwise the same future finishes on the runtime.
         if let Ok(guard) = Arc::clone(&self.pipeline).try_lock_owned() {
-            let rt = runtime();
-            let _context = rt.enter();
-            let mut fut = Box::pin(next_page(guard, progress));
-            let noop = &mut Context::from_waker(std::task::Waker::noop());
-            if let Poll::Ready(result) = fut.as_mut().poll(noop) {
-                return Ready::new(py, result).and_then(|r| Ok(Bound::new(py, r)?.into_any()));
-            }
-            return awaitable(py, async move { fetched(fut.await) });
+            return match ready_now(next_page(guard, progress)) {
+                Ok(result) => Ready::new(py, result).and_then(|r| Ok(Bound::new(py, r)?.into_any())),
+                Err(pending) => awaitable(py, async move { fetched(pending.await) }),
+            };
         }
         let claim = self.claim_async();
         awaitable(py, async move { fetched(next_page(claim.await?, progress).await) })

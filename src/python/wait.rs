@@ -24,13 +24,12 @@ where
     F: Future<Output = T> + Send,
     T: Send,
 {
-    let rt = runtime();
-    let _context = rt.enter();
-    let mut fut = Box::pin(fut);
     // Often the page is already fetched: take it without releasing the GIL or arming a timer.
-    if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
-        return Ok(out);
-    }
+    let mut fut = match ready_now(fut) {
+        Ok(out) => return Ok(out),
+        Err(pending) => pending,
+    };
+    let rt = runtime();
     py.detach(|| {
         rt.block_on(async {
             loop {
@@ -41,6 +40,17 @@ where
             }
         })
     })
+}
+
+/// Polls `fut` once on the caller's thread, inside the runtime's context (for what it
+/// spawns): its output when it is ready already, else the future, to be waited on.
+pub fn ready_now<F: Future>(fut: F) -> Result<F::Output, Pin<Box<F>>> {
+    let _context = runtime().enter();
+    let mut fut = Box::pin(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => Err(fut),
+    }
 }
 
 /// An awaitable for asyncio, running `fut` on our runtime.
