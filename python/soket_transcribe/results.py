@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, List, 
 
 from . import _core
 from .models import FileResult, JobResult
-from .tables import ProgressArg, arrow_to_pandas, close_progress, progress_callback, require
+from .progress import ProgressArg, close_progress, progress_callback
+from .tables import arrow_to_pandas, require
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -12,14 +12,9 @@ read as null.
 from __future__ import annotations
 
 import importlib
-import sys
-import time
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
-__all__ = ["Progress", "ProgressArg", "require", "progress_callback", "close_progress", "arrow_to_pandas"]
-
-#: `progress=` of the table methods: True for a bar, or a callable `(done, total)`.
-ProgressArg = Union[bool, Callable[[int, Optional[int]], Any]]
+__all__ = ["require", "arrow_to_pandas"]
 
 _EXTRAS = {"pyarrow": "arrow", "pandas": "pandas", "polars": "polars"}
 
@@ -33,64 +28,6 @@ def require(module: str, extra: Optional[str] = None) -> Any:
         raise ImportError(
             f"this needs {module.split('.')[0]}: pip install 'soket-transcribe[{extra}]'"
         ) from e
-
-
-class Progress:
-    """A progress bar over records: tqdm (`tqdm.auto`, a widget in notebooks) when installed,
-    else one redrawn line on stderr. Its total is set once the first page tells it."""
-
-    def __init__(self, unit: str = "files") -> None:
-        self._tqdm: Any = None
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            self._start = time.perf_counter()
-            self._drawn = 0.0
-            self._width = 0
-            self._unit = unit
-        else:
-            self._tqdm = tqdm(total=None, unit=f" {unit}", unit_scale=True, desc="soket-transcribe")
-
-    def __call__(self, done: int, total: Optional[int]) -> None:
-        bar = self._tqdm
-        if bar is not None:
-            if total is not None and bar.total != total:
-                bar.total = total
-            bar.update(done - bar.n)
-            return
-        now = time.perf_counter()
-        if now - self._drawn < 0.1 and done != total:
-            return
-        self._drawn = now
-        rate = done / max(now - self._start, 1e-9)
-        line = f"{done:,}" + (f"/{total:,} {self._unit} {100 * done // max(total, 1)}%" if total else f" {self._unit}")
-        line += f"  {rate:,.0f} {self._unit}/s"
-        sys.stderr.write("\r" + line.ljust(self._width))
-        sys.stderr.flush()
-        self._width = len(line)
-
-    def close(self) -> None:
-        if self._tqdm is not None:
-            self._tqdm.close()
-        elif self._width:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def progress_callback(progress: ProgressArg) -> Optional[Callable[[int, Optional[int]], Any]]:
-    """What the core calls after each page: None, a new `Progress` bar, or the caller's own."""
-    if progress is True:
-        return Progress()
-    if progress is False or progress is None:
-        return None
-    if callable(progress):
-        return progress
-    raise TypeError(f"progress must be a bool or a callable (done, total); got {type(progress).__name__}")
-
-
-def close_progress(callback: Any) -> None:
-    if isinstance(callback, Progress):
-        callback.close()
 
 
 _BACKENDS = (None, "numpy_nullable", "pyarrow")

@@ -1,0 +1,107 @@
+"""`soket-transcribe`: export a batch's results, run the mock server, or watch the demo.
+
+    soket-transcribe results BATCH_ID > results.jsonl      # token from SOKET_API_TOKEN
+    soket-transcribe mock-server --files 5000               # the embedded mock, in the foreground
+    soket-transcribe demo                                   # the main job, end to end, locally
+
+Exit codes: 0 done, 1 the service or the connection failed, 2 bad arguments, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Optional, Sequence
+
+from ..errors import SoketError
+from . import commands
+from .sinks import FORMATS
+
+__all__ = ["main"]
+
+STATUSES = ("completed", "failed", "retrying", "processing")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the command line; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit:  # argparse: 2 for bad arguments, 0 after --help
+        return exit.code if isinstance(exit.code, int) else 0
+    command: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return command(args)
+    except ValueError as e:
+        commands.error(e)
+        return 2
+    except (SoketError, OSError) as e:  # OSError: the output file cannot be written
+        commands.error(e)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soket-transcribe",
+        description="Fetch Soket AI batch transcription results, fast.",
+        epilog="Exit codes: 0 done, 1 API or connection error, 2 bad arguments, 130 interrupted.",
+    )
+    service = argparse.ArgumentParser(add_help=False)
+    service.add_argument(
+        "--token", help="API token (default: $SOKET_API_TOKEN, better: a command line is visible to other users)"
+    )
+    service.add_argument("--base-url", metavar="URL", help="service URL (default: $SOKET_BASE_URL, else the Soket API)")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    results = subcommands.add_parser(
+        "results",
+        parents=[service],
+        help="export every result of a batch (JSONL on stdout by default)",
+        description="Export every result of a batch, in page order, each once. JSONL on stdout by default.",
+    )
+    results.add_argument("batch_id", metavar="BATCH_ID")
+    results.add_argument("--status", choices=STATUSES, help="only files (or jobs) with this status")
+    results.add_argument("--raw", action="store_true", help="raw per-job records instead of merged per-file results")
+    results.add_argument("--chunks", action="store_true", help="include chunk-level results")
+    results.add_argument(
+        "--speech-information", action="store_true", help="include speech segments (speaker, tone, accent, timestamps)"
+    )
+    results.add_argument("--limit", type=int, default=200, metavar="N", help="records per page, 1..200 (default 200)")
+    results.add_argument(
+        "--start-page",
+        type=int,
+        default=1,
+        metavar="P",
+        help="first page to fetch, to resume after an error; jsonl and csv written with -o are then appended to",
+    )
+    results.add_argument("--max-items", type=int, metavar="N", help="stop after N records")
+    results.add_argument("--format", choices=FORMATS, default="jsonl", help="jsonl (default), json, csv or parquet")
+    results.add_argument("-o", "--output", metavar="PATH", help="write to PATH instead of stdout (needed for csv, parquet)")
+    results.add_argument("--concurrency", type=int, default=4, metavar="C", help="pages fetched at once (default 4)")
+    results.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    results.set_defaults(run=commands.results)
+
+    mock = subcommands.add_parser(
+        "mock-server",
+        help="run the embedded mock of the API in the foreground",
+        description="Run the embedded mock of the results API until Ctrl-C, for trying the client or testing your code.",
+    )
+    mock.add_argument("--port", type=int, default=0, metavar="P", help="TCP port on 127.0.0.1 (default: a free one)")
+    mock.add_argument("--files", type=int, default=1000, metavar="N", help="files in the batch (default 1000)")
+    mock.add_argument("--latency-ms", type=int, default=0, metavar="L", help="delay added to every answer")
+    mock.add_argument("--fault-rate", type=float, default=0.0, metavar="R", help="fraction of requests that fail, 0..1")
+    mock.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the records, batch id and faults")
+    mock.add_argument("--token", default="test-token", metavar="T", help="token the server accepts (default test-token)")
+    mock.set_defaults(run=commands.mock_server)
+
+    demo = subcommands.add_parser(
+        "demo",
+        help="fetch a whole batch from a local mock and summarise it",
+        description="The main job end to end: start a local mock batch, fetch every file, summarise what came back.",
+    )
+    demo.add_argument("--files", type=int, default=5000, metavar="N", help="files in the batch (default 5000)")
+    demo.add_argument("--latency-ms", type=int, default=0, metavar="L", help="delay the mock adds to every answer")
+    demo.set_defaults(run=commands.demo)
+    return parser

@@ -1,0 +1,244 @@
+"""What each `soket-transcribe` command does, given its parsed arguments; each returns the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+import warnings
+from collections import Counter
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from ..client import Client
+from ..errors import SoketError
+from ..progress import NoBar, progress_bar
+from ..results import BatchResults
+from .sinks import SchemaMismatch, open_sink
+
+__all__ = ["error", "results", "mock_server", "demo"]
+
+
+def error(e: object) -> None:
+    """An error as one `error: ...` line on stderr."""
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+
+
+def _client(args: argparse.Namespace, **options: Any) -> Client:
+    if not (args.token or os.environ.get("SOKET_API_TOKEN")):
+        raise ValueError("no API token: set SOKET_API_TOKEN or pass --token")
+    return Client(args.token, args.base_url, **options)
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+def results(args: argparse.Namespace) -> int:
+    client = _client(args, concurrency=args.concurrency)
+    if args.format == "parquet":
+        _require_arrow()
+    fetch = client.iter_jobs if args.raw else client.iter_files
+    records = fetch(
+        args.batch_id,
+        status=args.status,
+        limit=args.limit,
+        chunks=True if args.chunks else None,
+        speech_information=True if args.speech_information else None,
+        start_page=args.start_page,
+        max_items=args.max_items,
+    )
+    sink = open_sink(args.format, args.output, append=args.start_page > 1)
+    # Records on the terminal itself: a bar would be torn up by them.
+    quiet = args.no_progress or (args.output is None and sys.stdout.isatty())
+    bar = progress_bar("jobs" if args.raw else "files", enabled=not quiet, terminal_only=True)
+    expected = _expected(records, args)
+    resume_page = args.start_page  # the first page not yet written out
+    logger = logging.getLogger("soket_transcribe")
+    handler = _WarningsTo(bar)
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            # What BatchResults warns about is also logged: the log handler shows it once.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            done = 0
+            for chunk in _chunks(records, args.format):
+                sink.write(chunk)
+                resume_page = records.next_page
+                done += len(chunk)
+                bar(done, expected())
+        sink.close()
+        bar.close()
+        return 0
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except (SoketError, OSError, SchemaMismatch, KeyboardInterrupt) as e:
+        bar.close()
+        try:
+            sink.close()  # what was written stays well-formed: a closed array, a readable Parquet file
+        except OSError:
+            pass
+        if isinstance(e, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+        elif isinstance(e, SchemaMismatch):
+            error(f"page {resume_page} does not fit the Parquet file's schema: {e}; --format jsonl keeps it as sent")
+        else:
+            error(e)
+        if records.total_pages is not None:  # some page arrived: every page before this one is written
+            print(f"resume with --start-page {resume_page}", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 1
+    finally:
+        logger.removeHandler(handler)
+
+
+class _WarningsTo(logging.Handler):
+    """The client's log warnings (a batch that changed while read), as `warning: ...` lines."""
+
+    def __init__(self, bar: NoBar) -> None:
+        super().__init__(logging.WARNING)
+        self.bar = bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.bar.message(f"warning: {record.getMessage()}")
+
+
+def _expected(records: BatchResults, args: argparse.Namespace) -> Callable[[], Optional[int]]:
+    """How many records this run should write, once the first page told the total."""
+
+    def expected() -> Optional[int]:
+        if records.total is None:
+            return None
+        left: int = max(records.total - (args.start_page - 1) * args.limit, 0)
+        return left if args.max_items is None else min(left, int(args.max_items))
+
+    return expected
+
+
+def _chunks(records: BatchResults, format: str) -> Iterable[Any]:
+    """The batch a page at a time: lists of records, or Arrow record batches for parquet."""
+    if format == "parquet":
+        return records.iter_arrow_batches()
+    return (page.items for page in records.pages())
+
+
+def _require_arrow() -> None:
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise ValueError("--format parquet needs pyarrow: pip install 'soket-transcribe[arrow]'") from None
+
+
+def _silence_stdout() -> None:
+    """The reader went away (`| head`): point stdout at /dev/null so the exit flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+# -- mock-server ---------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+def mock_server(args: argparse.Namespace) -> int:
+    from ..testing import MockServer
+
+    try:
+        server = MockServer(
+            args.files,
+            seed=args.seed,
+            token=args.token,
+            latency_ms=args.latency_ms,
+            fault_rate=args.fault_rate,
+            port=args.port,
+        )
+    except OSError as e:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {e}", file=sys.stderr)
+        return 1
+    with server:
+        print(f"soket-transcribe mock server: {args.files:,} files, fault rate {args.fault_rate}, latency {args.latency_ms} ms")
+        print(f"  url       {server.url}")
+        print(f"  token     {server.token}")
+        print(f"  batch id  {server.batch_id}")
+        print()
+        print("Use it from another shell:")
+        print(f"  export SOKET_BASE_URL={server.url}")
+        print(f"  export SOKET_API_TOKEN={server.token}")
+        print(f"  soket-transcribe results {server.batch_id} > results.jsonl")
+        print()
+        print("Ctrl-C to stop.", flush=True)
+
+        def stop(signum: int, frame: Any) -> None:
+            raise _Stop
+
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while True:
+                time.sleep(3600)
+        except (KeyboardInterrupt, _Stop):
+            pass
+    print("stopped", file=sys.stderr)
+    return 0
+
+
+# -- demo ----------------------------------------------------------------------------------
+
+
+def demo(args: argparse.Namespace) -> int:
+    from ..testing import MockServer
+
+    with MockServer(args.files, latency_ms=args.latency_ms) as server:
+        print(f"Fetching batch {server.batch_id} ({args.files:,} files) from a local mock of the Soket API at {server.url}")
+        client = Client(server.token, server.url)
+        records = client.iter_files(server.batch_id)
+        bar = progress_bar("files", terminal_only=True)
+        by_status: Counter[str] = Counter()
+        audio_seconds = 0.0
+        samples: List[Dict[str, Any]] = []
+        start = time.perf_counter()
+        for page in records.pages():
+            for record in page.items:
+                by_status[record.get("status") or "?"] += 1
+                result = record.get("result") or {}
+                audio_seconds += result.get("duration_seconds") or 0.0
+                if len(samples) < 3 and result.get("text"):
+                    samples.append(record)
+            bar(sum(by_status.values()), records.total)
+        elapsed = time.perf_counter() - start
+        bar.close()
+
+    files = sum(by_status.values())
+    print()
+    print(
+        f"{files:,} files in {elapsed:.2f} s ({files / max(elapsed, 1e-9):,.0f} files/s;"
+        f" {records.total_pages} pages of up to 200, {client.concurrency} at a time)"
+    )
+    print()
+    print("Files by status")
+    for status, count in sorted(by_status.items(), key=lambda item: -item[1]):
+        print(f"  {status:<12}{count:>8,}  {100 * count / max(files, 1):5.1f}%")
+    print()
+    print(f"Total audio: {_duration(audio_seconds)} ({audio_seconds:,.0f} s)")
+    print()
+    print("A few transcripts")
+    for record in samples:
+        result = record["result"]
+        text = " ".join(result["text"].split())
+        about = ", ".join(str(v) for v in (result.get("language"), _duration(result.get("duration_seconds") or 0)) if v)
+        print(f"  {record.get('filename')} ({about})")
+        print(f"    {text[:80]}{'…' if len(text) > 80 else ''}")
+    print()
+    print("Next: `soket-transcribe mock-server` serves a batch to try `soket-transcribe results` or your own code.")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02} min" if hours else f"{minutes} min {int(seconds % 60):02} s"
