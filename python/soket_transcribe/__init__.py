@@ -26,6 +26,7 @@ from .errors import (
 )
 from .models import FileResult, JobResult
 from .results import BatchResults
+from .subtitles import to_srt, to_vtt
 
 # Stop the Rust runtime's threads before the interpreter finalizes (a thread calling into a
 # finalizing interpreter aborts the process).
@@ -50,4 +51,6 @@ __all__ = [
     "APIConnectionError",
     "APITimeoutError",
     "ResponseFormatError",
+    "to_srt",
+    "to_vtt",
 ]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import warnings
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, List, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, List, Optional, Union
 
-from . import _core
+from . import _core, subtitles
 from .models import FileResult, JobResult
 from .progress import ProgressArg, close_progress, progress_callback
 from .tables import arrow_to_pandas, require
@@ -230,6 +232,14 @@ class BatchResults:
     def chunks(self, *, progress: ProgressArg = False) -> "pd.DataFrame":
         """One row per chunk result with its `file_id` (results fetched with `chunks=True`)."""
         return self.to_pandas(explode="chunk_results", progress=progress)
+
+    # -- subtitles -----------------------------------------------------------------------
+
+    def write_subtitles(self, directory: Union[str, "os.PathLike[str]"], format: str = "srt") -> List[Path]:
+        """One subtitle file (`format` "srt" or "vtt") per completed file into `directory`, named
+        after its `filename` made safe for every OS (collisions get ` (2)`...); returns the paths.
+        Needs the segments: fetch with `speech_information=True`."""
+        return subtitles.write_subtitles(self, directory, format)
 
 
 class _Pages:
