@@ -357,3 +357,24 @@ def test_demo_summarises_a_batch():
     assert "Total audio:" in out.stdout
     assert "A few transcripts" in out.stdout
 
+
+
+# -- subtitles -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("format", ["srt", "vtt"])
+def test_subtitles_writes_a_file_per_completed_file(server, client, tmp_path, format):
+    out = run("subtitles", server.batch_id, "-o", str(tmp_path / "subs"), "--format", format, server=server)
+    assert out.returncode == 0, out.stderr
+    completed = list(client.iter_files(server.batch_id, status="completed", speech_information=True))
+    written = sorted((tmp_path / "subs").iterdir())
+    assert len(written) == len(completed) and all(p.suffix == "." + format for p in written)
+    assert out.stderr == f"{len(completed):,} {format} files written to {tmp_path / 'subs'}\n"
+    first = tmp_path / "subs" / st.subtitles.safe_filename(completed[0]["filename"], "." + format)
+    assert first.read_text(encoding="utf-8") == (st.to_srt if format == "srt" else st.to_vtt)(completed[0])
+
+
+@pytest.mark.parametrize("args", [("subtitles", "b1"), ("subtitles", "b1", "-o", "x", "--format", "ass")])
+def test_subtitles_bad_arguments_exit_2(server, args):
+    out = run(*args, server=server)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and out.stderr.strip()

@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 
 from ..errors import SoketError
 from . import commands
+from ..subtitles import FORMATS as SUBTITLE_FORMATS
 from .sinks import FORMATS
 
 __all__ = ["main"]
@@ -82,6 +83,18 @@ def _parser() -> argparse.ArgumentParser:
     results.add_argument("--concurrency", type=int, default=4, metavar="C", help="pages fetched at once (default 4)")
     results.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     results.set_defaults(run=commands.results)
+
+    subtitles = subcommands.add_parser(
+        "subtitles",
+        parents=[service],
+        help="write an SRT or WebVTT file per completed file of a batch",
+        description="Write one subtitle file per completed file of a batch into DIR, named after the audio file.",
+    )
+    subtitles.add_argument("batch_id", metavar="BATCH_ID")
+    subtitles.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write into (created)")
+    subtitles.add_argument("--format", choices=SUBTITLE_FORMATS, default="srt", help="srt (default) or vtt")
+    subtitles.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    subtitles.set_defaults(run=commands.subtitles)
 
     mock = subcommands.add_parser(
         "mock-server",

@@ -10,15 +10,16 @@ import sys
 import time
 import warnings
 from collections import Counter
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from ..client import Client
 from ..errors import SoketError
 from ..progress import NoBar, progress_bar
 from ..results import BatchResults
+from ..subtitles import write_subtitles
 from .sinks import SchemaMismatch, open_sink
 
-__all__ = ["error", "results", "mock_server", "demo"]
+__all__ = ["error", "results", "subtitles", "mock_server", "demo"]
 
 
 def error(e: object) -> None:
@@ -137,6 +138,27 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+# -- subtitles -----------------------------------------------------------------------------
+
+
+def subtitles(args: argparse.Namespace) -> int:
+    client = _client(args)
+    records = client.iter_files(args.batch_id, status="completed", speech_information=True)
+    bar = progress_bar("files", enabled=not args.no_progress, terminal_only=True)
+
+    def counted() -> Iterator[Any]:
+        for done, record in enumerate(records, start=1):
+            yield record
+            bar(done, records.total)
+
+    try:
+        paths = write_subtitles(counted(), args.output, args.format)
+    finally:
+        bar.close()
+    print(f"{len(paths):,} {args.format} files written to {args.output}", file=sys.stderr)
+    return 0
 
 
 # -- mock-server ---------------------------------------------------------------------------
