@@ -1,0 +1,261 @@
+//! Schema inference: what the values seen at each place of the records have in common, grown
+//! one record at a time, and the Arrow fields that hold them.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use indexmap::IndexMap;
+
+use crate::error::Result;
+use crate::page::Page;
+
+use super::decode::{members_plan, RecordDecoder};
+use super::scan::{Scan, Scanner, MAX_DEPTH};
+use super::{is_json, json_field, not_an_object, record_error};
+
+/// Integers beyond this magnitude are not exact as a double.
+const F64_EXACT: u64 = 1 << 53;
+
+/// What the values seen at one place of the records have in common.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) enum Kind {
+    /// Only nulls (or nothing) seen.
+    #[default]
+    Null,
+    Bool,
+    /// `beyond_f64`: some value is not exact as a double (matters once floats show up).
+    Int {
+        beyond_f64: bool,
+    },
+    Float {
+        beyond_f64: bool,
+    },
+    Str,
+    List(Box<Kind>),
+    Object(IndexMap<String, Kind>),
+    /// Values disagree: the column holds JSON text. `quoted`: some value is a string, list or
+    /// object, whose text must be written for the decoder (numbers and booleans it writes itself).
+    Json {
+        quoted: bool,
+    },
+}
+
+impl Kind {
+    pub(super) fn quoted(&self) -> bool {
+        match self {
+            Kind::Str | Kind::List(_) | Kind::Object(_) => true,
+            Kind::Json { quoted } => *quoted,
+            Kind::Null | Kind::Bool | Kind::Int { .. } | Kind::Float { .. } => false,
+        }
+    }
+
+    /// Values of `self` and of `other` together, where they cannot share a type.
+    fn conflict(&self, other_quoted: bool) -> Kind {
+        Kind::Json { quoted: self.quoted() || other_quoted }
+    }
+
+    /// The kinds a given schema's fields stand for, as far as rewriting needs them: its JSON text
+    /// columns take any value (an empty struct takes nothing, as arrow-json ignores it).
+    pub(super) fn of_fields(fields: &Fields) -> IndexMap<String, Kind> {
+        fields.iter().map(|f| (f.name().clone(), Kind::of_field(f))).collect()
+    }
+
+    fn of_field(field: &Field) -> Kind {
+        if is_json(field) {
+            return Kind::Json { quoted: true };
+        }
+        match field.data_type() {
+            DataType::Struct(fields) if !fields.is_empty() => Kind::Object(Kind::of_fields(fields)),
+            DataType::List(element) | DataType::LargeList(element) => Kind::List(Box::new(Kind::of_field(element))),
+            DataType::Boolean => Kind::Bool,
+            DataType::Utf8 | DataType::LargeUtf8 => Kind::Str,
+            t if t.is_integer() => Kind::Int { beyond_f64: false },
+            t if t.is_floating() => Kind::Float { beyond_f64: false },
+            _ => Kind::Null,
+        }
+    }
+}
+
+/// The schema of records, grown one record at a time.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaInference {
+    fields: IndexMap<String, Kind>,
+}
+
+impl SchemaInference {
+    pub fn new() -> SchemaInference {
+        SchemaInference::default()
+    }
+
+    pub fn observe_page(&mut self, page: &Page) -> Result<()> {
+        for i in 0..page.records.len() {
+            self.observe_record(page.record_json(i)).map_err(|e| e.on_page(page.meta.page))?;
+        }
+        Ok(())
+    }
+
+    /// Adds one record (a JSON object) to what is known.
+    pub fn observe_record(&mut self, json: &[u8]) -> Result<()> {
+        let mut scanner = Scanner::new(json);
+        if scanner.peek() != Ok(b'{') {
+            return Err(not_an_object(json));
+        }
+        observe_object(&mut self.fields, &mut scanner, 0)
+            .map_err(|e| record_error(format!("a record is not valid JSON: {e}"), json))
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(self.fields.iter().map(|(name, kind)| field(name, kind)).collect::<Vec<_>>()))
+    }
+
+    /// A decoder for the schema so far, rewriting only the values that need it.
+    pub fn decoder(&self, batch_rows: usize) -> Result<RecordDecoder> {
+        RecordDecoder::with_plan(self.schema(), members_plan(&self.fields), batch_rows)
+    }
+}
+
+/// Walks an object whose `{` is next, growing `fields`.
+fn observe_object(fields: &mut IndexMap<String, Kind>, scanner: &mut Scanner, depth: usize) -> Scan<()> {
+    // Records mostly repeat their keys in the same order: try the field after the last one
+    // before hashing. Keys are copied only the first time they are seen.
+    let mut next = 0;
+    scanner.object(|scanner, key| {
+        let index = match fields.get_index(next) {
+            Some((name, _)) if key.is(name) => next,
+            _ => {
+                let key = key.text()?;
+                match fields.get_index_of(key.as_ref()) {
+                    Some(i) => i,
+                    None => fields.insert_full(key.into_owned(), Kind::Null).0,
+                }
+            }
+        };
+        next = index + 1;
+        observe(&mut fields[index], scanner, depth + 1)
+    })
+}
+
+/// Reads one value and widens `kind` to cover it.
+fn observe(kind: &mut Kind, scanner: &mut Scanner, depth: usize) -> Scan<()> {
+    if depth > MAX_DEPTH {
+        return Err("nested too deeply");
+    }
+    let first = scanner.peek()?;
+    if let Kind::Json { quoted } = kind {
+        *quoted |= matches!(first, b'"' | b'[' | b'{');
+        return scanner.skip_value();
+    }
+    match first {
+        b'n' => scanner.skip_value(),
+        b't' | b'f' => {
+            meet(kind, Kind::Bool);
+            scanner.skip_value()
+        }
+        b'"' => {
+            meet(kind, Kind::Str);
+            scanner.skip_string().map(drop)
+        }
+        b'[' => {
+            if *kind == Kind::Null {
+                *kind = Kind::List(Box::new(Kind::Null));
+            }
+            let Kind::List(element) = kind else {
+                *kind = kind.conflict(true);
+                return scanner.skip_value();
+            };
+            scanner.array(|scanner| observe(element, scanner, depth + 1))
+        }
+        b'{' => {
+            if *kind == Kind::Null {
+                *kind = Kind::Object(IndexMap::new());
+            }
+            let Kind::Object(fields) = kind else {
+                *kind = kind.conflict(true);
+                return scanner.skip_value();
+            };
+            observe_object(fields, scanner, depth)
+        }
+        _ => {
+            let number = number_kind(scanner.number()?);
+            meet(kind, number);
+            Ok(())
+        }
+    }
+}
+
+/// Int (noting whether it is exact as a double), Float, or Json for an integer beyond i64.
+fn number_kind(text: &[u8]) -> Kind {
+    if text.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        return Kind::Float { beyond_f64: false };
+    }
+    match std::str::from_utf8(text).ok().and_then(|t| t.parse::<i64>().ok()) {
+        Some(i) => Kind::Int { beyond_f64: i.unsigned_abs() > F64_EXACT },
+        None => Kind::Json { quoted: false },
+    }
+}
+
+/// Widens a scalar kind to also cover `other`.
+fn meet(kind: &mut Kind, other: Kind) {
+    if *kind == other {
+        return;
+    }
+    *kind = match (&*kind, other) {
+        (Kind::Null, other) => other,
+        (Kind::Bool, Kind::Bool) | (Kind::Str, Kind::Str) => return,
+        (Kind::Int { beyond_f64: a }, Kind::Int { beyond_f64: b }) => Kind::Int { beyond_f64: *a || b },
+        (
+            Kind::Int { beyond_f64: a } | Kind::Float { beyond_f64: a },
+            Kind::Int { beyond_f64: b } | Kind::Float { beyond_f64: b },
+        ) => Kind::Float { beyond_f64: *a || b },
+        (kind, other) => kind.conflict(other.quoted()),
+    };
+}
+
+/// The Arrow field holding the values of `kind`.
+pub(super) fn field(name: &str, kind: &Kind) -> Field {
+    let data_type = match kind {
+        Kind::Null => DataType::Null,
+        Kind::Bool => DataType::Boolean,
+        Kind::Int { .. } => DataType::Int64,
+        Kind::Float { beyond_f64: false } => DataType::Float64,
+        Kind::Str => DataType::Utf8,
+        Kind::List(element) => DataType::List(Arc::new(field("item", element))),
+        Kind::Object(fields) if !fields.is_empty() => {
+            DataType::Struct(fields.iter().map(|(name, kind)| field(name, kind)).collect::<Fields>())
+        }
+        Kind::Float { beyond_f64: true } | Kind::Object(_) | Kind::Json { .. } => return json_field(name),
+    };
+    Field::new(name, data_type, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(600), "]".repeat(600));
+        for json in [
+            "",
+            "{",
+            "{\"a\"",
+            "{\"a\":",
+            "{\"a\" 1}",
+            "{\"a\":\"x",
+            "{\"a\":\"\\",
+            "{\"a\":[1,}",
+            "{\"a\":tru",
+            "{\"a\":1,}",
+            "{\"a\":}",
+            "{\"a\":{\"b\":]}}",
+            "{\"a\":@}",
+            "{1:2}",
+            deep.as_str(),
+        ] {
+            let mut inference = SchemaInference::new();
+            assert!(inference.observe_record(json.as_bytes()).is_err(), "{json}");
+            let mut decoder = RecordDecoder::new(Arc::new(Schema::new(vec![json_field("a")])), 8).unwrap();
+            let _ = decoder.push(json.as_bytes()).and_then(|_| decoder.flush());
+        }
+    }
+}

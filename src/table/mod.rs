@@ -1,0 +1,328 @@
+//! Arrow tables straight from page bytes: the schema is inferred over every record of every
+//! page (a light scanner reads only structure and types), then the records are decoded by
+//! arrow-json, never through an intermediate value tree.
+//!
+//! Types: objects become struct columns, arrays list columns, numbers Int64 or Float64.
+//! A field whose values disagree in type (object here, string there; list vs scalar; an integer
+//! beyond i64, or beyond 2^53 beside floats) becomes a Utf8 column of each value's compact
+//! JSON text, marked in its field metadata (`soket_transcribe.json`), so nothing fails and nothing is
+//! silently rounded: `json.loads(cell)` gives the value back. A field never seen with a value
+//! is of type Null; an object never seen with a key is JSON text too (`"{}"`), as Parquet and
+//! pandas have no empty struct. Absent and null both read as null.
+
+mod decode;
+mod infer;
+mod reshape;
+mod scan;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, SchemaRef};
+
+use crate::error::{Error, Result};
+use crate::page::Page;
+
+pub use decode::RecordDecoder;
+pub use infer::SchemaInference;
+pub use reshape::{explode, flatten, has_list};
+
+use decode::decode_page;
+
+/// Field metadata marking a column of JSON text. Not the `arrow.json` extension type: pyarrow's
+/// pandas conversion and older polars stumble on extension types; a plain string column does not.
+pub const JSON_TEXT_KEY: &str = "soket_transcribe.json";
+
+/// True for a column of JSON text.
+pub fn is_json(field: &Field) -> bool {
+    field.metadata().get(JSON_TEXT_KEY).is_some_and(|v| v == "true")
+}
+
+fn json_field(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true).with_metadata(HashMap::from([(JSON_TEXT_KEY.to_owned(), "true".to_owned())]))
+}
+
+fn not_an_object(json: &[u8]) -> Error {
+    record_error("a record is not a JSON object, so it cannot be a table row".into(), json)
+}
+
+fn record_error(message: String, json: &[u8]) -> Error {
+    Error::Format {
+        message,
+        excerpt: crate::error::excerpt(&String::from_utf8_lossy(&json[..json.len().min(400)]), 200),
+        page: None,
+        malformed: false,
+    }
+}
+
+/// Batches for streaming, one per page: each page is decoded under the schema inferred over
+/// every page so far (so schemas only grow, and in practice stop changing after the first
+/// page), or under a fixed schema when one is given.
+#[derive(Default)]
+pub struct PageBatcher {
+    inference: SchemaInference,
+    fixed: Option<SchemaRef>,
+}
+
+impl PageBatcher {
+    pub fn new(fixed: Option<SchemaRef>) -> PageBatcher {
+        PageBatcher { inference: SchemaInference::new(), fixed }
+    }
+
+    pub fn batch(&mut self, page: &Page) -> Result<RecordBatch> {
+        let decoder = match &self.fixed {
+            Some(schema) => RecordDecoder::new(Arc::clone(schema), page.records.len())?,
+            None => {
+                self.inference.observe_page(page)?;
+                self.inference.decoder(page.records.len())?
+            }
+        };
+        decode_page(decoder, page)
+    }
+}
+
+/// A whole table. Each page is decoded on arrival under the schema inferred so far, so the work
+/// overlaps the fetching of the next pages; at the end the pages decoded under a schema that
+/// later pages widened (rare after the first page) are decoded again, so that every row gets
+/// the schema of all rows. Pages are kept until then.
+#[derive(Default)]
+pub struct TableBuilder {
+    inference: SchemaInference,
+    decoded: Vec<(Page, RecordBatch)>,
+}
+
+impl TableBuilder {
+    pub fn new() -> TableBuilder {
+        TableBuilder::default()
+    }
+
+    pub fn push(&mut self, page: Page) -> Result<()> {
+        if page.records.is_empty() {
+            return Ok(());
+        }
+        self.inference.observe_page(&page)?;
+        let batch = decode_page(self.inference.decoder(page.records.len())?, &page)?;
+        self.decoded.push((page, batch));
+        Ok(())
+    }
+
+    /// The schema and the batches, at least one (maybe empty), all of that schema.
+    pub fn finish(self) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let schema = self.inference.schema();
+        let mut batches = Vec::with_capacity(self.decoded.len().max(1));
+        for (page, batch) in self.decoded {
+            if *batch.schema() == *schema {
+                batches.push(batch);
+            } else {
+                batches.push(decode_page(self.inference.decoder(page.records.len())?, &page)?);
+            }
+        }
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(Arc::clone(&schema)));
+        }
+        Ok((schema, batches))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_schema::Schema;
+    use bytes::Bytes;
+    use serde_json::Value;
+
+    /// A page of records written as JSON text (json! would sort their keys).
+    pub(super) fn page(number: u64, records: &[&str]) -> Page {
+        let body = format!(r#"{{"page":{number},"total_pages":9,"files":[{}]}}"#, records.join(","));
+        crate::page::parse_page(Bytes::from(body), false, number).unwrap()
+    }
+
+    fn values(records: &[&str]) -> Vec<Value> {
+        records.iter().map(|r| serde_json::from_str(r).unwrap()).collect()
+    }
+
+    pub(super) fn table(pages: &[&[&str]]) -> (SchemaRef, RecordBatch) {
+        let mut builder = TableBuilder::new();
+        for (i, records) in pages.iter().enumerate() {
+            builder.push(page(i as u64 + 1, records)).unwrap();
+        }
+        let (schema, batches) = builder.finish().unwrap();
+        assert!(batches.iter().all(|b| b.schema() == schema));
+        (Arc::clone(&schema), arrow_select::concat::concat_batches(&schema, &batches).unwrap())
+    }
+
+    /// The rows as JSON again (arrow-json's writer leaves nulls out).
+    fn rows(batch: &RecordBatch) -> Vec<Value> {
+        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+        writer.write(batch).unwrap();
+        writer.finish().unwrap();
+        let out = writer.into_inner();
+        if out.is_empty() {
+            return vec![];
+        }
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    fn without_nulls(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(without_nulls).collect()),
+            v => v.clone(),
+        }
+    }
+
+    fn data_type(schema: &Schema, name: &str) -> DataType {
+        schema.field_with_name(name).unwrap().data_type().clone()
+    }
+
+    pub(super) fn texts(batch: &RecordBatch, column: usize) -> Vec<Option<String>> {
+        batch.column(column).as_string::<i32>().iter().map(|s| s.map(str::to_owned)).collect()
+    }
+
+    #[test]
+    fn schema_comes_from_every_page_and_values_round_trip() {
+        let first = [
+            r#"{"file_id": "a", "status": "failed", "errors": ["timeout"]}"#,
+            r#"{"file_id": "b", "status": "completed", "result": null}"#,
+        ];
+        let second = [r#"{
+            "file_id": "c", "status": "completed", "errors": [],
+            "result": {"text": "नमस्ते 👋 \u00e9", "duration_seconds": 65, "segments": [{"start": 0, "end": 4.2, "speaker_id": "S1"}]},
+            "late": {"deep": [[1, 2], [3]], "flag": true}
+        }"#];
+        let (schema, batch) = table(&[&first, &second]);
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["file_id", "status", "errors", "result", "late"]);
+        assert_eq!(data_type(&schema, "errors"), DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))));
+        let DataType::Struct(result) = data_type(&schema, "result") else { panic!("result is a struct") };
+        assert_eq!(result.find("duration_seconds").unwrap().1.data_type(), &DataType::Int64);
+        assert!(
+            matches!(result.find("segments").unwrap().1.data_type(), DataType::List(f) if matches!(f.data_type(), DataType::Struct(_)))
+        );
+        let expected: Vec<Value> = values(&first).iter().chain(&values(&second)).map(without_nulls).collect();
+        assert_eq!(rows(&batch), expected);
+        assert_eq!(batch.column(3).null_count(), 2, "no result, and result: null, are both null");
+    }
+
+    #[test]
+    fn ints_and_floats_make_floats() {
+        let (schema, batch) = table(&[&[r#"{"x": 1}"#, r#"{"x": 2.5}"#, r#"{"x": -3}"#]]);
+        assert_eq!(data_type(&schema, "x"), DataType::Float64);
+        assert_eq!(batch.column(0).as_primitive::<Float64Type>().values(), &[1.0, 2.5, -3.0]);
+    }
+
+    #[test]
+    fn conflicting_types_become_json_text() {
+        let records = [
+            r#"{"v": {"a": 1, "b": [true, null]}, "l": [1, 2], "s": "x"}"#,
+            r#"{"v": "plain \"quoted\"\nline", "l": 3, "s": null}"#,
+            r#"{"v": null, "l": null, "s": {"k": "é"}}"#,
+            r#"{"v": 7}"#,
+        ];
+        let (schema, batch) = table(&[&records]);
+        for name in ["v", "l", "s"] {
+            let f = schema.field_with_name(name).unwrap();
+            assert!(is_json(f) && f.data_type() == &DataType::Utf8, "{name}: {f:?}");
+        }
+        let cells = texts(&batch, 0);
+        assert_eq!(cells[0].as_deref(), Some(r#"{"a":1,"b":[true,null]}"#));
+        assert_eq!(cells[1].as_deref(), Some(r#""plain \"quoted\"\nline""#));
+        assert_eq!(cells[2], None, "null stays null");
+        assert_eq!(cells[3].as_deref(), Some("7"));
+        for (record, cell) in values(&records).iter().zip(&cells) {
+            let back = cell.as_deref().map_or(Value::Null, |c| serde_json::from_str(c).unwrap());
+            assert_eq!(back, record["v"]);
+        }
+        assert_eq!(texts(&batch, 1), [Some("[1,2]".into()), Some("3".into()), None, None]);
+        assert_eq!(texts(&batch, 2), [Some(r#""x""#.into()), None, Some(r#"{"k":"é"}"#.into()), None]);
+    }
+
+    #[test]
+    fn conflicts_deep_inside_lists_of_objects() {
+        let records = [
+            r#"{"file_id": "a", "result": {"segments": [{"speaker_id": "S1", "t": 1}, {"speaker_id": 2, "t": 2}]}}"#,
+            r#"{"file_id": "b", "result": {"segments": [{"speaker_id": {"id": 3}}]}}"#,
+        ];
+        let (schema, batch) = table(&[&records]);
+        let DataType::Struct(result) = data_type(&schema, "result") else { panic!() };
+        let DataType::List(element) = result[0].data_type() else { panic!() };
+        let DataType::Struct(segment) = element.data_type() else { panic!() };
+        assert!(is_json(&segment[0]));
+        assert_eq!(segment[1].data_type(), &DataType::Int64);
+        let exploded = explode(&batch, "segments").unwrap();
+        assert_eq!(texts(&exploded, 1), [Some(r#""S1""#.into()), Some("2".into()), Some(r#"{"id":3}"#.into())]);
+    }
+
+    #[test]
+    fn big_integers_are_never_rounded() {
+        let (schema, batch) = table(&[&[
+            r#"{"big": 1, "huge": 1, "near": 0.5, "ok": 9007199254740993}"#,
+            r#"{"big": 18446744073709551615, "huge": 123, "near": 9007199254740993}"#,
+            r#"{"huge": 123456789012345678901234567890}"#,
+        ]]);
+        assert!(is_json(schema.field_with_name("big").unwrap()));
+        assert!(is_json(schema.field_with_name("huge").unwrap()));
+        assert!(is_json(schema.field_with_name("near").unwrap()), "2^53 + 1 beside a float");
+        assert_eq!(data_type(&schema, "ok"), DataType::Int64, "exact in i64 alone");
+        assert_eq!(texts(&batch, 0), [Some("1".into()), Some("18446744073709551615".into()), None]);
+        assert_eq!(texts(&batch, 1)[2].as_deref(), Some("123456789012345678901234567890"));
+        assert_eq!(texts(&batch, 2)[1].as_deref(), Some("9007199254740993"));
+        assert_eq!(batch.column(3).as_primitive::<Int64Type>().value(0), 9007199254740993);
+    }
+
+    #[test]
+    fn never_valued_fields_are_null_and_empty_objects_text() {
+        let (schema, batch) = table(&[&[r#"{"n": null, "e": [], "o": {}}"#, r#"{"o": {}}"#]]);
+        assert_eq!(data_type(&schema, "n"), DataType::Null);
+        assert_eq!(data_type(&schema, "e"), DataType::List(Arc::new(Field::new("item", DataType::Null, true))));
+        assert!(is_json(schema.field_with_name("o").unwrap()));
+        assert_eq!(texts(&batch, 2), [Some("{}".into()), Some("{}".into())]);
+    }
+
+    #[test]
+    fn pretty_printed_json_text_is_compacted() {
+        let (_, batch) = table(&[&["{\"v\": { \"a b\" : [ 1 ,\n\t \"x  y\" ] }}", r#"{"v":"s"}"#]]);
+        assert_eq!(texts(&batch, 0), [Some(r#"{"a b":[1,"x  y"]}"#.into()), Some(r#""s""#.into())]);
+    }
+
+    #[test]
+    fn escaped_keys_and_whitespace() {
+        let (schema, batch) = table(&[&["{ \"a\\u0062\" :\n[ 1 ,\t2 ] , \"c\" : \"x\\\"y\\\\\" }"]]);
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["ab", "c"]);
+        assert_eq!(texts(&batch, 1), [Some("x\"y\\".into())]);
+    }
+
+    #[test]
+    fn a_record_that_is_not_an_object_names_its_page() {
+        let mut builder = TableBuilder::new();
+        let err = builder.push(page(3, &[r#"{"a": 1}"#, "7"])).unwrap_err();
+        assert!(matches!(err, Error::Format { page: Some(3), .. }), "{err:?}");
+        assert!(err.to_string().contains("not a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_batch_is_an_empty_table() {
+        let (schema, batches) = TableBuilder::new().finish().unwrap();
+        assert_eq!(schema.fields().len(), 0);
+        assert_eq!(batches[0].num_rows(), 0);
+    }
+
+    #[test]
+    fn streamed_schemas_only_grow() {
+        let mut batcher = PageBatcher::new(None);
+        let first = batcher.batch(&page(1, &[r#"{"id": 1, "v": "x"}"#])).unwrap();
+        let same = batcher.batch(&page(2, &[r#"{"id": 2}"#])).unwrap();
+        assert_eq!(first.schema(), same.schema(), "a page lacking a field keeps it");
+        let wider = batcher.batch(&page(3, &[r#"{"id": 3, "v": {"o": 1}, "late": true}"#])).unwrap();
+        let names: Vec<_> = wider.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["id", "v", "late"]);
+        assert!(is_json(wider.schema().field(1)));
+        assert_eq!(texts(&wider, 1), [Some(r#"{"o":1}"#.into())]);
+    }
+}

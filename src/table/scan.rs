@@ -1,0 +1,189 @@
+//! The JSON reader behind inference and rewriting: structure, keys, the first byte of each
+//! value, number texts; strings are skipped with memchr, nothing is unescaped or allocated.
+//! It stays beside jiter (which parses the pages) because inference needs only each value's
+//! kind, never the value: jiter must decode every string to pass over it.
+
+use std::borrow::Cow;
+
+/// Deeper than this is refused (the page parser refuses it before us).
+pub(super) const MAX_DEPTH: usize = 512;
+
+pub(super) type Scan<T> = std::result::Result<T, &'static str>;
+
+/// A JSON reader for what inference and rewriting need: structure, keys, the first byte of
+/// each value, number texts; strings are skipped with memchr. Records were validated when their
+/// page was parsed, and arrow-json validates them again: this reader only has to be safe.
+pub(super) struct Scanner<'a> {
+    json: &'a [u8],
+    pub(super) at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    pub(super) fn new(json: &'a [u8]) -> Scanner<'a> {
+        Scanner { json, at: 0 }
+    }
+
+    /// The next byte that is not whitespace (not consumed).
+    pub(super) fn peek(&mut self) -> Scan<u8> {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.json.get(self.at) {
+            self.at += 1;
+        }
+        self.json.get(self.at).copied().ok_or("unexpected end")
+    }
+
+    fn eat(&mut self, byte: u8, what: &'static str) -> Scan<()> {
+        if self.next_is(byte)? {
+            Ok(())
+        } else {
+            Err(what)
+        }
+    }
+
+    /// Passes over the string whose `"` is next; true if it has escapes.
+    pub(super) fn skip_string(&mut self) -> Scan<bool> {
+        self.at += 1;
+        let mut escaped = false;
+        loop {
+            let rest = self.json.get(self.at..).ok_or("unterminated string")?;
+            match memchr::memchr2(b'"', b'\\', rest) {
+                Some(i) if rest[i] == b'"' => {
+                    self.at += i + 1;
+                    return Ok(escaped);
+                }
+                Some(i) => {
+                    escaped = true;
+                    self.at += i + 2;
+                }
+                None => return Err("unterminated string"),
+            }
+        }
+    }
+
+    /// The key whose `"` is next.
+    fn key(&mut self) -> Scan<Key<'a>> {
+        let start = self.at;
+        let escaped = self.skip_string()?;
+        Ok(Key { quoted: &self.json[start..self.at], escaped })
+    }
+
+    pub(super) fn number(&mut self) -> Scan<&'a [u8]> {
+        let start = self.at;
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.json.get(self.at) {
+            self.at += 1;
+        }
+        if self.at == start {
+            return Err("unexpected character");
+        }
+        Ok(&self.json[start..self.at])
+    }
+
+    /// Calls `member` for each key of the object whose `{` is next, with the value next.
+    pub(super) fn object(&mut self, mut member: impl FnMut(&mut Self, Key<'a>) -> Scan<()>) -> Scan<()> {
+        let mut more = self.open(b'}')?;
+        while more {
+            if self.peek()? != b'"' {
+                return Err("expected a key");
+            }
+            let key = self.key()?;
+            self.eat(b':', "expected ':'")?;
+            member(self, key)?;
+            more = self.next(b'}')?;
+        }
+        Ok(())
+    }
+
+    /// Calls `element` for each element of the array whose `[` is next.
+    pub(super) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Scan<()>) -> Scan<()> {
+        let mut more = self.open(b']')?;
+        while more {
+            element(self)?;
+            more = self.next(b']')?;
+        }
+        Ok(())
+    }
+
+    /// Consumes the opening bracket; false if `close` follows at once (consumed too).
+    fn open(&mut self, close: u8) -> Scan<bool> {
+        self.at += 1;
+        self.next_is(close).map(|closed| !closed)
+    }
+
+    /// After a member or an element: true at a `,`, false at `close` (either consumed).
+    fn next(&mut self, close: u8) -> Scan<bool> {
+        if self.peek()? == b',' {
+            self.at += 1;
+            return Ok(true);
+        }
+        if self.next_is(close)? {
+            return Ok(false);
+        }
+        Err("expected ',' or a closing bracket")
+    }
+
+    fn next_is(&mut self, byte: u8) -> Scan<bool> {
+        let found = self.peek()? == byte;
+        if found {
+            self.at += 1;
+        }
+        Ok(found)
+    }
+
+    /// Passes over one value, counting brackets.
+    pub(super) fn skip_value(&mut self) -> Scan<()> {
+        let mut depth = 0usize;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.skip_string()?;
+                }
+                b'[' | b'{' => {
+                    depth += 1;
+                    self.at += 1;
+                }
+                b']' | b'}' => {
+                    depth = depth.checked_sub(1).ok_or("unbalanced brackets")?;
+                    self.at += 1;
+                }
+                b',' | b':' if depth > 0 => self.at += 1,
+                _ => {
+                    let start = self.at;
+                    while self
+                        .json
+                        .get(self.at)
+                        .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.'))
+                    {
+                        self.at += 1;
+                    }
+                    if self.at == start {
+                        return Err("unexpected character");
+                    }
+                }
+            }
+            if depth == 0 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A key as written, quotes included.
+pub(super) struct Key<'a> {
+    quoted: &'a [u8],
+    escaped: bool,
+}
+
+impl<'a> Key<'a> {
+    /// True if the key is `name` (cheap: no UTF-8 check for the common case).
+    pub(super) fn is(&self, name: &str) -> bool {
+        !self.escaped && &self.quoted[1..self.quoted.len() - 1] == name.as_bytes()
+    }
+
+    /// The key's text, unescaped only when it has escapes.
+    pub(super) fn text(&self) -> Scan<Cow<'a, str>> {
+        if self.escaped {
+            serde_json::from_slice::<String>(self.quoted).map(Cow::Owned).map_err(|_| "bad string")
+        } else {
+            std::str::from_utf8(&self.quoted[1..self.quoted.len() - 1]).map(Cow::Borrowed).map_err(|_| "bad UTF-8")
+        }
+    }
+}
