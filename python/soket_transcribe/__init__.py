@@ -15,6 +15,7 @@ from .errors import (
     APIError,
     APITimeoutError,
     AuthenticationError,
+    BatchChangedError,
     BatchNotFoundError,
     InvalidRequestError,
     NotFoundError,
@@ -25,6 +26,7 @@ from .errors import (
     SoketError,
 )
 from .models import FileResult, JobResult
+from .partitions import BatchPartition
 from .results import BatchResults
 from .subtitles import to_srt, to_vtt
 
@@ -36,6 +38,7 @@ __all__ = [
     "__version__",
     "Client",
     "BatchResults",
+    "BatchPartition",
     "Page",
     "FileResult",
     "JobResult",
@@ -51,6 +54,7 @@ __all__ = [
     "APIConnectionError",
     "APITimeoutError",
     "ResponseFormatError",
+    "BatchChangedError",
     "to_srt",
     "to_vtt",
 ]

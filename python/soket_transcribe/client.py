@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 from . import _core
+from .partitions import BatchQuery, BatchRead
 from .results import BatchResults
 
 __all__ = ["Client"]
@@ -183,7 +184,9 @@ class Client:
             max_items=max_items,
             max_retries=max_retries,
         )
-        return BatchResults(stream, raw=raw, as_dataclass=as_dataclass)
+        query = BatchQuery(batch_id, raw, status, limit, chunks, speech_information, max_retries)
+        read = BatchRead(self, query, start_page, max_items)
+        return BatchResults(stream, raw=raw, as_dataclass=as_dataclass, read=read)
 
 
 def _rebuild(token: str, base_url: str, kwargs: Any) -> Client:

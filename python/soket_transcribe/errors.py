@@ -21,6 +21,7 @@ __all__ = [
     "APIConnectionError",
     "APITimeoutError",
     "ResponseFormatError",
+    "BatchChangedError",
 ]
 
 
@@ -99,3 +100,8 @@ class ResponseFormatError(SoketError):
         super().__init__(message, page=page)
         self.excerpt = excerpt
         """The start of the body, shortened, without the token."""
+
+
+class BatchChangedError(SoketError):
+    """The batch changed while it was read, and the reader could not vouch for every record
+    (a distributed read: the totals a partition saw differ from its plan's)."""

@@ -14,9 +14,13 @@ from .progress import ProgressArg, close_progress, progress_callback
 from .tables import arrow_to_pandas, require
 
 if TYPE_CHECKING:
+    import dask.dataframe as dd
     import pandas as pd
     import polars as pl
     import pyarrow as pa
+    import ray.data
+
+    from .partitions import BatchPartition, BatchRead
 
 __all__ = ["BatchResults"]
 
@@ -30,8 +34,11 @@ class BatchResults:
     without losing or repeating a record.
     """
 
-    def __init__(self, stream: _core.PageStream, *, raw: bool, as_dataclass: bool) -> None:
+    def __init__(
+        self, stream: _core.PageStream, *, raw: bool, as_dataclass: bool, read: Optional["BatchRead"] = None
+    ) -> None:
         self._stream = stream
+        self._read = read  # what partitions are planned from
         self._raw = raw
         self._convert: Optional[Callable[[Any], Any]] = None
         if as_dataclass:
@@ -240,6 +247,34 @@ class BatchResults:
         after its `filename` made safe for every OS (collisions get ` (2)`...); returns the paths.
         Needs the segments: fetch with `speech_information=True`."""
         return subtitles.write_subtitles(self, directory, format)
+
+    # -- scale out (partitions.py, dask_reader.py, ray_reader.py) ----------------------------
+
+    def partitions(self, pages_per_partition: Optional[int] = None, *, on_change: str = "raise") -> List["BatchPartition"]:
+        """The read split into page ranges for workers to fetch (`st.BatchPartition`), planned
+        from the first page, fetched here once. Default size: about 100k records or 64 MiB of
+        Arrow per partition. `on_change="warn"`: a partition that finds the batch changed warns
+        instead of raising `st.BatchChangedError`."""
+        from .partitions import plan_partitions
+
+        if self._read is None:
+            raise RuntimeError("only the BatchResults of Client.iter_files/iter_jobs can be partitioned")
+        return plan_partitions(self._read, pages_per_partition, on_change=on_change)
+
+    def to_dask(self, pages_per_partition: Optional[int] = None, *, on_change: str = "raise") -> "dd.DataFrame":
+        """The read as a `dask.dataframe.DataFrame`, one partition per page range, fetched by
+        the workers (see `partitions`); columns as `to_pandas()` gives, plus `extra`."""
+        require("dask.dataframe", "dask")
+        from .dask_reader import to_dask
+
+        return to_dask(self.partitions(pages_per_partition, on_change=on_change))
+
+    def to_ray(self, pages_per_partition: Optional[int] = None, *, on_change: str = "raise") -> "ray.data.Dataset":
+        """The read as a `ray.data.Dataset`: one read task per page range, one block per page."""
+        require("ray.data", "ray")
+        from .ray_reader import to_ray
+
+        return to_ray(self.partitions(pages_per_partition, on_change=on_change))
 
 
 class _Pages:
