@@ -165,9 +165,10 @@ class BatchPartition:
         if seen == (self.planned_total, self.planned_pages) and rows == expected_rows and not stream.warnings:
             return
         first, last = self.pages.start, self.pages.stop - 1
+        where = f"page {first}" if first == last else f"pages {first}-{last}"
         message = (
             f"batch {self.batch_id!r} changed since the partitions were planned: partition {self.index} "
-            f"(pages {first}-{last}) expected {expected_rows} records of a batch of {self.planned_total} "
+            f"({where}) expected {expected_rows} records of a batch of {self.planned_total} "
             f"records over {self.planned_pages} pages, and read {rows} records while page {first} "
             f"reported {_show(stream.total)} records over {_show(stream.total_pages)} pages"
         )
@@ -177,7 +178,7 @@ class BatchPartition:
         if self.on_change == "warn":
             warnings.warn(message + "; records may be missing or repeated across partitions", RuntimeWarning, stacklevel=3)
             return
-        raise BatchChangedError(message + ", or plan with on_change='warn'", partition=self.index, page=first)
+        raise BatchChangedError(message + ", or plan with on_change='warn'", page=first)
 
     def records(self) -> Iterator[Any]:
         """The records of the partition's pages, as dicts, in page order."""
