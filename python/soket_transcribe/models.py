@@ -1,11 +1,12 @@
-"""Typed records: `FileResult` (merged per-file results) and `JobResult` (raw job records)."""
+"""Typed records: `FileResult` (merged per-file results), `JobResult` (raw job records) and
+`BatchStatus` (a batch's progress)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
-__all__ = ["FileResult", "JobResult"]
+__all__ = ["FileResult", "JobResult", "BatchStatus"]
 
 
 def _split(cls: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
@@ -66,6 +67,55 @@ class JobResult:
 
     def to_dict(self) -> Dict[str, Any]:
         """The record as a dict: named fields, then `extra`."""
+        out = {name: getattr(self, name) for name in self._NAMED}
+        out.update(self.extra)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchStatus:
+    """A batch's progress (`GET /status/batch/{batch_id}`). Unnamed fields are kept in `extra`.
+
+    `status` is `processing` or `retrying` while files are in flight (`in_progress`), then the
+    batch's final state. The estimates are in seconds, None when the service does not say.
+    """
+
+    batch_id: Optional[str]
+    status: str
+    total_files: Optional[int]
+    files_completed: Optional[int]
+    files_failed: Optional[int]
+    estimated_audio_seconds: Optional[float]
+    estimated_completion_seconds: Optional[float]
+    extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    _NAMED: ClassVar[Tuple[str, ...]] = (
+        "batch_id",
+        "status",
+        "total_files",
+        "files_completed",
+        "files_failed",
+        "estimated_audio_seconds",
+        "estimated_completion_seconds",
+    )
+
+    @property
+    def in_progress(self) -> bool:
+        """True while files are still being transcribed (`processing` or `retrying`)."""
+        return self.status in ("processing", "retrying")
+
+    @property
+    def files_done(self) -> int:
+        """Files finished either way: completed plus failed."""
+        return (self.files_completed or 0) + (self.files_failed or 0)
+
+    @classmethod
+    def from_dict(cls, answer: Mapping[str, Any]) -> "BatchStatus":
+        """Build from the status answer as the service sends it."""
+        return cls(**_split(cls, answer))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The answer as a dict: named fields, then `extra`."""
         out = {name: getattr(self, name) for name in self._NAMED}
         out.update(self.extra)
         return out
