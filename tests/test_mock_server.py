@@ -9,7 +9,7 @@ import json
 import socket
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -321,3 +321,62 @@ def test_the_pytest_fixture(soket_mock: MockServer) -> None:
     assert (page["total_files"], soket_mock.token) == (1000, "test-token")
 
 
+
+
+def ids_of(page: Dict[str, Any]) -> List[str]:
+    return [f["file_id"] for f in page["files"]]
+
+
+def test_batch_growing_at_the_front(srv: MockServer) -> None:
+    batch_id = srv.add_batch(6, seed=2, grow_per_request=2, grow_at="front")
+    first = results(srv, "limit=50", batch_id=batch_id).json()
+    second = results(srv, "limit=50", batch_id=batch_id).json()
+    assert (first["total_files"], second["total_files"]) == (6, 8)
+    assert second["files"][2:] == first["files"], "every file moved back two places, unchanged"
+    assert not set(ids_of(second)[:2]) & set(ids_of(first))
+    page_two = results(srv, "page=2&limit=5", batch_id=batch_id).json()
+    assert ids_of(page_two) == ids_of(second)[3:8], "two more in front: page 2 repeats 2 files of page 1"
+    queries = [r["query"] for r in srv.requests]
+    assert queries == ["limit=50", "limit=50", "page=2&limit=5"]
+
+
+def test_batch_completing_per_request(srv: MockServer) -> None:
+    batch_id = srv.add_batch(10, statuses={"processing": 1.0}, complete_per_request=2)
+    views = [results(srv, "status=processing&limit=50", batch_id=batch_id).json() for _ in range(3)]
+    assert [v["total_files"] for v in views] == [10, 8, 6]
+    everything = ids_of(views[0])
+    assert ids_of(views[1]) == everything[2:] and ids_of(views[2]) == everything[4:]
+    completed = results(srv, "status=completed", batch_id=batch_id).json()
+    assert ids_of(completed) == everything[:6]
+    assert all(f["result"]["text"] and f["errors"] == [] for f in completed["files"])
+    status = get(srv.url, f"/status/batch/{batch_id}").json()
+    assert (status["files_completed"], status["files_processing"], status["status"]) == (8, 2, "processing")
+
+
+def test_changing_batches_are_deterministic() -> None:
+    def read() -> List[Any]:
+        with MockServer(files=5) as server:
+            batch_id = server.add_batch(
+                40,
+                seed=5,
+                grow_per_request=3,
+                grow_at="front",
+                complete_per_request=2,
+                statuses={"processing": 0.5, "failed": 0.5},
+            )
+            return [
+                results(server, f"page={p}&limit=7&status={s}", batch_id=batch_id).json()
+                for p in (1, 2, 3)
+                for s in ("processing", "failed", "completed")
+            ]
+
+    assert read() == read()
+
+
+def test_add_batch_refuses_bad_arguments(srv: MockServer) -> None:
+    with pytest.raises(ValueError, match="grow_at must be 'end' or 'front', not \"middle\""):
+        srv.add_batch(5, grow_at="middle")
+    with pytest.raises(ValueError, match='unknown status "done"'):
+        srv.add_batch(5, statuses={"done": 1.0})
+    with pytest.raises(ValueError, match="processing_seconds must be a duration in seconds, not -1"):
+        srv.add_batch(5, processing_seconds=-1)

@@ -168,7 +168,16 @@ class MockServer:
     @property
     def faults_injected(self) -> int: ...
     def add_batch(
-        self, files: int, *, seed: int = 0, batch_id: Optional[str] = None, grow_per_request: int = 0
+        self,
+        files: int,
+        *,
+        seed: int = 0,
+        batch_id: Optional[str] = None,
+        grow_per_request: int = 0,
+        grow_at: str = "end",
+        complete_per_request: int = 0,
+        processing_seconds: Optional[float] = None,
+        statuses: Optional[Dict[str, float]] = None,
     ) -> str: ...
     def fail_next(
         self,

@@ -111,14 +111,36 @@ class MockServer:
         self._server.clear_requests()
 
     def add_batch(
-        self, files: int, *, seed: int = 0, batch_id: Optional[str] = None, grow_per_request: int = 0
+        self,
+        files: int,
+        *,
+        seed: int = 0,
+        batch_id: Optional[str] = None,
+        grow_per_request: int = 0,
+        grow_at: str = "end",
+        complete_per_request: int = 0,
+        processing_seconds: Optional[float] = None,
+        statuses: Optional[Mapping[str, float]] = None,
     ) -> str:
         """Adds a batch to this server and returns its id.
 
         ``grow_per_request > 0`` makes a batch that is still processing: after answering
-        each request to it, it gains that many files at the end.
+        each request to it, it gains that many files at the end, or at the front with
+        ``grow_at="front"`` (the files there move back; each keeps its ``file_id`` and content).
+        ``complete_per_request=N``: after answering each request, the first N files (in batch
+        order) that are ``processing`` become ``completed`` (before files are gained).
+        ``processing_seconds`` and ``statuses`` are as for the server (None: the server's).
         """
-        return self._server.add_batch(files, seed=seed, batch_id=batch_id, grow_per_request=grow_per_request)
+        return self._server.add_batch(
+            files,
+            seed=seed,
+            batch_id=batch_id,
+            grow_per_request=grow_per_request,
+            grow_at=grow_at,
+            complete_per_request=complete_per_request,
+            processing_seconds=processing_seconds,
+            statuses=dict(statuses) if statuses is not None else None,
+        )
 
     def fail_next(
         self,

@@ -3,11 +3,12 @@
 use serde_json::json;
 
 use super::batch::{Batch, Selection};
-use super::data::{push_file, push_job, Include, FAILED, PROCESSING, RETRYING};
+use super::data::{push_file, push_job, Include, Item, FAILED, PROCESSING, RETRYING};
 use super::json::{push_str, push_uint};
 use super::query::ResultsQuery;
 
 pub(crate) const BATCH_NOT_FOUND: &[u8] = br#"{"error":"batch not found"}"#;
+pub(crate) const FILE_NOT_FOUND: &[u8] = br#"{"error":"file not found"}"#;
 
 /// One page of results: `{batch_id, page, limit, total_pages, total_files|total_jobs, count, files|jobs}`.
 pub(crate) fn page(batch_id: &str, q: &ResultsQuery, seed: u64, sel: &Selection) -> Vec<u8> {
@@ -39,10 +40,16 @@ pub(crate) fn page(batch_id: &str, q: &ResultsQuery, seed: u64, sel: &Selection)
     out
 }
 
+/// One file (`GET /results/file/{file_id}`): the record the batch's `files[]` holds for it.
+pub(crate) fn file(seed: u64, item: Item, include: Include) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    push_file(&mut out, seed, item, include);
+    out
+}
+
 /// The aggregate progress of a batch (`GET /status/batch/{batch_id}`).
 pub(crate) fn batch_status(batch_id: &str, batch: &Batch) -> Vec<u8> {
     let counts = batch.counts();
-    let unfinished = counts[usize::from(RETRYING)] + counts[usize::from(PROCESSING)];
     let body = json!({
         "batch_id": batch_id,
         "total_files": batch.len(),
@@ -51,8 +58,7 @@ pub(crate) fn batch_status(batch_id: &str, batch: &Batch) -> Vec<u8> {
         "files_retrying": counts[usize::from(RETRYING)],
         "files_processing": counts[usize::from(PROCESSING)],
         "estimated_audio_seconds": batch.duration_tenths() as f64 / 10.0,
-        // About the time one worker takes for the files still in flight.
-        "estimated_completion_seconds": unfinished * 4,
+        "estimated_completion_seconds": batch.estimated_completion_seconds(),
         "status": if batch.in_progress() { "processing" } else { "completed" },
     });
     body.to_string().into_bytes()
@@ -65,6 +71,7 @@ pub(crate) fn detail(message: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::batch::Changes;
     use super::super::data::{status_cdf, DEFAULT_WEIGHTS};
     use super::*;
     use serde_json::Value;
@@ -75,7 +82,7 @@ mod tests {
 
     #[test]
     fn pages_are_valid_json_with_true_totals() {
-        let batch = Batch::new(0, 105, 0, status_cdf(DEFAULT_WEIGHTS).unwrap());
+        let batch = Batch::new(0, 105, Changes::default(), status_cdf(DEFAULT_WEIGHTS).unwrap());
         for (page_no, count) in [(1, 50), (3, 5), (4, 0)] {
             let q = query(page_no, 50, false);
             let sel = batch.select_files(None, (page_no - 1) * 50, 50);
@@ -99,7 +106,7 @@ mod tests {
 
     #[test]
     fn status_body_adds_up() {
-        let batch = Batch::new(0, 1000, 0, status_cdf(DEFAULT_WEIGHTS).unwrap());
+        let batch = Batch::new(0, 1000, Changes::default(), status_cdf(DEFAULT_WEIGHTS).unwrap());
         let v: Value = serde_json::from_slice(&batch_status("b", &batch)).unwrap();
         let sum: u64 = ["files_completed", "files_failed", "files_retrying", "files_processing"]
             .iter()

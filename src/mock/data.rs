@@ -24,6 +24,8 @@ const SALT_FILE_ID: u64 = 4;
 const SALT_JOB_ID: u64 = 5;
 const SALT_BATCH_ID: u64 = 6;
 const SALT_DURATION: u64 = 7;
+const SALT_FINAL_STATUS: u64 = 8;
+const SALT_FINISH: u64 = 9;
 
 /// 2025-01-06T00:00:00Z: the batch's files were uploaded from then on.
 const EPOCH_MS: u64 = 1_736_121_600_000;
@@ -51,6 +53,23 @@ pub(crate) fn file_status(seed: u64, index: u64, cdf: &[f64; 4]) -> u8 {
     cdf.iter().position(|&c| u < c).unwrap_or(3) as u8
 }
 
+/// The status an unfinished file ends with: completed or failed, in the proportion the
+/// weights give those two (completed when both weigh 0).
+pub(crate) fn final_status(seed: u64, index: u64, cdf: &[f64; 4]) -> u8 {
+    let (completed, failed) = (cdf[0], cdf[1] - cdf[0]);
+    let u = unit(hash(seed, index, SALT_FINAL_STATUS));
+    if u * (completed + failed) < failed {
+        FAILED
+    } else {
+        COMPLETED
+    }
+}
+
+/// When an unfinished file finishes, as a fraction (0..1) of the batch's processing time.
+pub(crate) fn finish_fraction(seed: u64, index: u64) -> f64 {
+    unit(hash(seed, index, SALT_FINISH))
+}
+
 /// How many chunk jobs a file was split into: 1 (half the files), 2 or 3.
 pub(crate) fn job_count(seed: u64, index: u64) -> u8 {
     match hash(seed, index, SALT_JOBS) % 10 {
@@ -69,9 +88,8 @@ pub(crate) fn chunk_status(file_status: u8, chunk: u8, jobs: u8) -> u8 {
     }
 }
 
-/// A version-4-shaped uuid drawn from (seed, index, salt).
-fn push_uuid(out: &mut Vec<u8>, seed: u64, index: u64, salt: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+/// A version-4-shaped uuid drawn from (seed, index, salt), as 128 bits.
+fn uuid_bits(seed: u64, index: u64, salt: u64) -> u128 {
     let hi = hash(seed, index, salt);
     let lo = hash(seed, index, salt ^ 0x5555_5555_5555_5555);
     let mut bytes = [0u8; 16];
@@ -79,13 +97,37 @@ fn push_uuid(out: &mut Vec<u8>, seed: u64, index: u64, salt: u64) {
     bytes[8..].copy_from_slice(&lo.to_be_bytes());
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    for (i, b) in bytes.iter().enumerate() {
+    u128::from_be_bytes(bytes)
+}
+
+/// Appends a uuid in its canonical form (lowercase hex, hyphens at 8-4-4-4-12).
+fn push_uuid_bits(out: &mut Vec<u8>, bits: u128) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bits.to_be_bytes().iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push(b'-');
         }
         out.push(HEX[usize::from(b >> 4)]);
         out.push(HEX[usize::from(b & 0xf)]);
     }
+}
+
+fn push_uuid(out: &mut Vec<u8>, seed: u64, index: u64, salt: u64) {
+    push_uuid_bits(out, uuid_bits(seed, index, salt));
+}
+
+/// The `file_id` of file `index`, as 128 bits.
+pub(crate) fn file_uuid(seed: u64, index: u64) -> u128 {
+    uuid_bits(seed, index, SALT_FILE_ID)
+}
+
+/// A uuid in the canonical form the mock writes, to its 128 bits; anything else is `None`.
+pub(crate) fn parse_uuid(text: &str) -> Option<u128> {
+    let hex: String = text.split('-').collect();
+    let bits = u128::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 32)?;
+    let mut canonical = Vec::with_capacity(36);
+    push_uuid_bits(&mut canonical, bits);
+    (canonical == text.as_bytes()).then_some(bits)
 }
 
 /// The id of a batch created without one: the `ordinal`-th batch of a server seeded `seed`.

@@ -1,9 +1,10 @@
 //! The embedded mock of the Soket AI batch results API.
 //!
 //! A real HTTP/1.1 server on its own thread and tokio runtime, serving
-//! `GET {base}/results/batch/{batch_id}` (and `/status/batch/{batch_id}`) with deterministic,
-//! realistic records, and misbehaving on request: latency, 503, 429, cut bodies, malformed
-//! JSON, stalls. Tests, the demo and the benchmarks run against it.
+//! `GET {base}/results/batch/{batch_id}`, `/results/file/{file_id}` and `/status/batch/{batch_id}`
+//! with deterministic, realistic records, and misbehaving on request: latency, 503, 429, cut
+//! bodies, malformed JSON, stalls, batches that change while read. Tests, the demo and the
+//! benchmarks run against it.
 //!
 //! ```no_run
 //! use soket_transcribe::mock::{MockConfig, MockServer};
@@ -22,6 +23,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+pub use batch::GrowAt;
 pub use faults::FaultKind;
 pub use server::{MockServer, RequestRecord};
 
@@ -53,6 +55,11 @@ pub struct MockConfig {
     /// `Some(base)`: every results request answers 307 to `base` + the path after
     /// `/transcribe` + the same query (so `base` is another server's `url()`).
     pub redirect_to: Option<String>,
+    /// `Some(s)`: every `processing`/`retrying` file reaches its final status (completed or
+    /// failed, as drawn for it) at a moment within `s` seconds after it joined its batch.
+    pub processing_seconds: Option<f64>,
+    /// The request log keeps the last this many requests ([`MockServer::requests_total`] counts all).
+    pub log_limit: usize,
 }
 
 impl Default for MockConfig {
@@ -70,6 +77,8 @@ impl Default for MockConfig {
             gzip: true,
             not_found_status: 404,
             redirect_to: None,
+            processing_seconds: None,
+            log_limit: 100_000,
         }
     }
 }
@@ -81,7 +90,16 @@ pub struct BatchSpec {
     pub seed: u64,
     /// `None` = a uuid derived from the seed and the batch's rank on the server.
     pub batch_id: Option<String>,
-    /// Above 0, the batch is still processing and gains this many files (at the end) on
-    /// each request to it, after answering that request.
+    /// Above 0, the batch is still processing and gains this many files after answering
+    /// each request to it (its results or status; not one answered by a fault).
     pub grow_per_request: u64,
+    /// Where those files are gained.
+    pub grow_at: GrowAt,
+    /// After answering each request to the batch, the first this many files (in batch order)
+    /// that are `processing` become `completed` (before any files are gained).
+    pub complete_per_request: u64,
+    /// As [`MockConfig::processing_seconds`]; `None` = the server's.
+    pub processing_seconds: Option<f64>,
+    /// As [`MockConfig::statuses`]; `None` = the server's.
+    pub statuses: Option<Vec<(String, f64)>>,
 }

@@ -126,6 +126,24 @@ pub(crate) fn parse_results_query(query: &str) -> Result<ResultsQuery, Value> {
     }
 }
 
+/// The options of the one-file endpoint (`chunks`, `speech_information`); `Err` holds the 422 body.
+pub(crate) fn parse_file_query(query: &str) -> Result<(bool, bool), Value> {
+    let (mut chunks, mut speech_information) = (false, false);
+    let mut errors = Vec::new();
+    for (name, value) in pairs(query) {
+        match name.as_str() {
+            "chunks" => chunks = parse_bool("chunks", &value, &mut errors),
+            "speech_information" => speech_information = parse_bool("speech_information", &value, &mut errors),
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok((chunks, speech_information))
+    } else {
+        Err(json!({ "detail": errors }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +184,16 @@ mod tests {
         for bad in ["limit=0", "limit=-5", "limit=1.5", "limit=", "page=-1", "status=COMPLETED"] {
             assert!(parse_results_query(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn file_query_takes_its_two_options() {
+        assert_eq!(parse_file_query("").unwrap(), (false, false));
+        assert_eq!(parse_file_query("chunks=true&speech_information=1&page=0").unwrap(), (true, true));
+        assert_eq!(
+            locs(&parse_file_query("chunks=x&speech_information=2").unwrap_err()),
+            ["chunks", "speech_information"]
+        );
     }
 
     #[test]

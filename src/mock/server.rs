@@ -1,6 +1,6 @@
 //! The HTTP server: routing, auth, faults, gzip, and the thread and runtime it lives on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
@@ -26,11 +26,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::batch::Batch;
+use super::batch::{Batch, Changes};
 use super::bodies;
-use super::data::{batch_uuid, status_cdf, status_index, DEFAULT_WEIGHTS};
+use super::data::{batch_uuid, status_cdf, status_index, Include, Item, DEFAULT_WEIGHTS};
 use super::faults::{malform, Fault, FaultKind, FaultPlan};
-use super::query::parse_results_query;
+use super::query::{parse_file_query, parse_results_query};
 use super::{BatchSpec, MockConfig};
 
 /// One request as the server saw it.
@@ -69,8 +69,8 @@ impl MockServer {
             files: config.files,
             seed: config.seed,
             batch_id: config.batch_id.clone(),
-            grow_per_request: 0,
-        });
+            ..BatchSpec::default()
+        })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("soket-mock-worker")
@@ -99,8 +99,9 @@ impl MockServer {
         &self.default_batch
     }
 
-    /// Adds a batch (replacing any of the same id) and returns its id.
-    pub fn add_batch(&self, spec: BatchSpec) -> String {
+    /// Adds a batch (replacing any of the same id) and returns its id; bad weights or
+    /// processing time are an `InvalidInput` error.
+    pub fn add_batch(&self, spec: BatchSpec) -> io::Result<String> {
         self.state.add_batch(spec)
     }
 
@@ -109,11 +110,17 @@ impl MockServer {
         lock(&self.state.faults).script(kind, times);
     }
 
-    /// Every request served so far, in arrival order.
+    /// The last requests served ([`MockConfig::log_limit`] at most), in arrival order.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        lock(&self.state.log).clone()
+        lock(&self.state.log).iter().cloned().collect()
     }
 
+    /// Requests served since the server started, whether the log still holds them or not.
+    pub fn requests_total(&self) -> u64 {
+        self.state.requests_total.load(Ordering::Relaxed)
+    }
+
+    /// Empties the log (the total keeps counting).
     pub fn clear_requests(&self) {
         lock(&self.state.log).clear();
     }
@@ -146,33 +153,49 @@ struct State {
     not_found_status: StatusCode,
     redirect_to: Option<String>,
     cdf: [f64; 4],
-    batches: Mutex<HashMap<String, Arc<Mutex<Batch>>>>,
+    processing: Option<Duration>,
+    /// Each batch with its rank of creation (the first created wins a file id two share).
+    batches: Mutex<HashMap<String, (u64, Arc<Mutex<Batch>>)>>,
     batches_created: AtomicU64,
     faults: Mutex<FaultPlan>,
     faults_injected: AtomicU64,
-    log: Mutex<Vec<RequestRecord>>,
+    log: Mutex<VecDeque<RequestRecord>>,
+    log_limit: usize,
+    requests_total: AtomicU64,
 }
 
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
 }
 
+/// Status weights by name to their cumulative distribution; `None` = the default weights.
+fn status_weights(statuses: Option<&[(String, f64)]>) -> io::Result<[f64; 4]> {
+    let weights = match statuses {
+        None => DEFAULT_WEIGHTS,
+        Some(pairs) => {
+            let mut weights = [0.0; 4];
+            for (name, weight) in pairs {
+                let i = status_index(name).ok_or_else(|| invalid(format!("unknown status {name:?} in statuses")))?;
+                weights[usize::from(i)] = *weight;
+            }
+            weights
+        }
+    };
+    status_cdf(weights).ok_or_else(|| invalid("status weights must be finite, >= 0, and not all 0".to_string()))
+}
+
+fn processing_time(seconds: Option<f64>) -> io::Result<Option<Duration>> {
+    seconds
+        .map(|s| {
+            Duration::try_from_secs_f64(s)
+                .map_err(|_| invalid(format!("processing_seconds must be a duration in seconds, not {s}")))
+        })
+        .transpose()
+}
+
 impl State {
     fn new(config: &MockConfig) -> io::Result<State> {
-        let weights = match &config.statuses {
-            None => DEFAULT_WEIGHTS,
-            Some(pairs) => {
-                let mut weights = [0.0; 4];
-                for (name, weight) in pairs {
-                    let i =
-                        status_index(name).ok_or_else(|| invalid(format!("unknown status {name:?} in statuses")))?;
-                    weights[usize::from(i)] = *weight;
-                }
-                weights
-            }
-        };
-        let cdf = status_cdf(weights)
-            .ok_or_else(|| invalid("status weights must be finite, >= 0, and not all 0".to_string()))?;
+        let cdf = status_weights(config.statuses.as_deref())?;
         if !(0.0..=1.0).contains(&config.fault_rate) {
             return Err(invalid(format!("fault_rate must be within 0..=1, not {}", config.fault_rate)));
         }
@@ -185,24 +208,63 @@ impl State {
             not_found_status,
             redirect_to: config.redirect_to.as_ref().map(|base| base.trim_end_matches('/').to_string()),
             cdf,
+            processing: processing_time(config.processing_seconds)?,
             batches: Mutex::new(HashMap::new()),
             batches_created: AtomicU64::new(0),
             faults: Mutex::new(FaultPlan::new(config.seed, config.fault_rate)),
             faults_injected: AtomicU64::new(0),
-            log: Mutex::new(Vec::new()),
+            log: Mutex::new(VecDeque::new()),
+            log_limit: config.log_limit,
+            requests_total: AtomicU64::new(0),
         })
     }
 
-    fn add_batch(&self, spec: BatchSpec) -> String {
+    fn add_batch(&self, spec: BatchSpec) -> io::Result<String> {
+        let cdf = match &spec.statuses {
+            Some(statuses) => status_weights(Some(statuses))?,
+            None => self.cdf,
+        };
+        let processing = match spec.processing_seconds {
+            Some(seconds) => processing_time(Some(seconds))?,
+            None => self.processing,
+        };
+        let changes = Changes {
+            grow_per_request: spec.grow_per_request,
+            grow_at: spec.grow_at,
+            complete_per_request: spec.complete_per_request,
+            processing,
+        };
         let rank = self.batches_created.fetch_add(1, Ordering::Relaxed);
         let id = spec.batch_id.unwrap_or_else(|| batch_uuid(spec.seed, rank));
-        let batch = Batch::new(spec.seed, spec.files, spec.grow_per_request, self.cdf);
-        lock(&self.batches).insert(id.clone(), Arc::new(Mutex::new(batch)));
-        id
+        let batch = Batch::new(spec.seed, spec.files, changes, cdf);
+        lock(&self.batches).insert(id.clone(), (rank, Arc::new(Mutex::new(batch))));
+        Ok(id)
     }
 
     fn batch(&self, id: &str) -> Option<Arc<Mutex<Batch>>> {
-        lock(&self.batches).get(id).cloned()
+        lock(&self.batches).get(id).map(|(_, batch)| Arc::clone(batch))
+    }
+
+    /// The file with this id, from the first batch created that holds it, with that batch's seed.
+    fn file(&self, file_id: &str) -> Option<(u64, Item)> {
+        let mut batches: Vec<_> = lock(&self.batches).values().map(|(rank, b)| (*rank, Arc::clone(b))).collect();
+        batches.sort_by_key(|(rank, _)| *rank);
+        batches.into_iter().find_map(|(_, batch)| {
+            let mut batch = lock(&batch);
+            batch.advance();
+            batch.find(file_id).map(|item| (batch.seed, item))
+        })
+    }
+
+    fn log(&self, record: RequestRecord) {
+        self.requests_total.fetch_add(1, Ordering::Relaxed);
+        let mut log = lock(&self.log);
+        if log.len() >= self.log_limit {
+            log.pop_front();
+        }
+        if self.log_limit > 0 {
+            log.push_back(record);
+        }
     }
 }
 
@@ -255,21 +317,28 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>, mut stopped: wat
 
 enum Route {
     Results(String),
+    File(String),
     Status(String),
     WrongMethod,
     NotFound,
 }
 
-/// `/transcribe/{results|status}/batch/{one percent-encoded segment}`.
+impl Route {
+    /// An endpoint of the API (auth, faults and redirects apply).
+    fn is_api(&self) -> bool {
+        matches!(self, Route::Results(_) | Route::File(_) | Route::Status(_))
+    }
+}
+
+/// `/transcribe/{results/batch|results/file|status/batch}/{one percent-encoded segment}`.
 fn route(method: &Method, path: &str) -> Route {
     let Some(rest) = path.strip_prefix("/transcribe/") else {
         return Route::NotFound;
     };
-    let (results, segment) = if let Some(s) = rest.strip_prefix("results/batch/") {
-        (true, s)
-    } else if let Some(s) = rest.strip_prefix("status/batch/") {
-        (false, s)
-    } else {
+    let endpoints: [(&str, fn(String) -> Route); 3] =
+        [("results/batch/", Route::Results), ("results/file/", Route::File), ("status/batch/", Route::Status)];
+    let Some((segment, endpoint)) = endpoints.iter().find_map(|(prefix, e)| Some((rest.strip_prefix(prefix)?, e)))
+    else {
         return Route::NotFound;
     };
     if segment.is_empty() || segment.contains('/') {
@@ -278,12 +347,7 @@ fn route(method: &Method, path: &str) -> Route {
     if method != Method::GET {
         return Route::WrongMethod;
     }
-    let id = percent_decode_str(segment).decode_utf8_lossy().into_owned();
-    if results {
-        Route::Results(id)
-    } else {
-        Route::Status(id)
-    }
+    endpoint(percent_decode_str(segment).decode_utf8_lossy().into_owned())
 }
 
 /// An answer before faults and encoding are applied.
@@ -315,21 +379,18 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<MockBody>
     let route = route(request.method(), &path);
 
     let redirect = match (&route, &state.redirect_to) {
-        (Route::Results(_), Some(base)) => {
+        (route, Some(base)) if route.is_api() => {
             let rest = path.strip_prefix("/transcribe").unwrap_or(&path);
             Some(if query.is_empty() { format!("{base}{rest}") } else { format!("{base}{rest}?{query}") })
         }
         _ => None,
     };
-    let fault = match route {
-        Route::Results(_) if redirect.is_none() => lock(&state.faults).next(),
-        _ => None,
-    };
+    let fault = if route.is_api() && redirect.is_none() { lock(&state.faults).next() } else { None };
     if fault.is_some() {
         state.faults_injected.fetch_add(1, Ordering::Relaxed);
     }
     let token = authorization.as_deref().and_then(bearer_token);
-    lock(&state.log).push(RequestRecord {
+    state.log(RequestRecord {
         method: request.method().to_string(),
         path: path.clone(),
         query: query.clone(),
@@ -407,11 +468,22 @@ fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
             None => Reply::json(state.not_found_status, bodies::BATCH_NOT_FOUND.to_vec()),
             Some(batch) => {
                 let mut batch = lock(&batch);
+                batch.advance();
                 let body = bodies::batch_status(&id, &batch);
-                batch.grow();
+                batch.answered();
                 Reply::json(StatusCode::OK, body)
             }
         },
+        Route::File(id) => {
+            let (chunks, speech) = match parse_file_query(query) {
+                Ok(options) => options,
+                Err(body) => return Reply::json(StatusCode::UNPROCESSABLE_ENTITY, body.to_string().into_bytes()),
+            };
+            match state.file(&id) {
+                None => Reply::json(state.not_found_status, bodies::FILE_NOT_FOUND.to_vec()),
+                Some((seed, item)) => Reply::json(StatusCode::OK, bodies::file(seed, item, Include { chunks, speech })),
+            }
+        }
         Route::Results(id) => {
             let q = match parse_results_query(query) {
                 Ok(q) => q,
@@ -426,12 +498,13 @@ fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
             let offset = (q.page - 1).saturating_mul(q.limit).saturating_sub(shift);
             let (selection, seed) = {
                 let mut batch = lock(&batch);
+                batch.advance();
                 let selection = if q.raw {
                     batch.select_jobs(q.status, offset, q.limit)
                 } else {
                     batch.select_files(q.status, offset, q.limit)
                 };
-                batch.grow();
+                batch.answered();
                 (selection, batch.seed)
             };
             Reply::json(StatusCode::OK, bodies::page(&id, &q, seed, &selection))

@@ -204,7 +204,9 @@ fn unknown_batches_and_encoded_ids() {
     assert_eq!((filtered["total_files"].as_u64(), filtered["total_pages"].as_u64()), (Some(0), Some(0)));
     assert_eq!(client.get("/transcribe/status/batch/nope").status, 404);
 
-    let id = server.add_batch(BatchSpec { files: 7, batch_id: Some("a/b?c#d é".to_string()), ..BatchSpec::default() });
+    let id = server
+        .add_batch(BatchSpec { files: 7, batch_id: Some("a/b?c#d é".to_string()), ..BatchSpec::default() })
+        .unwrap();
     let page = client.get("/transcribe/results/batch/a%2Fb%3Fc%23d%20%C3%A9").json();
     assert_eq!((page["batch_id"].as_str(), page["total_files"].as_u64()), (Some(id.as_str()), Some(7)));
     assert_eq!(client.get("/transcribe/results/batch/a/b").status, 404);
@@ -324,7 +326,7 @@ fn redirects_carry_path_and_query() {
 #[test]
 fn a_growing_batch_gains_files_per_request() {
     let server = start(MockConfig::default());
-    let id = server.add_batch(BatchSpec { files: 10, seed: 1, batch_id: None, grow_per_request: 5 });
+    let id = server.add_batch(BatchSpec { files: 10, seed: 1, grow_per_request: 5, ..BatchSpec::default() }).unwrap();
     assert_ne!(id, server.batch_id());
     let mut client = Client::new(&server);
     let totals: Vec<_> = (0..3)
@@ -389,4 +391,105 @@ fn stop_does_not_wait_for_a_stalled_request() {
     let started = Instant::now();
     server.stop();
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[test]
+fn one_file_is_the_record_its_batch_holds() {
+    let server = start(MockConfig { files: 30, ..MockConfig::default() });
+    let mut client = Client::new(&server);
+    let options = "chunks=true&speech_information=true";
+    let page = client.get(&results(&server, &format!("limit=30&{options}")));
+    let ids: Vec<String> =
+        page.json()["files"].as_array().unwrap().iter().map(|f| f["file_id"].as_str().unwrap().to_string()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let encoded = if n % 2 == 0 { id.clone() } else { id.replace('-', "%2d") };
+        let one = client.get(&format!("/transcribe/results/file/{encoded}?{options}"));
+        assert_eq!(one.status, 200);
+        let (start, end) =
+            (b"[,".map(|c| [&[c][..], &one.body[..]].concat()), b",]".map(|c| [&one.body[..], &[c]].concat()));
+        let inside = |part: &Vec<u8>| page.body.windows(part.len()).any(|w| w == part.as_slice());
+        assert!(start.iter().any(inside) && end.iter().any(inside), "file {n} is not byte-equal to its page element");
+    }
+    let plain = client.get(&format!("/transcribe/results/file/{}", ids[0])).json();
+    assert!(plain.get("chunk_results").is_none());
+    let missing = client.get("/transcribe/results/file/00000000-0000-4000-8000-000000000000");
+    assert_eq!((missing.status, missing.json()), (404, serde_json::json!({"error": "file not found"})));
+    assert_eq!(client.get(&format!("/transcribe/results/file/{}?chunks=maybe", ids[0])).status, 422);
+    assert_eq!(client.request("GET", &format!("/transcribe/results/file/{}", ids[0]), &[]).status, 401);
+}
+
+#[test]
+fn status_and_file_requests_get_the_same_faults() {
+    let server = start(MockConfig { files: 5, ..MockConfig::default() });
+    let mut client = Client::new(&server);
+    let file_id = client.get(&results(&server, "limit=1")).json()["files"][0]["file_id"].as_str().unwrap().to_string();
+    server.fail_next(FaultKind::Status(503), 2);
+    server.fail_next(FaultKind::MalformedJson, 1);
+    assert_eq!(client.get(&format!("/transcribe/status/batch/{}", server.batch_id())).status, 503);
+    assert_eq!(client.get(&format!("/transcribe/results/file/{file_id}")).status, 503);
+    let malformed = client.get(&format!("/transcribe/status/batch/{}", server.batch_id()));
+    assert!(malformed.status == 200 && serde_json::from_slice::<Value>(&malformed.body).is_err());
+    assert_eq!(client.get(&format!("/transcribe/results/file/{file_id}")).status, 200);
+    let labels: Vec<_> = server.requests().into_iter().map(|r| r.fault).collect();
+    assert_eq!(
+        labels[1..],
+        [Some("status:503".to_string()), Some("status:503".to_string()), Some("malformed".to_string()), None]
+    );
+}
+
+#[test]
+fn the_request_log_keeps_the_last_requests_and_counts_all() {
+    let server = start(MockConfig { files: 5, log_limit: 3, ..MockConfig::default() });
+    let mut client = Client::new(&server);
+    for n in 1..=5 {
+        client.get(&results(&server, &format!("limit={n}")));
+    }
+    let queries: Vec<_> = server.requests().into_iter().map(|r| r.query).collect();
+    assert_eq!(queries, ["limit=3", "limit=4", "limit=5"]);
+    assert_eq!(server.requests_total(), 5);
+    server.clear_requests();
+    client.get(&results(&server, ""));
+    assert_eq!((server.requests().len(), server.requests_total()), (1, 6));
+    let silent = start(MockConfig { log_limit: 0, ..MockConfig::default() });
+    Client::new(&silent).get(&results(&silent, ""));
+    assert_eq!((silent.requests().len(), silent.requests_total()), (0, 1));
+}
+
+#[test]
+fn a_batch_read_while_it_changes() {
+    let server = start(MockConfig::default());
+    let spec = BatchSpec {
+        files: 6,
+        grow_per_request: 2,
+        grow_at: GrowAt::Front,
+        complete_per_request: 1,
+        statuses: Some(vec![("processing".to_string(), 1.0)]),
+        ..BatchSpec::default()
+    };
+    let id = server.add_batch(spec).unwrap();
+    let mut client = Client::new(&server);
+    let ids = |v: &Value| -> Vec<String> {
+        v["files"].as_array().unwrap().iter().map(|f| f["file_id"].as_str().unwrap().to_string()).collect()
+    };
+    let first = client.get(&format!("/transcribe/results/batch/{id}?status=processing")).json();
+    let second = client.get(&format!("/transcribe/results/batch/{id}?status=processing")).json();
+    let (a, b) = (ids(&first), ids(&second));
+    assert_eq!(a.len(), 6);
+    // The first file completed, two new ones came in front.
+    assert_eq!(b[2..], a[1..]);
+    let all = client.get(&format!("/transcribe/results/batch/{id}")).json();
+    // Two more came in front of those, and the first of them completed.
+    assert_eq!(ids(&all)[2..4], b[..2]);
+    assert_eq!(
+        (all["files"][2]["status"].as_str(), all["files"][3]["status"].as_str()),
+        (Some("completed"), Some("processing"))
+    );
+    assert_eq!(all["files"][4]["file_id"].as_str(), Some(a[0].as_str()));
+    assert_eq!(all["files"][4]["status"], "completed");
+    let status = client.get(&format!("/transcribe/status/batch/{id}")).json();
+    assert_eq!((status["total_files"].as_u64(), status["files_completed"].as_u64()), (Some(12), Some(3)));
+    assert!(server.add_batch(BatchSpec { processing_seconds: Some(-1.0), ..BatchSpec::default() }).is_err());
+    assert!(server
+        .add_batch(BatchSpec { statuses: Some(vec![("done".to_string(), 1.0)]), ..BatchSpec::default() })
+        .is_err());
 }

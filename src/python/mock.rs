@@ -9,7 +9,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::mock::{BatchSpec, FaultKind, MockConfig, MockServer};
+use crate::mock::{BatchSpec, FaultKind, GrowAt, MockConfig, MockServer};
 
 /// A running mock of the results API, on its own thread. Stopped by `stop()` or when collected.
 #[pyclass(frozen, name = "MockServer", module = "soket_transcribe._core")]
@@ -74,6 +74,7 @@ impl PyMockServer {
             gzip,
             not_found_status,
             redirect_to,
+            ..MockConfig::default()
         };
         let server = py.detach(|| MockServer::start(config)).map_err(to_pyerr)?;
         Ok(PyMockServer {
@@ -115,7 +116,11 @@ impl PyMockServer {
     }
 
     /// Adds a batch and returns its id; `grow_per_request > 0` makes it grow on each request.
-    #[pyo3(signature = (files, *, seed = 0, batch_id = None, grow_per_request = 0))]
+    #[pyo3(signature = (
+        files, *, seed = 0, batch_id = None, grow_per_request = 0, grow_at = "end",
+        complete_per_request = 0, processing_seconds = None, statuses = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn add_batch(
         &self,
         py: Python<'_>,
@@ -123,9 +128,27 @@ impl PyMockServer {
         seed: u64,
         batch_id: Option<String>,
         grow_per_request: u64,
-    ) -> String {
-        let spec = BatchSpec { files, seed, batch_id, grow_per_request };
-        py.detach(|| self.server().add_batch(spec))
+        grow_at: &str,
+        complete_per_request: u64,
+        processing_seconds: Option<f64>,
+        statuses: Option<HashMap<String, f64>>,
+    ) -> PyResult<String> {
+        let grow_at = match grow_at {
+            "end" => GrowAt::End,
+            "front" => GrowAt::Front,
+            other => return Err(PyValueError::new_err(format!("grow_at must be 'end' or 'front', not {other:?}"))),
+        };
+        let spec = BatchSpec {
+            files,
+            seed,
+            batch_id,
+            grow_per_request,
+            grow_at,
+            complete_per_request,
+            processing_seconds,
+            statuses: statuses.map(|weights| weights.into_iter().collect()),
+        };
+        py.detach(|| self.server().add_batch(spec)).map_err(to_pyerr)
     }
 
     /// The next `times` results requests misbehave: kind is 'status' (`status`, default 503),
