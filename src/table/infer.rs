@@ -259,3 +259,137 @@ mod tests {
         }
     }
 }
+
+/// Inference over mock records, with the hand-written scanner and with jiter: the figure quoted
+/// in `scan.rs` (`cargo test --release --lib scanner_against_jiter -- --ignored --nocapture`).
+#[cfg(test)]
+mod scanner_against_jiter {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+
+    use jiter::{Jiter, Peek};
+
+    use super::*;
+    use crate::mock::{MockConfig, MockServer};
+
+    const FILES: u64 = 100_000;
+
+    /// The mock's pages with speech information and chunks, over one plain HTTP/1.1 request each.
+    fn mock_pages() -> Vec<Page> {
+        let server = MockServer::start(MockConfig { files: FILES, ..MockConfig::default() }).unwrap();
+        let path = format!("/transcribe/results/batch/{}", server.batch_id());
+        (1..=FILES / 200)
+            .map(|page| {
+                let mut tcp = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+                let query = "limit=200&speech_information=true&chunks=true";
+                let head = "Authorization: Bearer test-token\r\nConnection: close";
+                write!(tcp, "GET {path}?page={page}&{query} HTTP/1.1\r\nHost: mock\r\n{head}\r\n\r\n").unwrap();
+                let mut reply = Vec::new();
+                tcp.read_to_end(&mut reply).unwrap();
+                let body = reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                crate::page::parse_page(reply.split_off(body).into(), false, page).unwrap()
+            })
+            .collect()
+    }
+
+    /// `observe`, with jiter reading the values.
+    fn observe_with_jiter(kind: &mut Kind, jiter: &mut Jiter, peek: Peek) {
+        if let Kind::Json { quoted } = kind {
+            *quoted |= matches!(peek, Peek::String | Peek::Array | Peek::Object);
+            return jiter.known_skip(peek).unwrap();
+        }
+        match peek {
+            Peek::Null => jiter.known_null().unwrap(),
+            Peek::True | Peek::False => {
+                meet(kind, Kind::Bool);
+                jiter.known_skip(peek).unwrap();
+            }
+            Peek::String => {
+                meet(kind, Kind::Str);
+                jiter.known_skip(peek).unwrap();
+            }
+            Peek::Array => {
+                if *kind == Kind::Null {
+                    *kind = Kind::List(Box::new(Kind::Null));
+                }
+                let Kind::List(element) = kind else {
+                    *kind = kind.conflict(true);
+                    return jiter.known_skip(peek).unwrap();
+                };
+                let mut next = jiter.known_array().unwrap();
+                while let Some(peek) = next {
+                    observe_with_jiter(element, jiter, peek);
+                    next = jiter.array_step().unwrap();
+                }
+            }
+            Peek::Object => {
+                if *kind == Kind::Null {
+                    *kind = Kind::Object(IndexMap::new());
+                }
+                let Kind::Object(fields) = kind else {
+                    *kind = kind.conflict(true);
+                    return jiter.known_skip(peek).unwrap();
+                };
+                observe_object_with_jiter(fields, jiter, true);
+            }
+            _ => meet(kind, number_kind(jiter.known_number_bytes(peek).unwrap())),
+        }
+    }
+
+    /// `observe_object`, with jiter reading the keys (no copy unless new, as there).
+    fn observe_object_with_jiter(fields: &mut IndexMap<String, Kind>, jiter: &mut Jiter, opened: bool) {
+        let mut next = 0;
+        let mut key = if opened { jiter.known_object() } else { jiter.next_object() }.unwrap();
+        while let Some(name) = key {
+            let index = match fields.get_index(next) {
+                Some((known, _)) if known == name => next,
+                _ => match fields.get_index_of(name) {
+                    Some(i) => i,
+                    None => fields.insert_full(name.to_owned(), Kind::Null).0,
+                },
+            };
+            next = index + 1;
+            let peek = jiter.peek().unwrap();
+            observe_with_jiter(&mut fields[index], jiter, peek);
+            key = jiter.next_key().unwrap();
+        }
+    }
+
+    #[test]
+    #[ignore = "a measurement, not a check: run it with --ignored --nocapture"]
+    fn scanner_against_jiter() {
+        let pages = mock_pages();
+        let bytes: usize = pages.iter().flat_map(|p| p.records.iter().map(|r| r.span.len())).sum();
+        let best_of = |infer: &dyn Fn() -> SchemaRef| {
+            let mut best = f64::MAX;
+            let mut schema = None;
+            for _ in 0..5 {
+                let start = Instant::now();
+                schema = Some(infer());
+                best = best.min(start.elapsed().as_secs_f64());
+            }
+            (best, schema.unwrap())
+        };
+        let (scanner, by_scanner) = best_of(&|| {
+            let mut inference = SchemaInference::new();
+            pages.iter().for_each(|p| inference.observe_page(p).unwrap());
+            inference.schema()
+        });
+        let (jiter, by_jiter) = best_of(&|| {
+            let mut fields = IndexMap::new();
+            for page in &pages {
+                for i in 0..page.records.len() {
+                    observe_object_with_jiter(&mut fields, &mut Jiter::new(page.record_json(i)), false);
+                }
+            }
+            SchemaInference { fields }.schema()
+        });
+        assert_eq!(by_scanner, by_jiter, "both read the same schema");
+        println!(
+            "inference over {FILES} mock records ({:.0} MB): scanner {:.0} ms, jiter {:.0} ms",
+            bytes as f64 / 1e6,
+            scanner * 1e3,
+            jiter * 1e3
+        );
+    }
+}

@@ -1,7 +1,9 @@
 //! The JSON reader behind inference and rewriting: structure, keys, the first byte of each
 //! value, number texts; strings are skipped with memchr, nothing is unescaped or allocated.
 //! It stays beside jiter (which parses the pages) because inference needs only each value's
-//! kind, never the value: jiter must decode every string to pass over it.
+//! kind, and jiter checks every byte of a string it passes over: inferring the schema of
+//! 100,000 mock records (speech information and chunks, 67 MB) takes 94 ms with this reader,
+//! 132 ms with jiter (`cargo test --release --lib scanner_against_jiter -- --ignored --nocapture`).
 
 use std::borrow::Cow;
 
