@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence,
 
 from . import _core
 from .errors import BatchChangedError
-from .fixed_schema import conform, plan_schema
+from .fixed_schema import conform, extra_column, plan_schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,8 +48,18 @@ class BatchQuery:
     chunks: Optional[bool] = None
     speech_information: Optional[bool] = None
     max_retries: Optional[int] = None
+    #: Dotted paths each record is narrowed to (None: whole records).
+    fields: Optional[Tuple[str, ...]] = None
 
-    def stream(self, client: Any, first_page: int, last_page: int) -> _core.PageStream:
+    def stream(
+        self,
+        client: Any,
+        first_page: int,
+        last_page: Optional[int],
+        *,
+        max_items: Optional[int] = None,
+        on_change: str = "warn",
+    ) -> _core.PageStream:
         """A stream of pages `first_page..=last_page` of this query, never a page past them."""
         return _core_client(client).stream(
             self.batch_id,
@@ -60,7 +70,10 @@ class BatchQuery:
             speech_information=self.speech_information,
             start_page=first_page,
             end_page=last_page,
+            max_items=max_items,
             max_retries=self.max_retries,
+            fields=self.fields,
+            on_change=on_change,
         )
 
 
@@ -137,6 +150,12 @@ class BatchPartition:
         """This process's client for the partition's configuration (one per process)."""
         return _client_in_this_process(self.client_config)
 
+    def __repr__(self) -> str:
+        return (
+            f"BatchPartition(batch_id={self.batch_id!r}, index={self.index}, pages={self.pages!r}, "
+            f"num_rows={self.num_rows}, first_row={self.first_row})"
+        )
+
     def __dask_tokenize__(self) -> Tuple[Any, ...]:
         # Everything that decides the data, and not the token.
         return (
@@ -155,8 +174,12 @@ class BatchPartition:
             self.rows_cut,
         )
 
-    def _stream(self) -> _core.PageStream:
-        return self.query.stream(self.client, self.pages.start, self.pages.stop - 1)
+    def _stream(self, columns: Optional[Sequence[str]] = None) -> _core.PageStream:
+        query = self.query
+        if columns and extra_column(self.schema) not in columns:
+            # The projection reaches the decoder: only those paths of each record are read.
+            query = dataclasses.replace(query, fields=tuple(columns))
+        return query.stream(self.client, self.pages.start, self.pages.stop - 1)
 
     def _check(self, stream: _core.PageStream, rows: int) -> None:
         """Raises (or warns) if what this partition saw is not what the plan expected."""
@@ -193,27 +216,29 @@ class BatchPartition:
                 wanted -= min(len(items), wanted)
         self._check(stream, rows)
 
-    def _arrow(self, columns: Optional[Sequence[str]] = None) -> "pa.Table":
+    def _arrow(self, columns: Optional[Sequence[str]] = None) -> Tuple["pa.Table", int]:
+        """The partition's table, and its row count (a table of no columns has no rows)."""
         import pyarrow as pa
 
-        stream = self._stream()
+        stream = self._stream(columns)
         table = pa.table(_core.read_arrow(stream, flatten=True))
         self._check(stream, table.num_rows)
-        return conform(table.slice(0, self.num_rows), self.schema, columns)
+        table = table.slice(0, self.num_rows)
+        return conform(table, self.schema, columns), table.num_rows
 
     def to_arrow(self, columns: Optional[Sequence[str]] = None) -> "pa.Table":
         """The partition as a `pyarrow.Table` of the plan's schema (or only its `columns`)."""
         from .tables import require
 
         require("pyarrow")
-        return self._arrow(columns)
+        return self._arrow(columns)[0]
 
     def iter_arrow(self, columns: Optional[Sequence[str]] = None) -> Iterator["pa.Table"]:
         """One table of the plan's schema per page, as pages arrive (pages without records skipped)."""
         from .tables import require
 
         pa = require("pyarrow")
-        stream = self._stream()
+        stream = self._stream(columns)
         rows = 0
         for batch in _core.arrow_batches(stream, flatten=True):
             page = pa.Table.from_batches([pa.record_batch(batch)])
@@ -229,8 +254,11 @@ class BatchPartition:
         from .tables import arrow_to_pandas, require
 
         pd = require("pandas")
-        frame = arrow_to_pandas(self._arrow(columns), pd, None)
-        frame.index = pd.RangeIndex(self.first_row, self.first_row + len(frame))
+        table, rows = self._arrow(columns)
+        frame = arrow_to_pandas(table, pd, None)
+        if len(frame.columns) == 0:  # no column asked for: the rows still count
+            frame = pd.DataFrame(index=range(rows))
+        frame.index = pd.RangeIndex(self.first_row, self.first_row + rows)
         return frame
 
     def empty_pandas(self, columns: Optional[Sequence[str]] = None) -> "pd.DataFrame":
@@ -238,7 +266,8 @@ class BatchPartition:
         from .tables import arrow_to_pandas, require
 
         pd = require("pandas")
-        return arrow_to_pandas(self.schema.empty_table().select(list(columns or self.schema.names)), pd, None)
+        names = self.schema.names if columns is None else list(columns)
+        return arrow_to_pandas(self.schema.empty_table().select(names), pd, None)
 
 
 def _show(value: Optional[int]) -> str:

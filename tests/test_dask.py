@@ -1,0 +1,153 @@
+"""res.to_dask(): a batch read by the workers of a real Dask cluster (two processes), page ranges each."""
+
+import collections
+import dataclasses
+import json
+import pickle
+from urllib.parse import parse_qs
+
+import dask
+import pandas as pd
+import pytest
+
+distributed = pytest.importorskip("distributed")
+from dask.dataframe.utils import assert_eq  # noqa: E402
+
+import soket_transcribe as st  # noqa: E402
+from soket_transcribe.dask_reader import to_dask  # noqa: E402
+from soket_transcribe.testing import MockServer  # noqa: E402
+
+TOKEN = "sekrit-dask-token-93"
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = MockServer(files=1234, seed=7, token=TOKEN)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Slow to start: one cluster for the module. The workers' environment holds the token,
+    # for the client that reads SOKET_API_TOKEN on the worker.
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        env={"SOKET_API_TOKEN": TOKEN},
+    ) as local, distributed.Client(local) as dask_client:
+        yield dask_client
+
+
+@pytest.fixture
+def client(server):
+    return st.Client(TOKEN, server.url, max_retries=1)
+
+
+def pages_requested(server, batch_id):
+    counts = collections.Counter()
+    for request in server.requests:
+        if request["path"].endswith("/" + batch_id):
+            counts[int(parse_qs(request["query"])["page"][0])] += 1
+    return counts
+
+
+def one_process(client, batch_id, limit):
+    """What one process reads, in the columns of the plan: a column that is only nulls on the
+    first page is JSON text (here: all null), plus the empty `extra` column."""
+    frame = client.iter_files(batch_id, limit=limit).to_pandas()
+    frame["metadata.client_ref"] = pd.Series([None] * len(frame), dtype="str")
+    frame["extra"] = pd.Series([None] * len(frame), dtype="str")
+    return frame
+
+
+def test_to_dask_equals_one_process_and_fetches_every_page_once(server, client, cluster):
+    expected = one_process(client, server.batch_id, 50)
+    server.clear_requests()
+    ddf = client.iter_files(server.batch_id, limit=50).to_dask(pages_per_partition=4)
+    assert pages_requested(server, server.batch_id) == {1: 1}  # the plan, and nothing else
+    assert ddf.npartitions == 7
+    # 25 pages, the last short (34 records): divisions from the planned row counts.
+    assert ddf.divisions == (0, 200, 400, 600, 800, 1000, 1200, 1233)
+    server.clear_requests()
+    frame = ddf.compute()
+    assert pages_requested(server, server.batch_id) == {page: 1 for page in range(1, 26)}
+    assert_eq(frame, expected)
+    assert_eq(ddf, expected, sort_results=False, scheduler=cluster.get)  # meta, dtypes, divisions too
+    assert len(ddf.partitions[6].compute()) == 34
+    # One HTTP client per worker process, whatever the number of partitions it read.
+    clients = cluster.run(lambda: len(__import__("soket_transcribe.partitions").partitions._clients))
+    assert sorted(clients.values()) == [1, 1]
+
+
+def test_a_projection_builds_only_those_columns_on_the_workers(server, client, cluster):
+    ddf = client.iter_files(server.batch_id, limit=50).to_dask(pages_per_partition=8)
+    projected = ddf[["file_id", "status"]]
+    readers = [e for e in projected.optimize(fuse=False).expr.walk() if type(e).__name__ == "FromMapProjectable"]
+    assert [r.operand("columns") for r in readers] == [["file_id", "status"]]
+    expected = one_process(client, server.batch_id, 50)[["file_id", "status"]]
+    assert_eq(projected, expected, sort_results=False, scheduler=cluster.get)
+    counts = projected.groupby("status").size().compute()
+    assert counts.sum() == 1234
+
+
+def test_an_empty_batch_is_one_empty_partition(server, client, cluster):
+    batch = server.add_batch(0)
+    ddf = client.iter_files(batch).to_dask()
+    assert ddf.npartitions == 1
+    frame = ddf.compute()
+    assert frame.empty and list(frame.columns) == ["extra"]
+
+
+def test_a_field_appearing_late_lands_in_extra_on_the_workers(server, client, cluster):
+    # Record 7 alone has metadata.trace_id (beyond 64 bits): with 5 a page, after the plan's page.
+    batch = server.add_batch(40, seed=7)
+    ddf = client.iter_files(batch, limit=5).to_dask(pages_per_partition=2)
+    assert "metadata.trace_id" not in ddf.columns
+    frame = ddf.compute()
+    trace_id = int(client.iter_files(batch, limit=5).to_pandas()["metadata.trace_id"].dropna().iloc[0])
+    assert [json.loads(e) for e in frame["extra"].dropna()] == [{"metadata.trace_id": trace_id}]
+    assert frame["extra"].dropna().index.tolist() == [7]
+
+
+def test_a_batch_growing_during_the_read_raises_naming_the_partition(server, client, cluster):
+    batch = server.add_batch(200, seed=3, grow_per_request=5)
+    ddf = client.iter_files(batch, limit=50).to_dask(pages_per_partition=1)
+    with pytest.raises(st.BatchChangedError, match=r"partition \d+ \(page \d+\)"):
+        ddf.compute()
+    warned = client.iter_files(batch, limit=50).to_dask(pages_per_partition=1, on_change="warn")
+    assert warned.divisions[0] is None  # row numbers no longer promised
+    assert len(warned.compute()) >= 200
+
+
+def test_the_token_is_not_in_the_graph(server, client, cluster):
+    ddf = client.iter_files(server.batch_id, limit=50).to_dask(pages_per_partition=10)
+    assert TOKEN not in str(ddf.dask)
+    assert TOKEN not in repr(ddf.expr) and TOKEN not in ddf.expr.tree_repr()
+    parts = client.iter_files(server.batch_id, limit=50).partitions(10)
+    assert TOKEN not in str([dask.base.normalize_token(p) for p in parts])
+
+
+def test_a_client_from_the_environment_ships_no_token_and_reads_it_on_the_worker(server, cluster, monkeypatch):
+    monkeypatch.setenv("SOKET_API_TOKEN", TOKEN)
+    env_client = st.Client(base_url=server.url, max_retries=1)
+    parts = env_client.iter_files(server.batch_id, limit=50).partitions(10)
+    assert TOKEN.encode() not in pickle.dumps(parts)
+    assert len(to_dask(parts).compute()) == 1234
+
+
+def test_a_token_refused_on_the_workers_is_a_clear_error_on_compute(server, client, cluster):
+    parts = client.iter_files(server.batch_id, limit=50).partitions(10)
+    wrong = pickle.dumps(st.Client("wrong-token", server.url, max_retries=0))
+    ddf = to_dask([dataclasses.replace(p, client_config=wrong) for p in parts])
+    with pytest.raises(st.AuthenticationError):
+        ddf.compute()
+
+
+def test_bad_input_fails_at_the_call(server, client, cluster):
+    with pytest.raises(ValueError, match="pages_per_partition"):
+        client.iter_files(server.batch_id).to_dask(pages_per_partition=0)
+    with pytest.raises(st.BatchNotFoundError):
+        client.iter_files("no-such-batch").to_dask()

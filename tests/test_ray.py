@@ -1,0 +1,88 @@
+"""res.to_ray(): a batch read by the read tasks of a real Ray cluster (two CPUs), a page a block."""
+
+import collections
+from urllib.parse import parse_qs
+
+import pytest
+
+ray = pytest.importorskip("ray")
+import ray.data  # noqa: E402
+
+import soket_transcribe as st  # noqa: E402
+from soket_transcribe.testing import MockServer  # noqa: E402
+
+TOKEN = "sekrit-ray-token-27"
+
+# Ray's own deprecations (its DataContext warns about its own defaults).
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = MockServer(files=1234, seed=7, token=TOKEN)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # rows in page order, as one process reads them
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def client(server):
+    return st.Client(TOKEN, server.url, max_retries=1)
+
+
+def pages_requested(server, batch_id):
+    counts = collections.Counter()
+    for request in server.requests:
+        if request["path"].endswith("/" + batch_id):
+            counts[int(parse_qs(request["query"])["page"][0])] += 1
+    return counts
+
+
+def test_to_ray_equals_one_process_and_fetches_every_page_once(server, client, cluster):
+    expected = client.iter_files(server.batch_id, limit=50).to_arrow(flatten=True)
+    server.clear_requests()
+    ds = client.iter_files(server.batch_id, limit=50).to_ray(pages_per_partition=4)
+    assert pages_requested(server, server.batch_id) == {1: 1}  # the plan, and nothing else
+    server.clear_requests()
+    rows = [row for ref in ds.to_arrow_refs() for row in ray.get(ref).to_pylist()]
+    assert pages_requested(server, server.batch_id) == {page: 1 for page in range(1, 26)}
+    assert len(rows) == 1234
+    assert [r["file_id"] for r in rows] == expected["file_id"].to_pylist()
+    assert [r["result.text"] for r in rows] == expected["result.text"].to_pylist()
+    assert all(r["extra"] is None for r in rows)
+
+
+def test_read_tasks_carry_exact_row_counts_and_the_plan_schema(server, client, cluster):
+    from soket_transcribe.ray_reader import BatchDatasource
+
+    parts = client.iter_files(server.batch_id, limit=50).partitions(pages_per_partition=10)
+    tasks = BatchDatasource(parts).get_read_tasks(parallelism=8)
+    assert [t.metadata.num_rows for t in tasks] == [500, 500, 234]
+    assert all(t.schema == parts[0].schema for t in tasks)
+    # One block per page: 10 pages, 10 tables.
+    assert [b.num_rows for b in tasks[0]()] == [50] * 10
+
+
+def test_a_column_selection_reaches_the_read_tasks(server, client, cluster):
+    from soket_transcribe.ray_reader import BatchDatasource
+
+    parts = client.iter_files(server.batch_id, limit=50).partitions(pages_per_partition=10)
+    projected = BatchDatasource(parts).apply_projection({"file_id": "file_id", "status": "status"})
+    task = projected.get_read_tasks(parallelism=2)[2]
+    assert task.schema.names == ["file_id", "status"]
+    assert [b.column_names for b in task()] == [["file_id", "status"]] * 5
+    ds = client.iter_files(server.batch_id, limit=50).to_ray(pages_per_partition=10)
+    assert ds.select_columns(["status"]).count() == 1234
+
+
+def test_a_refused_token_is_a_clear_error(server, cluster):
+    with pytest.raises(st.AuthenticationError):
+        st.Client("wrong-token", server.url, max_retries=0).iter_files(server.batch_id).to_ray()
