@@ -53,7 +53,7 @@ class BatchQuery:
 
     def stream(
         self,
-        client: Any,
+        client: _core.Client,
         first_page: int,
         last_page: Optional[int],
         *,
@@ -61,7 +61,7 @@ class BatchQuery:
         on_change: str = "warn",
     ) -> _core.PageStream:
         """A stream of pages `first_page..=last_page` of this query, never a page past them."""
-        return _core_client(client).stream(
+        return client.stream(
             self.batch_id,
             raw=self.raw,
             status=self.status,
@@ -85,11 +85,6 @@ class BatchRead:
     query: BatchQuery
     start_page: int = 1
     max_items: Optional[int] = None
-
-
-def _core_client(client: Any) -> Any:
-    # The Python Client wraps the core's, or is one.
-    return getattr(client, "_core", client)
 
 
 # -- one client per worker process ---------------------------------------------------------
@@ -320,7 +315,7 @@ def plan_partitions(
 
     schema = plan_schema(sample.schema)
     config = pickle.dumps(read.client)
-    base_url = _core_client(read.client).base_url
+    base_url = read.client.base_url
     partitions: List[BatchPartition] = []
     first_row = 0
     for index, page in enumerate(range(start, last_page + 1, pages_per_partition)):
