@@ -74,7 +74,7 @@ def test_to_dask_equals_one_process_and_fetches_every_page_once(server, client, 
     server.clear_requests()
     frame = ddf.compute()
     assert pages_requested(server, server.batch_id) == {page: 1 for page in range(1, 26)}
-    assert_eq(frame, expected)
+    assert_eq(frame, expected, sort_results=False)
     assert_eq(ddf, expected, sort_results=False, scheduler=cluster.get)  # meta, dtypes, divisions too
     assert len(ddf.partitions[6].compute()) == 34
     # One HTTP client per worker process, whatever the number of partitions it read.
