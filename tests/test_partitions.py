@@ -5,6 +5,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import sys
 from urllib.parse import parse_qs
 
 import cloudpickle
@@ -232,3 +233,11 @@ def test_partitions_are_read_in_forked_and_spawned_workers(server, client, metho
     with multiprocessing.get_context(method).Pool(2) as pool:
         tables = pool.map(st.BatchPartition.to_arrow, parts)
     assert [t.num_rows for t in tables] == [p.num_rows for p in parts]
+
+
+@pytest.mark.parametrize(("method", "module", "extra"), [("to_dask", "dask.dataframe", "dask"), ("to_ray", "ray.data", "ray")])
+def test_a_missing_engine_names_the_extra_to_install(monkeypatch, method, module, extra):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    res = st.Client("any-token", "http://127.0.0.1:9").iter_files("batch")
+    with pytest.raises(ImportError, match=rf"pip install 'soket-transcribe\[{extra}\]'"):
+        getattr(res, method)()
