@@ -1,36 +1,39 @@
 """A batch as a Ray Dataset: a `ray.data.Datasource` with one read task per `BatchPartition`.
 
-Imported by `BatchResults.to_ray()` only (never by `import soket_transcribe`): it imports Ray.
+Imported by `BatchResults.to_ray()` only, once Ray is known to be there (never by
+`import soket_transcribe`).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
+
+import pyarrow as pa
+import ray.data
+from ray.data.block import BlockMetadata
 
 from .partitions import BatchPartition
-from .tables import require
-
-if TYPE_CHECKING:
-    import pyarrow as pa
-
-ray_data = require("ray.data", "ray")
-_block = require("ray.data.block", "ray")
 
 __all__ = ["BatchDatasource", "to_ray"]
 
 
-def _read_pages(partition: BatchPartition) -> Iterator["pa.Table"]:
+def _read_pages(partition: BatchPartition, columns: Optional[List[str]]) -> Iterator["pa.Table"]:
     # Module level: a read task carries the partition, never the datasource or a closure.
-    yield from partition.iter_arrow()
+    yield from partition.iter_arrow(columns)
 
 
-class BatchDatasource(ray_data.Datasource):  # type: ignore[misc]
+class BatchDatasource(ray.data.Datasource):
     """The pages of one batch read: one read task per partition, one block per page."""
 
     def __init__(self, partitions: List[BatchPartition]) -> None:
         super().__init__()
         self._partitions = partitions
+        self._projection_map: Optional[Dict[str, str]] = None
+
+    def supports_projection_pushdown(self) -> bool:
+        # `select_columns` reaches the read tasks: they build only those columns.
+        return True
 
     def get_name(self) -> str:
         return "SoketBatch"
@@ -42,17 +45,18 @@ class BatchDatasource(ray_data.Datasource):  # type: ignore[misc]
         self, parallelism: int, per_task_row_limit: Optional[int] = None, data_context: Any = None
     ) -> List[Any]:
         # The plan fixed the partitions (page ranges): `parallelism` cannot split a page.
+        columns = self._get_data_columns()
         return [
-            ray_data.ReadTask(
-                functools.partial(_read_pages, partition),
-                _block.BlockMetadata(num_rows=partition.num_rows, size_bytes=None, exec_stats=None, input_files=None),
-                schema=partition.schema,
+            ray.data.ReadTask(
+                functools.partial(_read_pages, partition, columns),
+                BlockMetadata(num_rows=partition.num_rows, size_bytes=None, exec_stats=None, input_files=None),
+                schema=partition.schema if columns is None else pa.schema([partition.schema.field(c) for c in columns]),
                 per_task_row_limit=per_task_row_limit,
             )
             for partition in self._partitions
         ]
 
 
-def to_ray(partitions: List[BatchPartition]) -> "ray_data.Dataset":
+def to_ray(partitions: List[BatchPartition]) -> ray.data.Dataset:
     """The partitions as one Ray Dataset, in page order."""
-    return ray_data.read_datasource(BatchDatasource(partitions))
+    return ray.data.read_datasource(BatchDatasource(partitions))
