@@ -376,11 +376,9 @@ def test_the_cyclic_gc_is_left_as_found(server, client):
         gc.enable()
 
 
-def test_odd_json_values_survive():
+def test_odd_json_values_survive(scripted_server):
     """Values a parser could bend: big and negative integers, float edge cases, escapes, nesting."""
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     records = [
         {"file_id": "a", "n": 2**64 + 1, "m": -(2**70), "f": 1.7976931348623157e308, "t": 5e-324},
@@ -388,24 +386,6 @@ def test_odd_json_values_survive():
         {"file_id": "c", "deep": json.loads("[" * 150 + "1" + "]" * 150), "x": 0.1, "neg0": -0.0},
     ]
     body = json.dumps({"page": 1, "total_pages": 1, "total_files": 3, "count": 3, "files": records}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        client = st.Client("t0ken", f"http://127.0.0.1:{httpd.server_port}/transcribe")
-        assert list(client.iter_files("b")) == records
-        assert client.get_page("b").items == json.loads(body)["files"]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    client = st.Client("t0ken", scripted_server(lambda query: body))
+    assert list(client.iter_files("b")) == records
+    assert client.get_page("b").items == json.loads(body)["files"]

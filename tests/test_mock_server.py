@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import http.client
+import inspect
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -380,3 +384,130 @@ def test_add_batch_refuses_bad_arguments(srv: MockServer) -> None:
         srv.add_batch(5, statuses={"done": 1.0})
     with pytest.raises(ValueError, match="processing_seconds must be a duration in seconds, not -1"):
         srv.add_batch(5, processing_seconds=-1)
+
+
+def raw_get(srv: MockServer, path: str) -> bytes:
+    reply = get(srv.url, path)
+    assert reply.status == 200 and "content-encoding" not in reply.headers
+    return reply.body
+
+
+def test_records_stay_byte_identical_for_a_seed() -> None:
+    """Pages hashed before the word lists moved to `words.txt`: a seed's records never change."""
+    digest = hashlib.sha256()
+    for seed in (0, 7):
+        with MockServer(files=3000, seed=seed, gzip=False) as server:
+            for query in (
+                "page=1&limit=200&chunks=true&speech_information=true",
+                "page=3&limit=200",
+                "page=15&limit=200&raw=true&speech_information=true",
+                "page=2&limit=200&status=failed&chunks=true",
+            ):
+                digest.update(raw_get(server, f"/results/batch/{server.batch_id}?{query}"))
+    assert digest.hexdigest() == "c9fc3dcd44824ea5fba52716bc210054bdcb5a1692be12aaf8f04bc21fbb1bea"
+
+
+def test_testing_is_an_attribute_of_the_package() -> None:
+    code = "import soket_transcribe as st; import sys; assert 'soket_transcribe.testing' not in sys.modules; "
+    code += "print(st.testing.MockServer.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "MockServer\n", "")
+    import soket_transcribe as st
+
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        st.nope  # noqa: B018
+
+
+def test_the_python_class_is_the_rust_class() -> None:
+    from soket_transcribe import _core
+
+    assert MockServer is _core.MockServer
+    assert list(inspect.signature(MockServer).parameters)[-2:] == ["processing_seconds", "log_limit"]
+    assert "log_limit" in (MockServer.__doc__ or "") and "600 bytes" in (MockServer.__doc__ or "")
+
+    class Named(MockServer):
+        pass
+
+    with Named(files=3) as server:
+        assert repr(server) == f"MockServer(url={server.url!r}, batch_id={server.batch_id!r})"
+        assert results(server).json()["total_files"] == 3
+
+
+def test_the_request_log_is_bounded() -> None:
+    with MockServer(files=3, log_limit=3) as server:
+        for n in range(1, 6):
+            results(server, f"limit={n}")
+        assert [r["query"] for r in server.requests] == ["limit=3", "limit=4", "limit=5"]
+        assert server.requests_total == 5
+        server.clear_requests()
+        assert (server.requests, server.requests_total) == ([], 5)
+
+
+def test_one_file_is_byte_equal_to_its_element_of_the_batch(srv: MockServer) -> None:
+    options = "chunks=true&speech_information=true"
+    page = raw_get(srv, f"/results/batch/{srv.batch_id}?limit=50&{options}")
+    ids = [f["file_id"] for f in json.loads(page)["files"]]
+    for file_id in ids:
+        one = raw_get(srv, f"/results/file/{quote(file_id, safe='')}?{options}")
+        assert one in page and json.loads(one)["file_id"] == file_id
+    plain = get(srv.url, f"/results/file/{ids[0]}").json()
+    assert "chunk_results" not in plain and set(plain) >= {"file_id", "filename", "status", "errors"}
+    missing = get(srv.url, "/results/file/no-such-file")
+    assert (missing.status, missing.json()) == (404, {"error": "file not found"})
+    assert get(srv.url, f"/results/file/{ids[0]}", token=None).status == 401
+    with MockServer(files=3, not_found_status=200) as lenient:
+        assert get(lenient.url, "/results/file/x").json() == {"error": "file not found"}
+
+
+def test_status_and_file_endpoints_get_the_results_faults(srv: MockServer) -> None:
+    file_id = results(srv, "limit=1").json()["files"][0]["file_id"]
+    srv.fail_next("status", 2, status=502)
+    srv.fail_next("429", retry_after=2)
+    assert get(srv.url, f"/status/batch/{srv.batch_id}").status == 502
+    assert get(srv.url, f"/results/file/{file_id}").status == 502
+    limited = get(srv.url, f"/status/batch/{srv.batch_id}")
+    assert (limited.status, limited.headers["retry-after"]) == (429, "2")
+    assert [r["fault"] for r in srv.requests] == [None, "status:502", "status:502", "429"]
+    status = get(srv.url, f"/status/batch/{srv.batch_id}").json()
+    documented = ["batch_id", "total_files", "files_completed", "files_failed", "estimated_audio_seconds"]
+    documented += ["estimated_completion_seconds", "status"]
+    assert list(status) == documented + ["files_retrying", "files_processing"]
+
+
+def counts_by_results(server: MockServer) -> Dict[str, int]:
+    return {
+        s: results(server, f"status={s}&limit=1").json()["total_files"]
+        for s in ("completed", "failed", "retrying", "processing")
+    }
+
+
+def counts_by_status(server: MockServer) -> Dict[str, Any]:
+    status = get(server.url, f"/status/batch/{server.batch_id}").json()
+    return {s: status[f"files_{s}"] for s in ("completed", "failed", "retrying", "processing")} | {
+        "status": status["status"]
+    }
+
+
+def test_a_batch_progresses_over_processing_seconds() -> None:
+    weights = {"completed": 0.4, "failed": 0.1, "retrying": 0.2, "processing": 0.3}
+    with MockServer(files=300, statuses=weights, processing_seconds=1.0) as server:
+        started = time.monotonic()
+        before = counts_by_status(server)
+        assert before["status"] == "processing" and before["processing"] + before["retrying"] > 100
+        seen = []
+        while True:
+            between = counts_by_results(server)
+            after = counts_by_status(server)
+            # Files only finish: what the results endpoint saw lies between two status reads.
+            for s in ("completed", "failed"):
+                assert before[s] <= between[s] <= after[s]
+            for s in ("retrying", "processing"):
+                assert before[s] >= between[s] >= after[s]
+            seen.append(between["completed"])
+            if after["status"] == "completed":
+                break
+            before = after
+            assert time.monotonic() - started < 3
+        assert after["processing"] == after["retrying"] == 0 and after["completed"] + after["failed"] == 300
+        assert counts_by_results(server) == {k: v for k, v in after.items() if k != "status"}
+        assert len(set(seen)) > 2, "the batch moved in steps, not at once"

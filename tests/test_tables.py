@@ -3,9 +3,6 @@ exactly the records that `iter_files` yields; odd shapes fall back to JSON text,
 
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pandas as pd
@@ -313,44 +310,23 @@ def test_missing_pandas_names_the_extra(client, mock, monkeypatch):
 # -- shapes the mock does not make: a tiny server of given records -----------------------
 
 
-class _Records(BaseHTTPRequestHandler):
-    records: list = []
-
-    def do_GET(self):  # noqa: N802
-        q = parse_qs(urlparse(self.path).query)
-        page, limit = int(q.get("page", ["1"])[0]), int(q.get("limit", ["50"])[0])
-        items = self.records[(page - 1) * limit : page * limit]
-        pages = max(1, -(-len(self.records) // limit))
-        body = '{"batch_id":"b","page":%d,"limit":%d,"total_pages":%d,"total_files":%d,"count":%d,"files":[%s]}' % (
-            page, limit, pages, len(self.records), len(items), ",".join(items),
-        )
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def records_server():
+def records_server(scripted_server):
     """`serve(records)` -> a client of a server answering those records (JSON texts), 2 a page."""
-    servers = []
 
     def serve(records):
-        handler = type("Handler", (_Records,), {"records": records})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return st.Client("t", f"http://127.0.0.1:{server.server_address[1]}/transcribe")
+        def page(query):
+            page, limit = int(query.get("page", "1")), int(query.get("limit", "50"))
+            items = records[(page - 1) * limit : page * limit]
+            pages = max(1, -(-len(records) // limit))
+            body = '{"batch_id":"b","page":%d,"limit":%d,"total_pages":%d,"total_files":%d,"count":%d,"files":[%s]}' % (
+                page, limit, pages, len(records), len(items), ",".join(items),
+            )
+            return body.encode()
 
-    yield serve
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+        return st.Client("t", scripted_server(page))
+
+    return serve
 
 
 CONFLICTS = [

@@ -7,6 +7,8 @@
 """
 
 import atexit
+import importlib
+from types import ModuleType
 
 from ._core import Page, __version__, _shutdown
 from .client import Client
@@ -33,6 +35,14 @@ from .subtitles import to_srt, to_vtt
 # Stop the Rust runtime's threads before the interpreter finalizes (a thread calling into a
 # finalizing interpreter aborts the process).
 atexit.register(_shutdown)
+
+
+def __getattr__(name: str) -> ModuleType:
+    # `st.testing` loads on first use, as numpy's and pandas' submodules do.
+    if name == "testing":
+        return importlib.import_module(f"{__name__}.testing")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",

@@ -1,6 +1,9 @@
 """Type stubs of the native module `soket_transcribe._core` (the Rust core's bindings)."""
 
-from typing import Any, Awaitable, Callable, Dict, Generator, List, Optional, Protocol, Tuple, final
+from types import TracebackType
+from typing import Any, Awaitable, Callable, Dict, Generator, List, Optional, Protocol, Tuple, Type, Union, final
+
+from typing_extensions import disjoint_base
 
 __version__: str
 
@@ -137,9 +140,9 @@ class Client:
         max_retries: Optional[int] = None,
     ) -> PageStream: ...
 
-@final
+@disjoint_base
 class MockServer:
-    """The embedded mock of the results API (see `soket_transcribe.testing.MockServer`)."""
+    """The embedded mock of the results API (`soket_transcribe.testing.MockServer`)."""
 
     def __new__(
         cls,
@@ -156,6 +159,8 @@ class MockServer:
         gzip: bool = True,
         not_found_status: int = 404,
         redirect_to: Optional[str] = None,
+        processing_seconds: Optional[float] = None,
+        log_limit: int = 100_000,
     ) -> "MockServer": ...
     @property
     def url(self) -> str: ...
@@ -185,13 +190,24 @@ class MockServer:
         times: int = 1,
         *,
         status: Optional[int] = None,
-        retry_after: Optional[Any] = None,
+        retry_after: Union[str, int, float, None] = None,
         stall_s: Optional[float] = None,
         shift_by: Optional[int] = None,
     ) -> None: ...
+    @property
     def requests(self) -> List[Dict[str, Any]]: ...
+    @property
+    def requests_total(self) -> int: ...
     def clear_requests(self) -> None: ...
     def stop(self) -> None: ...
+    def __enter__(self) -> "MockServer": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc_value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+        /,
+    ) -> None: ...
 
 # -- tables (src/python/table.rs) ---------------------------------------------------------
 

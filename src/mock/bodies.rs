@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use super::batch::{Batch, Selection};
-use super::data::{push_file, push_job, Include, Item, FAILED, PROCESSING, RETRYING};
-use super::json::{push_str, push_uint};
+use super::data::{push_file, push_job, Include, Item, COMPLETED, FAILED, PROCESSING, RETRYING};
+use super::json::{push_fixed, push_str, push_uint};
 use super::query::ResultsQuery;
 
 pub(crate) const BATCH_NOT_FOUND: &[u8] = br#"{"error":"batch not found"}"#;
@@ -47,21 +47,31 @@ pub(crate) fn file(seed: u64, item: Item, include: Include) -> Vec<u8> {
     out
 }
 
-/// The aggregate progress of a batch (`GET /status/batch/{batch_id}`).
+/// The aggregate progress of a batch (`GET /status/batch/{batch_id}`): the documented fields in
+/// their documented order, then the dev-mode counters.
 pub(crate) fn batch_status(batch_id: &str, batch: &Batch) -> Vec<u8> {
     let counts = batch.counts();
-    let body = json!({
-        "batch_id": batch_id,
-        "total_files": batch.len(),
-        "files_completed": counts[0],
-        "files_failed": counts[usize::from(FAILED)],
-        "files_retrying": counts[usize::from(RETRYING)],
-        "files_processing": counts[usize::from(PROCESSING)],
-        "estimated_audio_seconds": batch.duration_tenths() as f64 / 10.0,
-        "estimated_completion_seconds": batch.estimated_completion_seconds(),
-        "status": if batch.in_progress() { "processing" } else { "completed" },
-    });
-    body.to_string().into_bytes()
+    let mut out = Vec::with_capacity(320);
+    out.extend_from_slice(b"{\"batch_id\":");
+    push_str(&mut out, batch_id);
+    let field = |out: &mut Vec<u8>, key: &str, value: u64| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        push_uint(out, u128::from(value));
+    };
+    field(&mut out, "total_files", batch.len());
+    field(&mut out, "files_completed", counts[usize::from(COMPLETED)]);
+    field(&mut out, "files_failed", counts[usize::from(FAILED)]);
+    out.extend_from_slice(b",\"estimated_audio_seconds\":");
+    push_fixed(&mut out, batch.duration_tenths(), 1);
+    field(&mut out, "estimated_completion_seconds", batch.estimated_completion_seconds());
+    out.extend_from_slice(b",\"status\":");
+    out.extend_from_slice(if batch.in_progress() { b"\"processing\"" } else { b"\"completed\"" });
+    field(&mut out, "files_retrying", counts[usize::from(RETRYING)]);
+    field(&mut out, "files_processing", counts[usize::from(PROCESSING)]);
+    out.push(b'}');
+    out
 }
 
 /// `{"detail": message}`, FastAPI's shape for HTTP errors.
@@ -114,6 +124,8 @@ mod tests {
             .sum();
         assert_eq!(sum, 1000);
         assert_eq!(v["status"], "processing");
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 9, "{keys:?}");
         assert!(v["estimated_audio_seconds"].as_f64().unwrap() > 1000.0 * 5.0);
     }
 }
