@@ -1,4 +1,4 @@
-//! HTTP: one page per call, with retries, timeouts and a body size cap.
+//! HTTP: every request to the service, with retries, a timeout on the whole answer and a body size cap.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use url::Url;
 
-use crate::error::{excerpt, Error, Result};
+use crate::error::{excerpt_bytes, Error, PageNo, Result};
 use crate::page::{error_body, error_message, parse_page, Page};
 use crate::query::Query;
 use crate::retry::{retry_after, Decision, RetryPolicy};
@@ -19,13 +19,48 @@ pub const DEFAULT_BASE_URL: &str = "https://api.soket.ai/transcribe";
 pub struct ClientConfig {
     pub base_url: Url,
     pub token: String,
-    /// Read timeout per request; connecting gets the smaller of this and 10 s.
+    /// Bounds each request's whole answer (headers and body); connecting gets at most 10 s of it.
     pub timeout: Duration,
     pub retry: RetryPolicy,
     /// Pages in flight at once while iterating.
     pub concurrency: usize,
     /// The largest (decompressed) response body accepted.
     pub max_body_bytes: usize,
+}
+
+pub const MAX_CONCURRENCY: usize = 64;
+
+impl ClientConfig {
+    /// Checks what would make every request fail, so the client refuses it at once.
+    pub fn validate(&self) -> Result<()> {
+        if self.token.is_empty() {
+            return Err(Error::invalid("token must be a non-empty string"));
+        }
+        if HeaderValue::from_str(&self.token).is_err() {
+            return Err(Error::invalid("token holds characters not allowed in an HTTP header"));
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::invalid("timeout must be a positive number of seconds"));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(Error::invalid(format!(
+                "concurrency must be between 1 and {MAX_CONCURRENCY}; got {}",
+                self.concurrency
+            )));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(Error::invalid("max_body_bytes must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// A positive, finite number of seconds as a duration.
+pub fn seconds(name: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::invalid(format!("{name} must be a positive number of seconds; got {value}")))
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -42,7 +77,7 @@ impl std::fmt::Debug for ClientConfig {
 
 /// Parses and checks a base URL: http(s) only, and plain http only to a loopback host.
 pub fn parse_base_url(raw: &str) -> Result<Url> {
-    let bad = |why: &str| Error::InvalidArgument(format!("base_url {raw:?} {why}"));
+    let bad = |why: &str| Error::invalid(format!("base_url {raw:?} {why}"));
     let url = Url::parse(raw).map_err(|e| bad(&format!("is not a valid URL: {e}")))?;
     match url.scheme() {
         "https" => {}
@@ -65,7 +100,7 @@ pub fn parse_base_url(raw: &str) -> Result<Url> {
     Ok(url)
 }
 
-/// Counters that tests, benchmarks and the soak script read.
+/// What a client has done in this process (`Client.stats` in Python).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub requests: AtomicU64,
@@ -74,168 +109,185 @@ pub struct Stats {
 
 pub struct ApiClient {
     http: reqwest::Client,
-    config: ClientConfig,
+    base_url: Url,
+    token: String,
+    timeout: Duration,
+    max_body_bytes: usize,
     auth: HeaderValue,
     pub stats: Stats,
 }
 
 impl ApiClient {
-    pub fn new(config: ClientConfig) -> Result<ApiClient> {
-        if config.token.is_empty() {
-            return Err(Error::InvalidArgument("token must be a non-empty string".into()));
-        }
+    pub fn new(config: &ClientConfig) -> Result<ApiClient> {
+        config.validate()?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", config.token))
-            .map_err(|_| Error::InvalidArgument("token holds characters not allowed in an HTTP header".into()))?;
+            .map_err(|_| Error::invalid("token holds characters not allowed in an HTTP header"))?;
         auth.set_sensitive(true);
         install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!("soket-transcribe/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .read_timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .https_only(false) // plain http is vetted in parse_base_url
             .build()
-            .map_err(|e| Error::InvalidArgument(format!("could not build the HTTP client: {e}")))?;
-        Ok(ApiClient { http, config, auth, stats: Stats::default() })
+            .map_err(|e| Error::invalid(format!("could not build the HTTP client: {e}")))?;
+        Ok(ApiClient {
+            http,
+            base_url: config.base_url.clone(),
+            token: config.token.clone(),
+            timeout: config.timeout,
+            max_body_bytes: config.max_body_bytes,
+            auth,
+            stats: Stats::default(),
+        })
     }
 
-    pub fn config(&self) -> &ClientConfig {
-        &self.config
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
     }
 
     /// Removes the token from text that came from elsewhere (a body, a library's message).
     pub fn redact(&self, text: &str) -> String {
-        redact(text, &self.config.token)
+        redact(text, &self.token)
     }
 
     /// One page, retried as the policy allows. Errors carry the page number.
     pub async fn fetch_page(&self, query: &Query, retry: &RetryPolicy) -> Result<Page> {
-        let url = query.url(&self.config.base_url);
+        let url = query.url(&self.base_url);
+        self.get(&url, Some(query.page), retry, |body| parse_page(body, query.raw, query.page)).await
+    }
+
+    /// GET `url` and read the answer with `parse`, retried as the policy allows: every endpoint
+    /// goes through here. `page` (when the request is for one) is stamped on errors and logs.
+    pub async fn get<T>(
+        &self,
+        url: &Url,
+        page: PageNo,
+        retry: &RetryPolicy,
+        parse: impl Fn(Bytes) -> Result<T>,
+    ) -> Result<T> {
         let mut attempt = 0;
         loop {
-            match self.fetch_once(&url, query).await {
-                Ok(page) => return Ok(page),
-                Err(err) if err.is_retryable() => match retry.decide(attempt, err.retry_after()) {
-                    Decision::RetryAfter(wait) => {
-                        attempt += 1;
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        log::info!(
-                            "page {} failed ({err}); retry {attempt}/{} in {:.2}s",
-                            query.page,
-                            retry.max_retries,
-                            wait.as_secs_f64()
-                        );
-                        tokio::time::sleep(wait).await;
-                    }
-                    Decision::GiveUp => return Err(self.give_up(err, attempt).on_page(query.page)),
-                },
-                Err(err) => return Err(err.on_page(query.page)),
+            let err = match self.get_once(url).await.and_then(&parse) {
+                Ok(value) => return Ok(value),
+                Err(err) => err.edit_text(|s| *s = self.redact(s)),
+            };
+            let decision = if err.is_retryable() { retry.decide(attempt, err.retry_after()) } else { Decision::GiveUp };
+            match decision {
+                Decision::RetryAfter(wait) => {
+                    attempt += 1;
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let what = page.map_or_else(|| url.path().to_owned(), |p| format!("page {p}"));
+                    log::info!("{what} failed ({err}); retry {attempt}/{} in {:.2}s", retry.max_retries, wait.as_secs_f64());
+                    tokio::time::sleep(wait).await;
+                }
+                Decision::GiveUp => {
+                    let err = if attempt > 0 { err.append(&format!(" (after {attempt} retries)")) } else { err };
+                    return Err(match page {
+                        Some(p) => err.on_page(p),
+                        None => err,
+                    });
+                }
             }
         }
     }
 
-    fn give_up(&self, err: Error, attempts: u32) -> Error {
-        if attempts == 0 {
-            return err;
-        }
-        match err {
-            Error::Connection { message, page, timeout } => {
-                Error::Connection { message: format!("{message} (after {attempts} retries)"), page, timeout }
-            }
-            Error::Api { status, message, body, page, retry_after } => {
-                Error::Api { status, message: format!("{message} (after {attempts} retries)"), body, page, retry_after }
-            }
-            other => other,
-        }
-    }
-
-    async fn fetch_once(&self, url: &Url, query: &Query) -> Result<Page> {
+    /// One attempt: the status checked and the whole body read, all within `timeout`.
+    async fn get_once(&self, url: &Url) -> Result<Bytes> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         log::debug!("GET {url}");
-        let response = self
-            .http
-            .get(url.clone())
-            .header(AUTHORIZATION, self.auth.clone())
-            .send()
-            .await
-            .map_err(|e| self.connection_error(&e))?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers(), SystemTime::now());
-        let body = self.read_body(response).await?;
-        if !(200..300).contains(&status) {
-            return Err(self.status_error(status, &body, wait));
+        let answer = async {
+            let response = self
+                .http
+                .get(url.clone())
+                .header(AUTHORIZATION, self.auth.clone())
+                .send()
+                .await
+                .map_err(|e| connection_error(&e))?;
+            let status = response.status().as_u16();
+            let wait = retry_after(response.headers(), SystemTime::now());
+            let body = self.read_body(response).await?;
+            if !(200..300).contains(&status) {
+                return Err(status_error(status, &body, wait));
+            }
+            Ok(body)
+        };
+        // A server that trickles its answer would hold a read timeout off forever: bound the whole.
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::connection(
+                format!("timed out: no complete answer within {:.1}s", self.timeout.as_secs_f64()),
+                true,
+                true,
+            )),
         }
-        parse_page(body, query.raw, query.page).map_err(|e| self.redact_error(e))
     }
 
     async fn read_body(&self, mut response: reqwest::Response) -> Result<Bytes> {
-        let cap = self.config.max_body_bytes;
+        let cap = self.max_body_bytes;
         let mut body = BytesMut::with_capacity(response.content_length().unwrap_or(0).min(cap as u64) as usize);
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.connection_error(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| connection_error(&e))? {
             if body.len() + chunk.len() > cap {
-                return Err(Error::Format {
-                    message: format!("response body exceeds max_body_bytes ({cap} bytes)"),
-                    excerpt: String::new(),
-                    page: None,
-                    malformed: false,
-                });
+                return Err(Error::format(format!("response body exceeds max_body_bytes ({cap} bytes)"), b"", false));
             }
             body.extend_from_slice(&chunk);
         }
         Ok(body.freeze())
     }
+}
 
-    fn status_error(&self, status: u16, body: &[u8], retry_after: Option<Duration>) -> Error {
-        let text = self.redact(&String::from_utf8_lossy(body));
-        if let Some(message) = error_message(body) {
-            let message = self.redact(&message);
-            return match error_body(status, message, text.as_bytes()) {
-                Error::Api { status, message, body, page, .. } => {
-                    Error::Api { status, message, body, page, retry_after }
-                }
-                other => other,
-            };
-        }
-        let reason = reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
-        let short = excerpt(&text, 200);
-        Error::Api {
-            status,
-            message: format!("HTTP {status} {reason}: {short}").trim_end_matches([' ', ':']).to_owned(),
-            body: excerpt(&text, 2000),
-            page: None,
-            retry_after,
-        }
-    }
-
-    fn connection_error(&self, e: &reqwest::Error) -> Error {
-        let timeout = e.is_timeout();
-        // The chain of sources says what really happened (reset, refused, cut short...).
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        let kind = if timeout { "timed out" } else { "connection failed" };
-        Error::Connection { message: self.redact(&format!("{kind}: {message}")), page: None, timeout }
-    }
-
-    fn redact_error(&self, e: Error) -> Error {
-        match e {
-            Error::Format { message, excerpt, page, malformed } => {
-                Error::Format { message: self.redact(&message), excerpt: self.redact(&excerpt), page, malformed }
-            }
-            Error::Api { status, message, body, page, retry_after } => {
-                Error::Api { status, message: self.redact(&message), body: self.redact(&body), page, retry_after }
-            }
-            Error::BatchNotFound { status, message, body, page } => {
-                Error::BatchNotFound { status, message, body: self.redact(&body), page }
-            }
+/// The error for a non-2xx answer: the service's own `{"error": ...}` when it sent one.
+fn status_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> Error {
+    if let Some(message) = error_message(body) {
+        return match error_body(status, message, body) {
+            Error::Api { status, message, body, page, .. } => Error::Api { status, message, body, page, retry_after },
             other => other,
-        }
+        };
     }
+    let reason = reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    Error::Api {
+        status,
+        message: format!("HTTP {status} {reason}: {}", excerpt_bytes(body, 200)).trim_end_matches([' ', ':']).to_owned(),
+        body: excerpt_bytes(body, 2000),
+        page: None,
+        retry_after,
+    }
+}
+
+/// A failure before a complete answer, its cause chain spelled out (reset, refused, cut short, certificate...).
+fn connection_error(e: &reqwest::Error) -> Error {
+    let mut message = e.to_string();
+    let mut certificate = false;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        // io::Error hides the error it wraps from `source()`: look inside it.
+        let inner = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as &dyn std::error::Error);
+        certificate |= [Some(s), inner].into_iter().flatten().any(is_certificate_error);
+        source = s.source();
+    }
+    // The chain may hide rustls's error behind a boxed one: its wording tells too.
+    certificate |= ["invalid peer certificate", "peer sent no certificates"].iter().any(|w| message.contains(w));
+    let timeout = e.is_timeout();
+    let kind = if timeout { "timed out" } else { "connection failed" };
+    // A certificate the client does not trust will not be trusted on the next try either.
+    Error::connection(format!("{kind}: {message}"), timeout, !certificate)
+}
+
+fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    use rustls::Error as Tls;
+    matches!(
+        e.downcast_ref::<Tls>(),
+        Some(
+            Tls::InvalidCertificate(_)
+                | Tls::NoCertificatesPresented
+                | Tls::UnsupportedNameType
+                | Tls::InvalidCertRevocationList(_)
+                | Tls::PeerIncompatible(_)
+        )
+    )
 }
 
 pub fn redact(text: &str, token: &str) -> String {
@@ -282,5 +334,27 @@ mod tests {
             max_body_bytes: 1 << 20,
         };
         assert!(!format!("{config:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn config_is_checked_in_the_core() {
+        let good = ClientConfig {
+            base_url: parse_base_url("https://x/").unwrap(),
+            token: "t".into(),
+            timeout: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+            concurrency: 4,
+            max_body_bytes: 1 << 20,
+        };
+        assert!(good.validate().is_ok());
+        let err = |c: ClientConfig| c.validate().unwrap_err().to_string();
+        assert!(err(ClientConfig { token: String::new(), ..good.clone() }).contains("token"));
+        assert!(err(ClientConfig { token: "a\nb".into(), ..good.clone() }).contains("HTTP header"));
+        assert_eq!(err(ClientConfig { concurrency: 0, ..good.clone() }), "concurrency must be between 1 and 64; got 0");
+        assert!(err(ClientConfig { max_body_bytes: 0, ..good.clone() }).contains("max_body_bytes"));
+        assert!(ApiClient::new(&ClientConfig { concurrency: 65, ..good }).is_err());
+        assert_eq!(seconds("timeout", -1.0).unwrap_err().to_string(), "timeout must be a positive number of seconds; got -1");
+        assert!(seconds("timeout", f64::NAN).is_err() && seconds("timeout", 0.0).is_err());
+        assert_eq!(seconds("timeout", 2.5).unwrap(), Duration::from_millis(2500));
     }
 }

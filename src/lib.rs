@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod mock;
 pub mod page;
 pub mod pipeline;
+pub mod projection;
 pub mod query;
 pub mod retry;
 pub mod runtime;

@@ -7,7 +7,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use jiter::{Jiter, NumberInt, Peek};
 
-use crate::error::{excerpt, Error, Result};
+use crate::error::{excerpt_bytes, Error, Missing, Result};
 
 /// The envelope of a results page (every field but the records).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,28 @@ impl Page {
         }
         out.push(b']');
         out.into()
+    }
+
+    /// One page made of the records of `parts`, in order, under `meta` (pages read again
+    /// around a change, merged into the page delivered). The bytes are copied into one body.
+    pub fn concat(meta: PageMeta, parts: &[&Page]) -> Page {
+        let size = parts.iter().flat_map(|p| &p.records).map(|r| r.span.len() + 1).sum::<usize>();
+        let mut body = Vec::with_capacity(size + 2);
+        let mut records = Vec::with_capacity(parts.iter().map(|p| p.records.len()).sum());
+        body.push(b'[');
+        for part in parts {
+            for (i, r) in part.records.iter().enumerate() {
+                if body.len() > 1 {
+                    body.push(b',');
+                }
+                let start = body.len();
+                body.extend_from_slice(part.record_json(i));
+                records.push(Record { span: start..body.len(), ..r.clone() });
+            }
+        }
+        body.push(b']');
+        let array = 0..body.len();
+        Page { meta, body: Bytes::from(body), array, records, intact: true }
     }
 
     /// Whether any record may hold an integer beyond 64 bits.
@@ -113,12 +135,7 @@ fn id_hash(id: &str) -> u64 {
 /// Reads a page body. Errors name no page; the caller stamps it.
 pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
     let n = names(raw);
-    let format_error = |message: String, malformed: bool| Error::Format {
-        message,
-        excerpt: excerpt(&String::from_utf8_lossy(&body[..body.len().min(400)]), 200),
-        page: None,
-        malformed,
-    };
+    let format_error = |message: String, malformed: bool| Error::format(message, &body, malformed);
     let json_error = |e: jiter::JiterError| format_error(format!("response body is not valid JSON: {e}"), true);
 
     let mut jiter = Jiter::new(&body);
@@ -204,19 +221,25 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
     Ok(Page { meta, body, array, records, intact: true })
 }
 
-/// The error for a `{"error": ...}` body: `batch not found` gets its own type.
+/// The error for a `{"error": ...}` body: `batch not found` and `file not found` get their own type.
 pub fn error_body(status: u16, message: String, body: &[u8]) -> Error {
-    let body = excerpt(&String::from_utf8_lossy(body), 500);
-    if message.trim().eq_ignore_ascii_case("batch not found") {
-        Error::BatchNotFound { status, message: format!("batch not found (HTTP {status})"), body, page: None }
-    } else {
-        Error::Api {
+    let body = excerpt_bytes(body, 500);
+    let missing = match message.trim().to_ascii_lowercase().as_str() {
+        "batch not found" => Some(Missing::Batch),
+        "file not found" => Some(Missing::File),
+        _ => None,
+    };
+    match missing {
+        Some(what) => {
+            Error::NotFound { what, status, message: format!("{} (HTTP {status})", message.trim()), body, page: None }
+        }
+        None => Error::Api {
             status,
             message: format!("service error (HTTP {status}): {message}"),
             body,
             page: None,
             retry_after: None,
-        }
+        },
     }
 }
 
@@ -353,9 +376,24 @@ mod tests {
     }
 
     #[test]
+    fn concat_keeps_records_and_keys() {
+        let a = parse(r#"{"total_pages":2,"files":[{"file_id":"a"},{"file_id":"b"}]}"#, false).unwrap();
+        let mut b = parse(r#"{"total_pages":2,"files":[{"file_id":"c","n":123456789012345678901}]}"#, false).unwrap();
+        b.retain(|_| true);
+        let merged = Page::concat(b.meta.clone(), &[&a, &b]);
+        assert_eq!(&*merged.records_json(), br#"[{"file_id":"a"},{"file_id":"b"},{"file_id":"c","n":123456789012345678901}]"#);
+        assert_eq!(merged.records.iter().map(|r| r.key).collect::<Vec<_>>(), [a.records[0].key, a.records[1].key, b.records[0].key]);
+        assert!(merged.records[2].long_numbers && merged.intact);
+        assert_eq!(merged.record_json(1), br#"{"file_id":"b"}"#);
+    }
+
+    #[test]
     fn not_found_body_on_200() {
         let err = parse(r#"{"error": "batch not found"}"#, false).unwrap_err();
-        assert!(matches!(err, Error::BatchNotFound { status: 200, .. }), "{err:?}");
+        assert!(matches!(err, Error::NotFound { what: Missing::Batch, status: 200, .. }), "{err:?}");
+        assert_eq!(err.to_string(), "batch not found (HTTP 200)");
+        let err = parse(r#"{"error": "file not found"}"#, false).unwrap_err();
+        assert!(matches!(err, Error::NotFound { what: Missing::File, .. }), "{err:?}");
         let err = parse(r#"{"error": "quota exceeded"}"#, false).unwrap_err();
         assert!(matches!(err, Error::Api { status: 200, .. }), "{err:?}");
         assert_eq!(error_message(br#"{"detail":1,"error":"batch not found"}"#).as_deref(), Some("batch not found"));

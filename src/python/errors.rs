@@ -5,13 +5,21 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule};
 
-use crate::error::Error;
+use crate::error::{Error, Missing};
 
 static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
-fn class_name(err: &Error) -> &'static str {
+/// The Python class of each core error: a builtin, or one of `soket_transcribe.errors`.
+enum Class {
+    Builtin(fn(String) -> PyErr),
+    Ours(&'static str),
+}
+
+fn class_of(err: &Error) -> Class {
     match err {
-        Error::Api { status, .. } => match status {
+        Error::InvalidArgument(_) => Class::Builtin(PyValueError::new_err),
+        Error::Internal(_) => Class::Builtin(PyRuntimeError::new_err),
+        Error::Api { status, .. } => Class::Ours(match status {
             401 => "AuthenticationError",
             403 => "PermissionDeniedError",
             404 => "NotFoundError",
@@ -19,33 +27,30 @@ fn class_name(err: &Error) -> &'static str {
             429 => "RateLimitError",
             500..=599 => "ServerError",
             _ => "APIError",
-        },
-        Error::BatchNotFound { .. } => "BatchNotFoundError",
-        Error::Connection { timeout: true, .. } => "APITimeoutError",
-        Error::Connection { timeout: false, .. } => "APIConnectionError",
-        Error::Format { .. } => "ResponseFormatError",
-        Error::InvalidArgument(_) | Error::Internal(_) => unreachable!("not an API error"),
+        }),
+        Error::NotFound { what: Missing::Batch, .. } => Class::Ours("BatchNotFoundError"),
+        Error::NotFound { what: Missing::File, .. } => Class::Ours("FileResultNotFoundError"),
+        Error::Connection { timeout: true, .. } => Class::Ours("APITimeoutError"),
+        Error::Connection { timeout: false, .. } => Class::Ours("APIConnectionError"),
+        Error::Format { .. } => Class::Ours("ResponseFormatError"),
+        Error::BatchChanged { .. } => Class::Ours("BatchChangedError"),
     }
 }
 
 pub fn to_pyerr(err: Error) -> PyErr {
-    match err {
-        Error::InvalidArgument(message) => PyValueError::new_err(message),
-        Error::Internal(message) => PyRuntimeError::new_err(message),
-        err => Python::attach(|py| match build(py, &err) {
-            Ok(e) => e,
-            Err(e) => e,
-        }),
+    match class_of(&err) {
+        Class::Builtin(new_err) => new_err(err.to_string()),
+        Class::Ours(name) => Python::attach(|py| build(py, name, &err).unwrap_or_else(|e| e)),
     }
 }
 
-fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
+fn build(py: Python<'_>, name: &str, err: &Error) -> PyResult<PyErr> {
     let module = ERRORS.get_or_try_init(py, || PyModule::import(py, "soket_transcribe.errors").map(Bound::unbind))?;
-    let class = module.bind(py).getattr(class_name(err))?;
+    let class = module.bind(py).getattr(name)?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("page", err.page())?;
     match err {
-        Error::Api { status, body, .. } | Error::BatchNotFound { status, body, .. } => {
+        Error::Api { status, body, .. } | Error::NotFound { status, body, .. } => {
             kwargs.set_item("status_code", status)?;
             kwargs.set_item("body", body)?;
         }

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::error::{excerpt, Error};
+use crate::error::Error;
 use crate::page::Page;
 
 use super::errors::to_pyerr;
@@ -90,12 +90,7 @@ fn parse_records<'py>(py: Python<'py>, page: &Page) -> PyResult<Bound<'py, PyLis
 
 fn jiter_parse<'py>(py: Python<'py>, page: &Page, json: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     PARSER.python_parse(py, json).map_err(|e| {
-        to_pyerr(Error::Format {
-            message: format!("a record is not valid JSON: {e} (page {})", page.meta.page),
-            excerpt: excerpt(&String::from_utf8_lossy(&json[..json.len().min(400)]), 200),
-            page: Some(page.meta.page),
-            malformed: true,
-        })
+        to_pyerr(Error::format(format!("a record is not valid JSON: {e}"), json, true).on_page(page.meta.page))
     })
 }
 
