@@ -12,6 +12,7 @@ pub mod projection;
 pub mod query;
 pub mod retry;
 pub mod runtime;
+pub mod status;
 pub mod table;
 
 mod python;

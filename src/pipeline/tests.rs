@@ -1,0 +1,149 @@
+//! The pipeline against the embedded mock, over TCP.
+
+use super::*;
+use crate::fetch::{parse_base_url, ClientConfig};
+use crate::mock::{FaultKind, MockConfig, MockServer};
+use std::time::Duration;
+
+fn client(server: &MockServer, concurrency: usize) -> Arc<ApiClient> {
+    Arc::new(
+        ApiClient::new(&ClientConfig {
+            base_url: parse_base_url(&server.url()).unwrap(),
+            token: "test-token".into(),
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy { initial: Duration::from_millis(1), ..RetryPolicy::default() },
+            concurrency,
+            max_body_bytes: 1 << 24,
+        })
+        .unwrap(),
+    )
+}
+
+fn options(concurrency: usize) -> PipelineOptions {
+    PipelineOptions::new(concurrency, RetryPolicy { initial: Duration::from_millis(1), ..RetryPolicy::default() })
+}
+
+fn read_all(pipeline: &mut PagePipeline) -> Result<Vec<(u64, usize)>> {
+    crate::runtime::runtime().block_on(async {
+        let mut pages = Vec::new();
+        while let Some(page) = pipeline.next().await? {
+            pages.push((page.meta.page, page.records.len()));
+        }
+        Ok(pages)
+    })
+}
+
+#[test]
+fn pages_in_order_each_once() {
+    let server = MockServer::start(MockConfig { files: 1001, ..MockConfig::default() }).unwrap();
+    let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+    let mut pipeline = PagePipeline::new(client(&server, 6), query, options(6)).unwrap();
+    let pages = read_all(&mut pipeline).unwrap();
+    assert_eq!(pages.iter().map(|p| p.0).collect::<Vec<_>>(), (1..=101).collect::<Vec<_>>());
+    assert_eq!(pages.iter().map(|p| p.1).sum::<usize>(), 1001);
+    assert_eq!(server.requests().len(), 101, "every page fetched exactly once");
+    assert_eq!(pipeline.progress().next_page, 102);
+    assert!(pipeline.progress().done && pipeline.progress().warnings.is_empty());
+}
+
+#[test]
+fn requests_start_in_page_order_with_one_at_a_time() {
+    let server = MockServer::start(MockConfig { files: 300, ..MockConfig::default() }).unwrap();
+    let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+    let mut pipeline = PagePipeline::new(client(&server, 1), query, options(1)).unwrap();
+    read_all(&mut pipeline).unwrap();
+    let asked: Vec<String> = server.requests().iter().map(|r| r.query.clone()).collect();
+    let expected: Vec<String> = (1..=30).map(|p| format!("page={p}&limit=10")).collect();
+    assert_eq!(asked, expected);
+}
+
+#[test]
+fn an_error_names_its_page_and_the_pipeline_can_go_on() {
+    let server = MockServer::start(MockConfig { files: 100, ..MockConfig::default() }).unwrap();
+    let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+    let opts = PipelineOptions { retry: RetryPolicy { max_retries: 0, ..options(1).retry }, ..options(1) };
+    let mut pipeline = PagePipeline::new(client(&server, 1), query, opts).unwrap();
+    let rt = crate::runtime::runtime();
+    assert_eq!(rt.block_on(pipeline.next()).unwrap().unwrap().meta.page, 1);
+    // Pages are fetched ahead: the fault lands on whichever request reaches the server next.
+    server.fail_next(FaultKind::Status(400), 1);
+    let mut seen = vec![1];
+    let err = loop {
+        match rt.block_on(pipeline.next()) {
+            Ok(Some(page)) => seen.push(page.meta.page),
+            Ok(None) => panic!("no page failed"),
+            Err(err) => break err,
+        }
+    };
+    let failed = seen.len() as u64 + 1;
+    assert_eq!(err.page(), Some(failed), "{err}");
+    assert_eq!(seen, (1..failed).collect::<Vec<_>>());
+    assert_eq!(pipeline.progress().next_page, failed);
+    let rest = read_all(&mut pipeline).unwrap();
+    assert_eq!(rest.first().map(|p| p.0), Some(failed), "going on starts again at the failed page");
+    assert_eq!(seen.len() + rest.len(), 10);
+}
+
+#[test]
+fn fetching_ahead_starts_once_the_first_page_is_read() {
+    let server = MockServer::start(MockConfig { files: 1000, ..MockConfig::default() }).unwrap();
+    let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+    let mut pipeline = PagePipeline::new(client(&server, 2), query, options(2)).unwrap();
+    let rt = crate::runtime::runtime();
+    assert_eq!(rt.block_on(pipeline.next()).unwrap().unwrap().meta.page, 1);
+    let window = 1 + WINDOW_PER_REQUEST * 2;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.requests().len() < window && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(server.requests().len(), window, "the window is fetched while page 1 is read, and no more");
+}
+
+#[test]
+fn max_items_cuts_a_page_and_resume_starts_at_it() {
+    let server = MockServer::start(MockConfig { files: 100, ..MockConfig::default() }).unwrap();
+    let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+    let opts = PipelineOptions { max_items: Some(25), ..options(4) };
+    let mut pipeline = PagePipeline::new(client(&server, 4), query, opts).unwrap();
+    let pages = read_all(&mut pipeline).unwrap();
+    assert_eq!(pages, vec![(1, 10), (2, 10), (3, 5)]);
+    assert_eq!(pipeline.progress().next_page, 3);
+}
+
+#[test]
+fn paging_guards() {
+    let server = MockServer::start(MockConfig { files: 10, ..MockConfig::default() }).unwrap();
+    let mut pipeline = PagePipeline::new(client(&server, 1), Query::new("b"), options(1)).unwrap();
+    let page = |n: u64, pages: u64, files: &str| {
+        let body = format!(r#"{{"page":{n},"total_pages":{pages},"total_files":9,"files":[{files}]}}"#);
+        crate::page::parse_page(bytes::Bytes::from(body), false, n).unwrap()
+    };
+    let mut accept = |n: u64, p: Page| pipeline.check(n, p).and_then(|held| pipeline.deliver(held, None));
+    accept(1, page(1, 3, r#"{"file_id":"a"}"#)).unwrap();
+    let wrong = accept(2, page(3, 3, "")).unwrap_err();
+    assert!(matches!(wrong, Error::Format { page: Some(2), .. }), "{wrong}");
+    assert!(wrong.to_string().contains("asked for page 2"));
+    accept(2, page(2, 3, "")).unwrap();
+    accept(3, page(3, 4, r#"{"file_id":"c"}"#)).unwrap();
+    let progress = pipeline.progress();
+    assert!(progress.warnings.iter().any(|w| w.contains("page 2 holds 0 record(s), fewer than its limit")), "{:?}", progress.warnings);
+    assert!(progress.warnings.iter().any(|w| w.contains("changed while it was read")));
+    assert!(!progress.complete);
+    assert!(!progress.done, "a page count that grows extends the read");
+}
+
+#[test]
+fn duplicates_are_dropped_with_a_warning() {
+    // The last page has room, so the shift loses nothing off the end.
+    let server = MockServer::start(MockConfig { files: 45, ..MockConfig::default() }).unwrap();
+    let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+    let mut pipeline = PagePipeline::new(client(&server, 1), query, options(1)).unwrap();
+    let rt = crate::runtime::runtime();
+    rt.block_on(pipeline.next()).unwrap().unwrap();
+    server.fail_next(FaultKind::Shift(2), 100);
+    let rest = read_all(&mut pipeline).unwrap();
+    assert_eq!(rest.iter().map(|p| p.1).sum::<usize>(), 35, "45 unique records in all");
+    assert_eq!(pipeline.progress().duplicates_skipped, 2);
+    assert!(pipeline.progress().warnings.iter().any(|w| w.contains("repeated 2")));
+}
