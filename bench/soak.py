@@ -37,7 +37,7 @@ def main() -> int:
         res = client.iter_files(srv.batch_id, limit=args.limit)
         got = [f["file_id"] for f in res]
         elapsed = time.perf_counter() - started
-        requests, retries = client._core.stats()
+        requests, retries = client.stats["requests"], client.stats["retries"]
         faults = Counter(r["fault"] for r in srv.requests if r["fault"])
 
     ok = got == expected

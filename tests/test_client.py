@@ -1,6 +1,7 @@
 """The client as a user meets it: arguments, pages, iteration, shapes, records."""
 
 import asyncio
+import re
 from urllib.parse import parse_qs
 
 import pytest
@@ -37,32 +38,44 @@ def test_default_base_url(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(timeout=0), dict(timeout=-1.0), dict(concurrency=0), dict(base_url="ftp://x"), dict(token="bad\ntoken")],
+    ("kwargs", "message"),
+    [
+        (dict(timeout=0), "timeout must be a positive number of seconds; got 0"),
+        (dict(timeout=-1.0), "timeout must be a positive number of seconds; got -1"),
+        (dict(concurrency=0), "concurrency must be between 1 and 64; got 0"),
+        (dict(max_body_bytes=0), "max_body_bytes must be positive"),
+        (dict(base_url="ftp://x"), "must start with https://"),
+        (dict(token="bad\ntoken"), "token holds characters not allowed in an HTTP header"),
+    ],
 )
-def test_bad_client_arguments(kwargs):
+def test_bad_client_arguments(kwargs, message):
     kwargs = {"token": "t0ken", "base_url": "http://127.0.0.1:1/t", **kwargs}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape(message)):
         st.Client(**kwargs)
 
 
 @pytest.mark.parametrize(
-    "call",
+    ("call", "message"),
     [
-        lambda c, b: c.get_page(b, limit=0),
-        lambda c, b: c.get_page(b, limit=201),
-        lambda c, b: c.get_page(b, page=0),
-        lambda c, b: c.get_page(b, status="done"),
-        lambda c, b: c.get_page(""),
-        lambda c, b: c.iter_files(b, limit=0),
-        lambda c, b: c.iter_files(b, start_page=0),
-        lambda c, b: c.iter_jobs(b, status="finished"),
-        lambda c, b: c.iter_files(""),
-        lambda c, b: c.iter_files(b, max_items=-1),
+        (lambda c, b: c.get_page(b, limit=0), "limit must be between 1 and 200; got 0"),
+        (lambda c, b: c.get_page(b, limit=201), "limit must be between 1 and 200; got 201"),
+        (lambda c, b: c.get_page(b, page=0), "page must be >= 1; got 0"),
+        (lambda c, b: c.get_page(b, status="done"), "status must be one of completed, failed, retrying, processing"),
+        (lambda c, b: c.get_page(""), "batch_id must be a non-empty string"),
+        (lambda c, b: c.iter_files(b, limit=0), "limit must be between 1 and 200; got 0"),
+        (lambda c, b: c.iter_files(b, limit=-5), "limit must be between 1 and 200; got -5"),
+        (lambda c, b: c.iter_files(b, start_page=0), "start_page must be >= 1; got 0"),
+        (lambda c, b: c.iter_jobs(b, status="finished"), "got \"finished\""),
+        (lambda c, b: c.iter_files(""), "batch_id must be a non-empty string"),
+        (lambda c, b: c.iter_files(b, max_items=-1), "max_items must be >= 0; got -1"),
+        (lambda c, b: c.iter_files(b, fields=[]), "fields must name at least one field"),
+        (lambda c, b: c.iter_files(b, fields=["file_id", 3]), "fields must hold dotted paths as strings; got 3"),
+        (lambda c, b: c.iter_files(b, fields=["result..text"]), "not a dotted path (empty segment)"),
+        (lambda c, b: c.iter_files(b, fields="file_id"), "fields must be a list of dotted paths, not a string"),
     ],
 )
-def test_argument_errors_raise_before_any_request(server, client, call):
-    with pytest.raises(ValueError):
+def test_argument_errors_raise_before_any_request(server, client, call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         call(client, server.batch_id)
     assert result_requests(server) == []
 
@@ -254,7 +267,7 @@ def test_async_hands_over_a_page_already_fetched_at_once(server, client):
         return kinds, pages, e.value.page
 
     kinds, pages, failed = asyncio.run(main())
-    assert kinds == {_core.Ready.__name__}
+    assert kinds == {_core._Ready.__name__}
     assert pages == list(range(1, failed)) and 1 < failed <= 13
 
 
@@ -389,3 +402,150 @@ def test_odd_json_values_survive(scripted_server):
     client = st.Client("t0ken", scripted_server(lambda query: body))
     assert list(client.iter_files("b")) == records
     assert client.get_page("b").items == json.loads(body)["files"]
+
+
+# -- the client's life: closing, pickling --------------------------------------------------
+
+
+def test_client_closes_with_a_with_block(server):
+    with st.Client(server.token, server.url) as client:
+        assert client.get_page(server.batch_id).page == 1
+    with pytest.raises(RuntimeError, match="this Client is closed"):
+        client.get_page(server.batch_id)
+
+    async def main():
+        async with st.Client(server.token, server.url) as client:
+            assert (await client.get_page_async(server.batch_id)).page == 1
+        return client
+
+    closed = asyncio.run(main())
+    with pytest.raises(RuntimeError, match="closed"):
+        closed.iter_files(server.batch_id)
+
+
+def test_a_token_from_the_environment_is_read_again_where_unpickled(server, monkeypatch):
+    import pickle
+
+    monkeypatch.setenv("SOKET_API_TOKEN", server.token)
+    client = st.Client(base_url=server.url, concurrency=3)
+    shipped = pickle.dumps(client)
+    assert server.token.encode() not in shipped
+    monkeypatch.setenv("SOKET_API_TOKEN", "another-token")
+    with pytest.raises(st.AuthenticationError):
+        pickle.loads(shipped).get_page(server.batch_id)
+    monkeypatch.setenv("SOKET_API_TOKEN", server.token)
+    again = pickle.loads(shipped)
+    assert isinstance(again, st.Client) and again.concurrency == 3
+    assert again.get_page(server.batch_id).page == 1
+    explicit = pickle.dumps(st.Client(server.token, server.url))
+    assert server.token.encode() in explicit, "an explicit token travels in the pickle (documented)"
+
+
+# -- fields and typed records ----------------------------------------------------------------
+
+
+def test_fields_keep_only_what_was_asked_nested_as_given(server, client):
+    whole = list(client.iter_files(server.batch_id, speech_information=True))
+    narrow = list(client.iter_files(server.batch_id, speech_information=True, fields=["file_id", "status", "result.text"]))
+    assert len(narrow) == len(whole) == 1234
+    for w, n in zip(whole, narrow):
+        expected = {"file_id": w["file_id"], "status": w["status"]}
+        if isinstance(w.get("result"), dict):
+            expected["result"] = {"text": w["result"]["text"]} if "text" in w["result"] else {}
+        assert n == expected
+    assert any("result" not in n for n in narrow), "a failed file has no result: the path is absent, not None"
+
+
+def test_fields_with_dataclasses_fill_the_rest_with_none(server, client):
+    files = list(client.iter_files(server.batch_id, fields=["file_id", "result.text", "created_at"], as_dataclass=True))
+    first = files[0]
+    assert first.file_id and first.filename is None and first.status is None and first.errors is None
+    whole = next(iter(client.iter_files(server.batch_id)))
+    assert first.extra == ({"created_at": whole["created_at"]} if "created_at" in whole else {})
+
+
+def test_typed_records_are_real_dataclasses(server, client):
+    import dataclasses
+    import pickle
+
+    files = list(client.iter_files(server.batch_id, as_dataclass=True, max_items=50))
+    dicts = list(client.iter_files(server.batch_id, max_items=50))
+    assert files == [st.FileResult.from_dict(d) for d in dicts]
+    first = files[0]
+    assert dataclasses.asdict(first)["file_id"] == dicts[0]["file_id"]
+    assert dataclasses.replace(first, status="failed").status == "failed"
+    assert pickle.loads(pickle.dumps(first)) == first
+    assert hash(first.file_id) and repr(first).startswith("FileResult(file_id=")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.status = "x"
+
+
+# -- the network misbehaving in ways the mock does not ---------------------------------------
+
+
+def test_timeout_bounds_an_answer_that_trickles_in():
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        while not stop.wait(0.3):
+            try:
+                conn.sendall(b" ")
+            except OSError:
+                break
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    client = st.Client("t0ken", f"http://127.0.0.1:{listener.getsockname()[1]}/transcribe", timeout=2, max_retries=0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(st.APITimeoutError, match="no complete answer within 2.0s"):
+            client.get_page("b")
+        assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_an_untrusted_certificate_is_final_and_prints_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    code = f"""
+import socket, ssl, threading
+import soket_transcribe as st
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain({str(cert)!r}, {str(key)!r})
+listener = socket.create_server(("127.0.0.1", 0))
+handshakes = []
+def serve():
+    while True:
+        conn, _ = listener.accept()
+        handshakes.append(1)
+        try:
+            context.wrap_socket(conn, server_side=True).close()
+        except (ssl.SSLError, OSError):
+            pass
+threading.Thread(target=serve, daemon=True).start()
+client = st.Client("t0ken", f"https://127.0.0.1:{{listener.getsockname()[1]}}/transcribe", max_retries=3)
+try:
+    client.get_page("b")
+except st.APIConnectionError as e:
+    print(type(e).__name__, len(handshakes), "certificate" in str(e).lower())
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.split() == ["APIConnectionError", "1", "True"], run.stdout + run.stderr
+    assert run.stderr == ""

@@ -34,7 +34,7 @@ def test_transient_faults_are_retried(server, kind, kwargs):
     page = client.get_page(server.batch_id, limit=10)
     assert len(page.items) == 10
     assert pages_requested(server) == [1, 1, 1]
-    assert client._core.stats() == (3, 2)
+    assert client.stats == {"requests": 3, "retries": 2}
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_soak_under_faults_every_file_once_in_order():
         got = [f["file_id"] for f in client.iter_files(srv.batch_id, limit=2)]
         assert got == expected
         assert srv.faults_injected > 200
-        requests, retries = client._core.stats()
+        requests, retries = client.stats["requests"], client.stats["retries"]
         assert retries >= srv.faults_injected * 0.9
 
 

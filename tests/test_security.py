@@ -13,7 +13,7 @@ SECRET = "sekrit-TOKEN-1234567890"
 def test_token_not_in_repr_or_str():
     client = st.Client(SECRET, "http://127.0.0.1:9/transcribe")
     assert SECRET not in repr(client) and SECRET not in str(client)
-    assert SECRET not in repr(client._core)
+    assert not hasattr(client, "token"), "no attribute hands the token out"
 
 
 def test_token_not_in_errors_or_logs(caplog):

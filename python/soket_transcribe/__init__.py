@@ -8,6 +8,7 @@
 
 import atexit
 import importlib
+import logging
 from types import ModuleType
 
 from ._core import Page, __version__, _shutdown
@@ -19,6 +20,7 @@ from .errors import (
     AuthenticationError,
     BatchChangedError,
     BatchNotFoundError,
+    FileResultNotFoundError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
@@ -26,6 +28,7 @@ from .errors import (
     ResponseFormatError,
     ServerError,
     SoketError,
+    WaitTimeoutError,
 )
 from .models import FileResult, JobResult
 from .partitions import BatchPartition
@@ -35,6 +38,9 @@ from .subtitles import to_srt, to_vtt
 # Stop the Rust runtime's threads before the interpreter finalizes (a thread calling into a
 # finalizing interpreter aborts the process).
 atexit.register(_shutdown)
+
+# A library prints nothing on its own: what it logs goes where the application sends it.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> ModuleType:
@@ -65,6 +71,8 @@ __all__ = [
     "APITimeoutError",
     "ResponseFormatError",
     "BatchChangedError",
+    "FileResultNotFoundError",
+    "WaitTimeoutError",
     "to_srt",
     "to_vtt",
 ]

@@ -1,9 +1,9 @@
 """Type stubs of the native module `soket_transcribe._core` (the Rust core's bindings)."""
 
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Dict, Generator, List, Optional, Protocol, Tuple, Type, Union, final
+from typing import Any, Awaitable, Callable, Coroutine, Dict, Generator, List, Optional, Protocol, Sequence, Tuple, Type, Union, final
 
-from typing_extensions import disjoint_base
+from typing_extensions import Self, disjoint_base
 
 __version__: str
 
@@ -37,28 +37,13 @@ class Page:
     def __len__(self) -> int: ...
 
 @final
-class FetchedPage:
-    """A page fetched for asyncio, not parsed yet."""
-
-    def parse(self) -> Page:
-        """The page, its records parsed into Python objects."""
-
-@final
-class Ready:
-    """A page already fetched, as an awaitable that finishes at once."""
-
-    def __await__(self) -> Generator[Any, None, FetchedPage]: ...
-    def __iter__(self) -> "Ready": ...
-    def __next__(self) -> None: ...
-
-@final
 class PageStream:
     """The pages of one query, in order, each once. Single consumer."""
 
     def __iter__(self) -> "PageStream": ...
     def __next__(self) -> Page: ...
     def __aiter__(self) -> "PageStream": ...
-    def __anext__(self) -> Awaitable["FetchedPage"]: ...
+    def __anext__(self) -> Awaitable[Any]: ...
     @property
     def total(self) -> Optional[int]: ...
     @property
@@ -68,15 +53,18 @@ class PageStream:
     @property
     def items_delivered(self) -> int: ...
     @property
-    def duplicates_dropped(self) -> int: ...
+    def duplicates_skipped(self) -> int: ...
     @property
     def warnings(self) -> List[str]: ...
     @property
+    def changed(self) -> bool: ...
+    @property
+    def complete(self) -> bool: ...
+    @property
     def done(self) -> bool: ...
 
-@final
 class Client:
-    """The HTTP side of `soket_transcribe.Client`."""
+    """A client of the results API (`soket_transcribe.Client` subclasses it)."""
 
     def __new__(
         cls,
@@ -87,11 +75,16 @@ class Client:
         max_retries: int = 3,
         concurrency: int = 4,
         max_body_bytes: int = ...,
-    ) -> "Client": ...
+    ) -> Self: ...
+    def __getnewargs_ex__(self) -> Tuple[Tuple[Optional[str], Optional[str]], Dict[str, Any]]: ...
+    def close(self) -> None:
+        """Closes this client's connections; calls made afterwards raise."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
+    def __aenter__(self) -> Coroutine[Any, Any, Self]: ...
+    def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Coroutine[Any, Any, None]: ...
     @property
     def base_url(self) -> str: ...
-    @property
-    def token(self) -> str: ...
     @property
     def timeout(self) -> float: ...
     @property
@@ -100,8 +93,9 @@ class Client:
     def concurrency(self) -> int: ...
     @property
     def max_body_bytes(self) -> int: ...
-    def stats(self) -> Tuple[int, int]:
-        """(requests sent, retries made) in this process."""
+    @property
+    def stats(self) -> Dict[str, int]:
+        """What this client did in this process: `{"requests": sent, "retries": made}`."""
     def get_page(
         self,
         batch_id: str,
@@ -113,7 +107,8 @@ class Client:
         chunks: Optional[bool] = None,
         speech_information: Optional[bool] = None,
         max_retries: Optional[int] = None,
-    ) -> Page: ...
+    ) -> Page:
+        """One page of results, as the service sent it."""
     def get_page_async(
         self,
         batch_id: str,
@@ -125,7 +120,8 @@ class Client:
         chunks: Optional[bool] = None,
         speech_information: Optional[bool] = None,
         max_retries: Optional[int] = None,
-    ) -> Awaitable[Page]: ...
+    ) -> Coroutine[Any, Any, Page]:
+        """`get_page` for asyncio."""
     def stream(
         self,
         batch_id: str,
@@ -136,9 +132,16 @@ class Client:
         chunks: Optional[bool] = None,
         speech_information: Optional[bool] = None,
         start_page: int = 1,
+        end_page: Optional[int] = None,
         max_items: Optional[int] = None,
         max_retries: Optional[int] = None,
-    ) -> PageStream: ...
+        fields: Optional[Sequence[str]] = None,
+        on_change: str = "warn",
+    ) -> PageStream:
+        """The pages of a batch in order (what `iter_files` and `iter_jobs` read)."""
+
+def as_dataclasses(items: List[Any], cls: type, names: Tuple[str, ...]) -> List[Any]:
+    """Parsed records turned in place into instances of the dataclass `cls` (fields `names` + `extra`)."""
 
 @disjoint_base
 class MockServer:

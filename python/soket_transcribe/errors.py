@@ -6,7 +6,7 @@ An error raised while iterating a batch names the page it was on (`.page`), and 
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 __all__ = [
     "SoketError",
@@ -21,7 +21,9 @@ __all__ = [
     "APIConnectionError",
     "APITimeoutError",
     "ResponseFormatError",
+    "FileResultNotFoundError",
     "BatchChangedError",
+    "WaitTimeoutError",
 ]
 
 
@@ -102,6 +104,20 @@ class ResponseFormatError(SoketError):
         """The start of the body, shortened, without the token."""
 
 
+class FileResultNotFoundError(NotFoundError):
+    """The service said `{"error": "file not found"}` (`get_file`), whatever HTTP status carried it."""
+
+
 class BatchChangedError(SoketError):
-    """The batch changed while it was read, and the reader could not vouch for every record
-    (a distributed read: the totals a partition saw differ from its plan's)."""
+    """The batch changed while it was read, and the reader could not vouch for every record:
+    `iter_files(..., on_change="raise")`, or a distributed read whose plan no longer holds."""
+
+
+class WaitTimeoutError(SoketError):
+    """`wait()` ran out of time before the batch was done. `.status` is the last `BatchStatus` seen."""
+
+    status: Any
+
+    def __init__(self, message: str, *, status: Any = None, page: Optional[int] = None) -> None:
+        super().__init__(message, page=page)
+        self.status = status

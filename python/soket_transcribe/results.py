@@ -6,7 +6,7 @@ import asyncio
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, List, Optional, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Generator, Iterator, List, Optional, Union
 
 from . import _core, subtitles
 from .models import FileResult, JobResult
@@ -40,11 +40,9 @@ class BatchResults:
         self._stream = stream
         self._read = read  # what partitions are planned from
         self._raw = raw
-        self._convert: Optional[Callable[[Any], Any]] = None
-        if as_dataclass:
-            self._convert = JobResult.from_dict if raw else FileResult.from_dict
+        self._dataclass: Optional[type] = (JobResult if raw else FileResult) if as_dataclass else None
         self._next_page = stream.next_page
-        self._iterator: Optional[Iterator[Any]] = None
+        self._iterator: Optional[Generator[Any, None, None]] = None
         self._warned = 0
         self._table_read = False
 
@@ -67,18 +65,25 @@ class BatchResults:
 
     @property
     def changed_while_reading(self) -> bool:
-        """True when the batch changed under us (pages or totals moved, duplicates skipped)."""
-        return bool(self._stream.warnings)
+        """True when the batch was seen to change while it was read (totals moved, records repeated)."""
+        return self._stream.changed
+
+    @property
+    def complete(self) -> bool:
+        """False once the client saw that records may be missing from what it yielded (the batch
+        moved by a page or more between two reads, a short page, fewer records than announced);
+        `warnings` says where. True otherwise, including after a change it could make up for."""
+        return self._stream.complete
 
     @property
     def warnings(self) -> List[str]:
-        """What was noticed while paging: a batch that changed, empty pages, duplicates skipped."""
+        """What was noticed while paging: a batch that changed, short pages, repeats skipped."""
         return self._stream.warnings
 
     @property
     def duplicates_skipped(self) -> int:
         """Records already yielded that a later page repeated, and that were not yielded again."""
-        return self._stream.duplicates_dropped
+        return self._stream.duplicates_skipped
 
     def __length_hint__(self) -> int:
         total = self._stream.total
@@ -100,16 +105,30 @@ class BatchResults:
         """The pages themselves (`st.Page`), for `for` or `async for`."""
         return _Pages(self)
 
+    # Both faces share the bookkeeping: `_opened` before a page's records are handed out,
+    # `_closed` once they all were (so `next_page` is the page to resume at, whatever happens).
+
+    def _opened(self, page: _core.Page) -> Any:
+        self._report()
+        self._next_page = page.page
+        if self._dataclass is None:
+            return page.items
+        return _core.as_dataclasses(page.items, self._dataclass, self._dataclass._NAMED)
+
+    def _closed(self) -> None:
+        self._next_page = self._stream.next_page
+
+    def _handed_whole(self, page: _core.Page) -> _core.Page:
+        self._report()
+        self._closed()
+        return page
+
     def _sync_pages(self) -> Iterator[_core.Page]:
-        for page in self._stream:
-            self._report()
-            yield page
+        return self._stream
 
     async def _async_pages(self) -> AsyncIterator[_core.Page]:
         async for fetched in self._stream:
-            page = fetched.parse()  # on the loop's thread, not a runtime thread holding the GIL
-            self._report()
-            yield page
+            yield fetched.parse()  # on the loop's thread, not a runtime thread holding the GIL
             # A page already fetched is taken without suspending: let the loop's other tasks
             # run between pages, before the next is taken (so a cancel here loses nothing).
             await asyncio.sleep(0)
@@ -117,25 +136,20 @@ class BatchResults:
     # -- records -------------------------------------------------------------------------
 
     def _records(self) -> Iterator[Any]:
-        convert = self._convert
         for page in self._sync_pages():
-            self._next_page = page.page
-            if convert is None:
-                yield from page.items
-            else:
-                yield from map(convert, page.items)
-            self._next_page = self._stream.next_page
+            yield from self._opened(page)
+            self._closed()
 
     async def _arecords(self) -> AsyncIterator[Any]:
-        convert = self._convert
         async for page in self._async_pages():
-            self._next_page = page.page
-            for item in page.items if convert is None else map(convert, page.items):
+            for item in self._opened(page):
                 yield item
-            self._next_page = self._stream.next_page
+            self._closed()
 
     def __iter__(self) -> Iterator[Any]:
-        if self._iterator is None:
+        # After an error, iterating again goes on from the page that failed, with what was
+        # learnt so far (the records yielded, the totals seen): nothing lost, nothing repeated.
+        if self._iterator is None or self._iterator.gi_frame is None:
             self._iterator = self._records()
         return self._iterator
 
@@ -285,10 +299,8 @@ class _Pages:
 
     def __iter__(self) -> Iterator[_core.Page]:
         for page in self._results._sync_pages():
-            self._results._next_page = self._results._stream.next_page
-            yield page
+            yield self._results._handed_whole(page)
 
     async def __aiter__(self) -> AsyncIterator[_core.Page]:  # type: ignore[misc]
         async for page in self._results._async_pages():
-            self._results._next_page = self._results._stream.next_page
-            yield page
+            yield self._results._handed_whole(page)

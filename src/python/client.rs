@@ -1,16 +1,18 @@
 //! `_core.Client`: configuration, one page on demand, and page streams.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
 
-use crate::error::Error;
-use crate::fetch::{parse_base_url, ApiClient, ClientConfig, DEFAULT_BASE_URL};
-use crate::pipeline::{PagePipeline, PipelineOptions};
+use crate::fetch::{parse_base_url, seconds, ApiClient, ClientConfig, DEFAULT_BASE_URL};
+use crate::pipeline::{OnChange, PagePipeline, PipelineOptions};
+use crate::projection::Projection;
 use crate::query::{Query, Status};
 use crate::retry::RetryPolicy;
+use crate::runtime::ForkLocal;
 
 use super::errors::IntoPyResult;
 use super::page::PyPage;
@@ -20,29 +22,24 @@ use super::wait::{awaitable, wait};
 const TOKEN_ENV: &str = "SOKET_API_TOKEN";
 const BASE_URL_ENV: &str = "SOKET_BASE_URL";
 
-/// The HTTP side of the client, rebuilt in a forked child (its connections belong to the parent).
-#[pyclass(frozen, name = "Client", module = "soket_transcribe._core")]
+/// A client of the results API: its configuration, and the HTTP side rebuilt per process
+/// (a forked child's connections belong to its parent). `soket_transcribe.Client` subclasses it.
+#[pyclass(frozen, subclass, name = "Client", module = "soket_transcribe._core")]
 pub struct PyClient {
     config: ClientConfig,
-    api: Mutex<Option<(u32, Arc<ApiClient>)>>,
+    /// The token came from `SOKET_API_TOKEN`: a pickle leaves it out, to be read again there.
+    token_from_env: bool,
+    api: ForkLocal<ApiClient>,
+    closed: AtomicBool,
 }
 
 impl PyClient {
     fn api(&self) -> PyResult<Arc<ApiClient>> {
         super::refresh_logging();
-        let pid = std::process::id();
-        let mut slot = self.api.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((owner, api)) = slot.as_ref() {
-            if *owner == pid {
-                return Ok(Arc::clone(api));
-            }
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(PyRuntimeError::new_err("this Client is closed; create a new one"));
         }
-        let api = Arc::new(ApiClient::new(self.config.clone()).py_err()?);
-        if let Some(inherited) = slot.replace((pid, Arc::clone(&api))) {
-            // Its connection pool lives on the parent's runtime: never run its destructor here.
-            std::mem::forget(inherited);
-        }
-        Ok(api)
+        self.api.get_or_try_init(|| ApiClient::new(&self.config)).py_err()
     }
 
     fn retry(&self, max_retries: Option<u32>) -> RetryPolicy {
@@ -64,7 +61,9 @@ fn build_query(
     chunks: Option<bool>,
     speech_information: Option<bool>,
 ) -> PyResult<Query> {
-    let limit = u32::try_from(limit).unwrap_or(0);
+    let limit = u32::try_from(limit).map_err(|_| {
+        PyValueError::new_err(format!("limit must be between 1 and {}; got {limit}", crate::query::MAX_LIMIT))
+    })?;
     let query = Query {
         batch_id: batch_id.to_owned(),
         page,
@@ -97,42 +96,75 @@ impl PyClient {
         concurrency: usize,
         max_body_bytes: usize,
     ) -> PyResult<PyClient> {
+        let token_from_env = token.is_none();
         let token = token.or_else(|| std::env::var(TOKEN_ENV).ok()).filter(|t| !t.is_empty()).ok_or_else(|| {
             PyValueError::new_err(format!("no API token: pass token=... or set the {TOKEN_ENV} environment variable"))
         })?;
         let base_url = base_url
             .or_else(|| std::env::var(BASE_URL_ENV).ok().filter(|u| !u.is_empty()))
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        if !(timeout.is_finite() && timeout > 0.0) {
-            return Err(PyValueError::new_err(format!("timeout must be a positive number of seconds; got {timeout}")));
-        }
-        if !(1..=64).contains(&concurrency) {
-            return Err(PyValueError::new_err(format!("concurrency must be between 1 and 64; got {concurrency}")));
-        }
-        if max_body_bytes == 0 {
-            return Err(PyValueError::new_err("max_body_bytes must be positive"));
-        }
         let config = ClientConfig {
             base_url: parse_base_url(&base_url).py_err()?,
             token,
-            timeout: Duration::from_secs_f64(timeout),
+            timeout: seconds("timeout", timeout).py_err()?,
             retry: RetryPolicy { max_retries, ..RetryPolicy::default() },
             concurrency,
             max_body_bytes,
         };
-        // Fail now on a token that cannot be sent, not on the first request.
-        ApiClient::new(config.clone()).py_err()?;
-        Ok(PyClient { config, api: Mutex::new(None) })
+        config.validate().py_err()?;
+        Ok(PyClient { config, token_from_env, api: ForkLocal::new(), closed: AtomicBool::new(false) })
+    }
+
+    /// For pickle (Dask, Ray, multiprocessing): the configuration; a token read from
+    /// `SOKET_API_TOKEN` is left out, to be read from the environment where it is unpickled.
+    fn __getnewargs_ex__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyDict>)> {
+        let token = (!self.token_from_env).then_some(self.config.token.as_str());
+        let args = PyTuple::new(py, [token, Some(self.config.base_url.as_str())])?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("timeout", self.config.timeout.as_secs_f64())?;
+        kwargs.set_item("max_retries", self.config.retry.max_retries)?;
+        kwargs.set_item("concurrency", self.config.concurrency)?;
+        kwargs.set_item("max_body_bytes", self.config.max_body_bytes)?;
+        Ok((args, kwargs))
+    }
+
+    /// Closes this client's connections; calls made afterwards raise.
+    fn close(&self, py: Python<'_>) {
+        self.closed.store(true, Ordering::Relaxed);
+        if let Some(api) = self.api.take() {
+            // Dropping the HTTP client closes its pooled connections (on the runtime's threads).
+            py.detach(move || drop(api));
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(&self, py: Python<'_>, _exc_type: Bound<'_, PyAny>, _exc: Bound<'_, PyAny>, _tb: Bound<'_, PyAny>) {
+        self.close(py);
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.into_any().unbind();
+        awaitable(py, async move { Ok(this) })
+    }
+
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc_type: Bound<'py, PyAny>,
+        _exc: Bound<'py, PyAny>,
+        _tb: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.close(py);
+        awaitable(py, async move { Ok(()) })
     }
 
     #[getter]
     fn base_url(&self) -> &str {
         self.config.base_url.as_str()
-    }
-
-    #[getter]
-    fn token(&self) -> &str {
-        &self.config.token
     }
 
     #[getter]
@@ -155,11 +187,14 @@ impl PyClient {
         self.config.max_body_bytes
     }
 
-    /// (requests sent, retries made) by this client in this process.
-    fn stats(&self) -> PyResult<(u64, u64)> {
-        use std::sync::atomic::Ordering::Relaxed;
+    /// What this client did in this process: `{"requests": sent, "retries": made}`.
+    #[getter]
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let api = self.api()?;
-        Ok((api.stats.requests.load(Relaxed), api.stats.retries.load(Relaxed)))
+        let stats = PyDict::new(py);
+        stats.set_item("requests", api.stats.requests.load(Ordering::Relaxed))?;
+        stats.set_item("retries", api.stats.retries.load(Ordering::Relaxed))?;
+        Ok(stats)
     }
 
     #[pyo3(signature = (batch_id, page=1, limit=50, *, status=None, raw=false, chunks=None, speech_information=None, max_retries=None))]
@@ -208,8 +243,9 @@ impl PyClient {
         })
     }
 
-    /// The pages of a batch in order, `concurrency` fetched at a time.
-    #[pyo3(signature = (batch_id, *, raw=false, status=None, limit=200, chunks=None, speech_information=None, start_page=1, max_items=None, max_retries=None))]
+    /// The pages of a batch in order, `concurrency` fetched at a time (what `iter_files` and
+    /// `iter_jobs` read). `end_page`: the last page read; `on_change`: "warn" or "raise".
+    #[pyo3(signature = (batch_id, *, raw=false, status=None, limit=200, chunks=None, speech_information=None, start_page=1, end_page=None, max_items=None, max_retries=None, fields=None, on_change="warn"))]
     #[allow(clippy::too_many_arguments)]
     fn stream(
         &self,
@@ -220,21 +256,27 @@ impl PyClient {
         chunks: Option<bool>,
         speech_information: Option<bool>,
         start_page: i64,
+        end_page: Option<i64>,
         max_items: Option<i64>,
         max_retries: Option<u32>,
+        fields: Option<Vec<String>>,
+        on_change: &str,
     ) -> PyResult<PageStream> {
         let start_page = positive_page("start_page", start_page)?;
+        let end_page = end_page.map(|e| positive_page("end_page", e)).transpose()?;
         let query = build_query(batch_id, start_page, limit, status, raw, chunks, speech_information)?;
         let max_items = max_items
             .map(|m| u64::try_from(m).map_err(|_| PyValueError::new_err(format!("max_items must be >= 0; got {m}"))))
             .transpose()?;
         let options = PipelineOptions {
             start_page,
+            end_page,
             max_items,
-            concurrency: self.config.concurrency,
-            retry: self.retry(max_retries),
+            on_change: OnChange::parse(on_change).py_err()?,
+            projection: fields.map(|f| Projection::new(&f).map(Arc::new)).transpose().py_err()?,
+            ..PipelineOptions::new(self.config.concurrency, self.retry(max_retries))
         };
-        let pipeline = PagePipeline::new(self.api()?, query, options).map_err(|e: Error| super::errors::to_pyerr(e))?;
+        let pipeline = PagePipeline::new(self.api()?, query, options).py_err()?;
         Ok(PageStream::new(pipeline))
     }
 

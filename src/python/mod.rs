@@ -4,6 +4,7 @@ mod client;
 mod errors;
 mod mock;
 mod page;
+mod records;
 mod stream;
 mod table;
 mod wait;
@@ -16,9 +17,15 @@ static LOG_CACHE: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
 
 /// Rust `log` records go to Python's `logging` (logger `soket_transcribe.*`).
 pub fn init_logging(py: Python<'_>) {
-    let installed = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)
-        .map_err(|_| ())
-        .and_then(|logger| logger.filter(log::LevelFilter::Debug).install().map_err(|_| ()));
+    // Our own records only: a dependency's (rustls says why a certificate failed) would reach
+    // stderr through logging's last resort, though the error it explains is raised anyway.
+    let installed = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels).map_err(|_| ()).and_then(|logger| {
+        logger
+            .filter(log::LevelFilter::Off)
+            .filter_target(env!("CARGO_CRATE_NAME").to_owned(), log::LevelFilter::Debug)
+            .install()
+            .map_err(|_| ())
+    });
     if let Ok(handle) = installed {
         let _ = LOG_CACHE.set(handle);
     }
@@ -39,6 +46,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::PageStream>()?;
     m.add_class::<stream::FetchedPage>()?;
     m.add_class::<stream::Ready>()?;
+    m.add_function(wrap_pyfunction!(records::as_dataclasses, m)?)?;
+    wait::register(m)?;
     mock::register(m)?;
     table::register(m)?;
     Ok(())

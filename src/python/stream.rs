@@ -69,7 +69,7 @@ pub(super) async fn next_page(
 
 /// A fetched page handed to asyncio still as bytes: the event loop's thread parses it
 /// (`parse()`), so a runtime thread does not hold the GIL for the parse while the loop waits.
-#[pyclass(frozen, module = "soket_transcribe._core")]
+#[pyclass(frozen, name = "_FetchedPage", module = "soket_transcribe._core")]
 pub struct FetchedPage(Page);
 
 #[pymethods]
@@ -88,7 +88,7 @@ fn fetched(result: Result<Option<Page>, crate::error::Error>) -> PyResult<Fetche
 }
 
 /// An awaitable already finished: awaiting it returns the page (or raises) at once.
-#[pyclass(module = "soket_transcribe._core")]
+#[pyclass(name = "_Ready", module = "soket_transcribe._core")]
 pub struct Ready(Option<PyResult<Py<FetchedPage>>>);
 
 impl Ready {
@@ -170,8 +170,20 @@ impl PageStream {
     }
 
     #[getter]
-    fn duplicates_dropped(&self) -> u64 {
-        self.progress().duplicates_dropped
+    fn duplicates_skipped(&self) -> u64 {
+        self.progress().duplicates_skipped
+    }
+
+    /// The batch was seen to change while it was read.
+    #[getter]
+    fn changed(&self) -> bool {
+        self.progress().changed
+    }
+
+    /// False once the client saw that records may be missing from what it delivered.
+    #[getter]
+    fn complete(&self) -> bool {
+        self.progress().complete
     }
 
     #[getter]

@@ -53,13 +53,101 @@ pub fn ready_now<F: Future>(fut: F) -> Result<F::Output, Pin<Box<F>>> {
     }
 }
 
-/// An awaitable for asyncio, running `fut` on our runtime.
+/// An awaitable for asyncio, running `fut` on our runtime. Called with no event loop running
+/// (`asyncio.run(client.get_page_async(...))` builds the awaitable first), it waits to be awaited.
 pub fn awaitable<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut)
+    if pyo3_async_runtimes::get_running_loop(py).is_ok() {
+        return pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut);
+    }
+    let start: StartFuture = Box::new(move |py| pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut));
+    Ok(Bound::new(py, Deferred(std::sync::Mutex::new(Stage::NotStarted(start))))?.into_any())
+}
+
+type StartFuture = Box<dyn for<'a> FnOnce(Python<'a>) -> PyResult<Bound<'a, PyAny>> + Send>;
+
+enum Stage {
+    NotStarted(StartFuture),
+    /// The asyncio future's `__await__` iterator, driven by our `send`/`throw`.
+    Running(Py<PyAny>),
+    Closed,
+}
+
+/// An awaitable made where no event loop ran, and a coroutine (`asyncio.run` takes it): its
+/// future starts on the loop that first drives it.
+#[pyclass(frozen, name = "_Deferred", module = "soket_transcribe._core")]
+pub struct Deferred(std::sync::Mutex<Stage>);
+
+impl Deferred {
+    fn running<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut stage = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::replace(&mut *stage, Stage::Closed) {
+            Stage::NotStarted(start) => {
+                let iterator = start(py)?.call_method0("__await__")?;
+                *stage = Stage::Running(iterator.clone().unbind());
+                Ok(iterator)
+            }
+            Stage::Running(iterator) => {
+                *stage = Stage::Running(iterator.clone_ref(py));
+                Ok(iterator.into_bound(py))
+            }
+            Stage::Closed => Err(pyo3::exceptions::PyRuntimeError::new_err("cannot reuse an already awaited coroutine")),
+        }
+    }
+}
+
+#[pymethods]
+impl Deferred {
+    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.running(py)?.call_method1("send", (py.None(),))
+    }
+
+    fn send<'py>(&self, py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.running(py)?.call_method1("send", (value,))
+    }
+
+    #[pyo3(signature = (kind, value=None, traceback=None))]
+    fn throw<'py>(
+        &self,
+        py: Python<'py>,
+        kind: Bound<'py, PyAny>,
+        value: Option<Bound<'py, PyAny>>,
+        traceback: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let iterator = self.running(py)?;
+        match (value, traceback) {
+            (None, _) => iterator.call_method1("throw", (kind,)),
+            (Some(value), None) => iterator.call_method1("throw", (kind, value)),
+            (Some(value), Some(traceback)) => iterator.call_method1("throw", (kind, value, traceback)),
+        }
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let stage = std::mem::replace(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()), Stage::Closed);
+        if let Stage::Running(iterator) = stage {
+            iterator.bind(py).call_method0("close")?;
+        }
+        Ok(())
+    }
+}
+
+/// `asyncio.run` and `create_task` take only coroutines: `_Deferred` is registered as one.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Deferred>()?;
+    let coroutine = m.py().import("collections.abc")?.getattr("Coroutine")?;
+    coroutine.call_method1("register", (m.getattr("_Deferred")?,))?;
+    Ok(())
 }
 
 pub struct AsyncRuntime;
