@@ -280,6 +280,36 @@ def ours_pages(cfg: Config) -> Callable[[Tally], None]:
     return run
 
 
+FIELDS = ["file_id", "status", "result.text"]
+
+
+def ours_fields(cfg: Config) -> Callable[[Tally], None]:
+    """Projection: only `FIELDS` of each record become Python objects (narrowed in Rust)."""
+    import soket_transcribe  # noqa: F401
+
+    def run(tally: Tally) -> None:
+        client = _client(cfg)
+        tally.stream(client.iter_files(cfg.batch, limit=cfg.limit, speech_information=True, fields=FIELDS))
+
+    return run
+
+
+def ours_dataclass(cfg: Config) -> Callable[[Tally], None]:
+    """Typed records: `FileResult` dataclasses instead of dicts."""
+    import soket_transcribe  # noqa: F401
+
+    def run(tally: Tally) -> None:
+        client = _client(cfg)
+        n, h = 0, tally.checksum
+        for f in client.iter_files(cfg.batch, limit=cfg.limit, speech_information=True, as_dataclass=True):
+            n += 1
+            h ^= hash(f.file_id)
+        tally.count += n
+        tally.checksum = h
+
+    return run
+
+
 # -- table peers: setup(cfg) returns run() -> DataFrame ----------------------------------
 
 
@@ -366,6 +396,8 @@ STREAMING = {
         jiter_memory,
         iterate_memory,
         ours_pages,
+        ours_fields,
+        ours_dataclass,
     )
 }
 TABLES = {

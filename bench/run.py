@@ -36,6 +36,7 @@ CRASHES: List[str] = []  # processes that died after reporting (e.g. at interpre
 
 STREAMING = ["ours_sync", "ours_async", "requests_json", "httpx_orjson", "aiohttp_orjson"]
 BREAKDOWN = ["orjson_memory", "jiter_memory", "iterate_memory", "ours_pages"]
+PROJECTION = ["ours_fields", "ours_dataclass", "ours_sync", "orjson_memory"]
 TABLES = ["ours_pandas", "requests_dataframe", "requests_json_normalize", "aiohttp_orjson_dataframe"]
 TABLES_BREAKDOWN = ["ours_pandas_pyarrow_dtypes", "ours_arrow"]
 PACKAGES = ["soket-transcribe", "requests", "httpx", "aiohttp", "orjson", "jiter", "pandas", "pyarrow", "psutil"]
@@ -263,6 +264,32 @@ def scenario_throughput(args: argparse.Namespace, report: Report) -> None:
         report.target(f"throughput, {face} vs orjson.loads in memory", "<= 1.5x its time", f"{r:.2f}x", r <= 1.5)
 
 
+def scenario_projection(args: argparse.Namespace, report: Report) -> None:
+    """Build less: `fields=` (gzip on the wire, as a real service sends it) and typed records."""
+    files, n = (20_000, 3) if args.quick else (100_000, args.runs)
+    with server_for(args, files, gzip=True) as srv:
+        print(f"\n== projection and dataclasses: {files} files, gzip on", flush=True)
+        res = rounds(PROJECTION, srv, args, n, warmup=1)
+        check_same({p: o for p, o in res.items() if ok(res, p)})  # the same file ids, in the same order
+    records = res["ours_sync"][0]["count"]
+    limit = median(res["orjson_memory"])
+    rows = []
+    for p in [p for p in PROJECTION if ok(res, p)]:
+        m = median(res[p])
+        rows.append([p, f"{m:.3f}", spread(res[p]), f"{m / limit:.2f}x", f"{m / median(res['ours_sync']):.2f}x"])
+    report.table(
+        f"Projection and typed records: {records:,} files with speech information, gzip on the wire",
+        ["client", "median s", "min–max s", "time / orjson_memory", "time / ours_sync"],
+        rows,
+        note=f"Median of {n} runs each. ours_fields: fields={['file_id', 'status', 'result.text']}; "
+        "orjson_memory: orjson.loads over the same (inflated) bytes already in memory, whole records.",
+    )
+    r = median(res["ours_fields"]) / limit
+    report.target("fields=[file_id, status, result.text] vs orjson.loads in memory", "<= 0.6x its time", f"{r:.2f}x", r <= 0.6)
+    r = median(res["ours_dataclass"]) / median(res["ours_sync"])
+    report.target("as_dataclass=True vs dicts", "<= 1.15x their time", f"{r:.2f}x", r <= 1.15)
+
+
 def scenario_latency(args: argparse.Namespace, report: Report) -> None:
     pages = 50 if args.quick else 200
     n = 3 if args.quick else args.runs
@@ -388,6 +415,7 @@ def server_for(args: argparse.Namespace, files: int, latency_ms: int = 0, gzip: 
 
 SCENARIOS = {
     "throughput": scenario_throughput,
+    "projection": scenario_projection,
     "latency": scenario_latency,
     "tables": scenario_tables,
     "memory": scenario_memory,
