@@ -1,9 +1,14 @@
 """Tables: `to_arrow`, `to_pandas`, `to_polars`, Parquet and the Arrow stream interface give back
 exactly the records that `iter_files` yields; odd shapes fall back to JSON text, never fail."""
 
+import asyncio
 import json
 import math
+import threading
+from collections import Counter
+from urllib.parse import parse_qs
 
+import duckdb
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -166,14 +171,116 @@ def test_polars_gives_back_the_records(client, mock, options):
     assert_same_records(flat.to_dicts(), files, paths, flat=True)
 
 
-def test_arrow_stream_interface(client, mock):
+def pages_requested(srv):
+    """The page numbers the results endpoint was asked for."""
+    return [int(parse_qs(r["query"])["page"][0]) for r in srv.requests if "/results/batch/" in r["path"]]
+
+
+def sql_by_status(res):
+    return sorted(duckdb.sql("select status, count(*) from res group by 1").fetchall())
+
+
+def schema_then_table(res):
+    assert pa.schema(res).names[:3] == ["file_id", "filename", "status"]
+    return pa.table(res)
+
+
+ARROW_CONSUMERS = [
+    pytest.param(sql_by_status, id="duckdb"),
+    pytest.param(pa.table, id="pa.table"),
+    pytest.param(pl.DataFrame, id="pl.DataFrame"),
+    pytest.param(lambda res: pa.RecordBatchReader.from_stream(res).read_all(), id="RecordBatchReader"),
+    pytest.param(schema_then_table, id="schema-then-stream"),
+    pytest.param(
+        lambda res: pd.DataFrame.from_arrow(res),
+        id="pd.DataFrame.from_arrow",
+        marks=pytest.mark.skipif(not hasattr(pd.DataFrame, "from_arrow"), reason="pandas < 3"),
+    ),
+]
+
+
+@pytest.mark.parametrize("consume", ARROW_CONSUMERS)
+def test_every_arrow_stream_consumer_reads_a_fresh_result_fetching_each_page_once(consume):
+    with MockServer(files=1100, seed=3) as srv:
+        client = st.Client(srv.token, srv.url)
+        files = list(client.iter_files(srv.batch_id, limit=100))
+        srv.clear_requests()
+        out = consume(client.iter_files(srv.batch_id, limit=100))
+        assert sorted(pages_requested(srv)) == list(range(1, 12)), "each page once"
+    if isinstance(out, list):  # DuckDB's rows
+        assert out == sorted(Counter(f["status"] for f in files).items())
+    else:
+        ids = out["file_id"]
+        assert (ids.to_pylist() if isinstance(ids, pa.ChunkedArray) else list(ids)) == [f["file_id"] for f in files]
+
+
+def test_the_arrow_stream_serves_consumer_after_consumer(client, mock):
     files = list(client.iter_files(mock.batch_id))
-    table = pa.table(client.iter_files(mock.batch_id))
-    assert table.num_rows == len(files)
-    assert pl.DataFrame(client.iter_files(mock.batch_id))["file_id"].to_list() == [f["file_id"] for f in files]
-    assert pa.RecordBatchReader.from_stream(client.iter_files(mock.batch_id)).read_all().num_rows == len(files)
-    if hasattr(pd.DataFrame, "from_arrow"):
-        assert pd.DataFrame.from_arrow(client.iter_files(mock.batch_id)).shape[0] == len(files)
+    res = client.iter_files(mock.batch_id)
+    mock.clear_requests()
+    assert pa.table(res).num_rows == len(files)
+    assert sql_by_status(res) == sorted(Counter(f["status"] for f in files).items())
+    assert pl.DataFrame(res).height == len(files)
+    assert sorted(pages_requested(mock)) == list(range(1, res.total_pages + 1))
+
+
+# -- asyncio -------------------------------------------------------------------------------
+
+
+def test_async_tables_equal_the_sync_ones(client, mock):
+    async def main():
+        res = client.iter_files(mock.batch_id, speech_information=True)
+        table = await res.to_arrow_async()
+        df = await client.iter_files(mock.batch_id, speech_information=True).to_pandas_async(explode="segments")
+        polars = await client.iter_files(mock.batch_id, speech_information=True).to_polars_async()
+        return res, table, df, polars
+
+    res, table, df, polars = asyncio.run(main())
+    assert table.equals(client.iter_files(mock.batch_id, speech_information=True).to_arrow())
+    assert res.next_page == res.total_pages + 1
+    assert df.equals(client.iter_files(mock.batch_id, speech_information=True).segments())
+    assert polars.equals(client.iter_files(mock.batch_id, speech_information=True).to_polars())
+    with pytest.raises(RuntimeError, match="already read"):
+        asyncio.run(res.to_arrow_async())
+
+
+def test_the_event_loop_runs_while_a_table_is_read(client, mock):
+    # The progress callable runs on a client thread and holds the read after its first page
+    # until a task of the loop has run: that can only happen if the loop is not blocked.
+    loop_ran = threading.Event()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        page_read = asyncio.Event()
+        seen = []
+
+        def progress(done, total):
+            if not seen:
+                loop.call_soon_threadsafe(page_read.set)
+                seen.append(loop_ran.wait(timeout=30))
+
+        async def meanwhile():
+            await page_read.wait()
+            loop_ran.set()
+
+        other = asyncio.create_task(meanwhile())
+        table = await client.iter_files(mock.batch_id, limit=100).to_arrow_async(progress=progress)
+        await other
+        return table, seen
+
+    table, seen = asyncio.run(main())
+    assert seen == [True], "a task of the loop ran while the table was being read"
+    assert table.num_rows == 1100
+
+
+def test_an_async_read_that_fails_names_the_page():
+    with MockServer(files=300, seed=1) as srv:
+        client = st.Client(srv.token, srv.url, concurrency=1, max_retries=0)
+        srv.fail_next("status", status=503)
+        res = client.iter_files(srv.batch_id, limit=100)
+        with pytest.raises(st.ServerError) as e:
+            asyncio.run(res.to_arrow_async())
+        assert e.value.page == 1 and res.next_page == 1
 
 
 def test_unicode_survives(client, mock):
@@ -337,10 +444,12 @@ CONFLICTS = [
 ]
 
 
-def test_type_conflicts_fall_back_to_json_text(records_server):
+@pytest.mark.parametrize("limit", [1, 2, 4], ids=lambda n: f"{n} a page")
+def test_type_conflicts_fall_back_to_json_text(records_server, limit):
+    # Pages are read apart: a column typed on one page and JSON text on another is text on all.
     client = records_server(CONFLICTS)
     files = list(client.iter_files("b", limit=2))
-    table = client.iter_files("b", limit=2).to_arrow()
+    table = client.iter_files("b", limit=limit).to_arrow()
     schema = table.schema
     for name in ("v", "l", "big", "empty"):
         assert schema.field(name).type == pa.string()
@@ -349,10 +458,10 @@ def test_type_conflicts_fall_back_to_json_text(records_server):
     assert table.column("v").to_pylist() == ['{"x":1}', '"text \\"quoted\\" é"', None, "[true]"]
     assert table.column("big").to_pylist()[1] == "18446744073709551616"
     assert_same_records(table.to_pylist(), files, json_paths(schema))
-    df = client.iter_files("b", limit=2).to_pandas()
+    df = client.iter_files("b", limit=limit).to_pandas()
     assert df["late.appears"].tolist()[3] == "on page 2"
     assert_same_records(df.to_dict("records"), files, json_paths(schema), flat=True)
-    segs = client.iter_files("b", limit=2).to_pandas(explode="seg")
+    segs = client.iter_files("b", limit=limit).to_pandas(explode="seg")
     assert segs["speaker_id"].tolist() == ['"S1"', "2"]
 
 

@@ -236,6 +236,15 @@ def read_arrow(
     """Every remaining record of `stream` as one table, its schema inferred over all of them.
     `progress(items_delivered, total)` is called after each page."""
 
+def read_arrow_async(
+    stream: PageStream,
+    *,
+    progress: Optional[Callable[[int, Optional[int]], object]] = None,
+    flatten: bool = False,
+    explode: Optional[str] = None,
+) -> Awaitable[_ArrowStream]:
+    """`read_arrow` for asyncio: an awaitable of the table."""
+
 @final
 class ArrowBatches:
     """One record batch per page of a `PageStream`, as pages arrive."""

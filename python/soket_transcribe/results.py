@@ -160,9 +160,12 @@ class BatchResults:
         return self._arecords()
 
     # -- tables --------------------------------------------------------------------------
-    # Built in Rust from the page bytes (never through Python dicts): see `tables.py` for the
-    # column types. Each reads the records not yet read, once: a table cannot be built after
-    # `for` has started, nor twice.
+    # Built in Rust from the page bytes (never through Python dicts): each page is read into
+    # Arrow on the runtime's threads as it arrives, while the next are fetched; see `tables.py`
+    # for the column types. Each reads the records not yet read, once: a table cannot be built
+    # after `for` has started, nor twice (the Arrow PyCapsule interface keeps its table instead).
+
+    _capsule_table: Any = None  # what `__arrow_c_stream__` hands out, kept for the next ask
 
     def _claim_for_table(self) -> None:
         if self._iterator is not None or self._table_read:
@@ -182,6 +185,18 @@ class BatchResults:
             self._next_page = self._stream.next_page
             self._report()
 
+    async def _read_table_async(
+        self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False
+    ) -> Any:
+        self._claim_for_table()
+        callback = progress_callback(progress)
+        try:
+            return await _core.read_arrow_async(self._stream, progress=callback, flatten=flatten, explode=explode)
+        finally:
+            close_progress(callback)
+            self._next_page = self._stream.next_page
+            self._report()
+
     def to_arrow(self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False) -> "pa.Table":
         """The whole result as a `pyarrow.Table`, its schema inferred over every record.
 
@@ -192,10 +207,30 @@ class BatchResults:
         pa = require("pyarrow")
         return pa.table(self._read_table(flatten=flatten, explode=explode, progress=progress))
 
+    async def to_arrow_async(
+        self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False
+    ) -> "pa.Table":
+        """`to_arrow()` for asyncio: the event loop runs other tasks while the pages are read.
+        A `progress` callable is called from a thread of the client's runtime, not the loop's."""
+        pa = require("pyarrow")
+        return pa.table(await self._read_table_async(flatten=flatten, explode=explode, progress=progress))
+
+    def _whole_table(self) -> Any:
+        # DuckDB (and others) ask for the stream, or its schema, more than once: read it once.
+        if self._capsule_table is None:
+            self._capsule_table = self._read_table()
+        return self._capsule_table
+
     def __arrow_c_stream__(self, requested_schema: Optional[object] = None) -> object:
         """The Arrow PyCapsule stream interface: `pa.table(res)`, `pl.DataFrame(res)`,
-        `pd.DataFrame.from_arrow(res)` (pandas >= 3) read the whole result as one table."""
-        return self._read_table().__arrow_c_stream__(requested_schema)
+        `duckdb.sql("... from res")`, `pd.DataFrame.from_arrow(res)` (pandas >= 3) read the whole
+        result as one table. The first ask reads it (each page fetched once); later asks, by the
+        same consumer or another, get the same table."""
+        return self._whole_table().__arrow_c_stream__(requested_schema)
+
+    def __arrow_c_schema__(self) -> object:
+        """The schema of the table `__arrow_c_stream__` gives (reading it, if not read yet)."""
+        return self._whole_table().__arrow_c_schema__()
 
     def iter_arrow_batches(
         self, *, schema: Optional[object] = None, flatten: bool = False, explode: Optional[str] = None
@@ -240,11 +275,32 @@ class BatchResults:
         table = self.to_arrow(flatten=flatten, explode=explode, progress=progress)
         return arrow_to_pandas(table, pd, dtype_backend)
 
+    async def to_pandas_async(
+        self,
+        *,
+        flatten: bool = True,
+        explode: Optional[str] = None,
+        progress: ProgressArg = False,
+        dtype_backend: Optional[str] = None,
+    ) -> "pd.DataFrame":
+        """`to_pandas()` for asyncio: the pages are read, and the table converted (in a worker
+        thread), while the event loop runs other tasks."""
+        pd = require("pandas")
+        table = await self.to_arrow_async(flatten=flatten, explode=explode, progress=progress)
+        return await asyncio.to_thread(arrow_to_pandas, table, pd, dtype_backend)
+
     def to_polars(self, *, flatten: bool = True, explode: Optional[str] = None, progress: ProgressArg = False) -> "pl.DataFrame":
         """The whole result as a `polars.DataFrame` (see `to_pandas` for `flatten` and `explode`).
         Needs polars only: the table crosses over by the Arrow PyCapsule interface."""
         pl = require("polars")
         return pl.DataFrame(self._read_table(flatten=flatten, explode=explode, progress=progress))
+
+    async def to_polars_async(
+        self, *, flatten: bool = True, explode: Optional[str] = None, progress: ProgressArg = False
+    ) -> "pl.DataFrame":
+        """`to_polars()` for asyncio: the event loop runs other tasks while the pages are read."""
+        pl = require("polars")
+        return pl.DataFrame(await self._read_table_async(flatten=flatten, explode=explode, progress=progress))
 
     def segments(self, *, progress: ProgressArg = False) -> "pd.DataFrame":
         """One row per speech segment with its `file_id` (results fetched with `speech_information=True`)."""

@@ -1,19 +1,23 @@
 //! Tables for Python: the core's Arrow batches, handed over through the Arrow PyCapsule
 //! interface (pyo3-arrow), so pyarrow is needed only by whoever reads them.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatch, PySchema, PyTable};
+use tokio::task::JoinHandle;
 
 use crate::error::Result;
-use crate::table::{self, PageBatcher, TableBuilder};
+use crate::runtime::runtime;
+use crate::table::{self, PageBatcher, PageTable, TableBuilder};
 
 use super::errors::IntoPyResult;
 use super::stream::{next_page, PageStream};
-use super::wait::wait;
+use super::wait::{awaitable, wait};
 
 /// Struct columns flattened and/or a list column exploded, as asked.
 #[derive(Clone)]
@@ -32,48 +36,81 @@ impl Shape {
     }
 }
 
-/// Every remaining record of `stream` as one table, its schema inferred over all of them.
-/// `progress(items_delivered, total)` is called after each page (`total` from the first).
+/// Pages read into Arrow at once at most: one per core, so a fetch that runs ahead of the
+/// reading waits rather than piling up page bytes.
+fn reading_at_once() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Every remaining record of `stream` as one table, its schema that of all of them. Each page
+/// is read into Arrow on a blocking thread of the runtime as soon as it arrives, while the next
+/// ones are fetched, and its bytes are dropped once read; the per-page schemas are unified at
+/// the end. `progress(items_delivered, total)` is called after each page, the only moment the
+/// GIL is taken.
+async fn read_table(stream: Py<PageStream>, progress: Option<Py<PyAny>>, shape: Shape) -> PyResult<PyTable> {
+    let stream = stream.get();
+    let handle = stream.progress_handle();
+    let mut reading: VecDeque<JoinHandle<Result<PageTable>>> = VecDeque::new();
+    let mut builder = TableBuilder::new();
+    loop {
+        let page = next_page(stream.claim()?, Arc::clone(&handle)).await.py_err()?;
+        let done = page.is_none();
+        if let Some(page) = page.filter(|p| !p.records.is_empty()) {
+            reading.push_back(runtime().spawn_blocking(move || PageTable::read(&page)));
+        }
+        if let Some(callback) = &progress {
+            let p = handle.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            Python::attach(|py| callback.call1(py, (p.items_delivered, p.total)).map(drop))?;
+        }
+        while reading.front().is_some_and(|r| done || r.is_finished() || reading.len() > reading_at_once()) {
+            let read = reading.pop_front().expect("a page under way");
+            builder.push(read.await.map_err(reader_failed)?.py_err()?);
+        }
+        if done {
+            break;
+        }
+    }
+    let finish = move || -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let (schema, batches) = builder.finish()?;
+        if !shape.flatten && shape.explode.is_none() {
+            return Ok((schema, batches));
+        }
+        let batches = batches.into_iter().map(|b| shape.apply(b)).collect::<Result<Vec<_>>>()?;
+        Ok((batches[0].schema(), batches))
+    };
+    let (schema, batches) = runtime().spawn_blocking(finish).await.map_err(reader_failed)?.py_err()?;
+    PyTable::try_new(batches, schema)
+}
+
+fn reader_failed(e: tokio::task::JoinError) -> PyErr {
+    PyRuntimeError::new_err(format!("reading a page into Arrow failed: {e}"))
+}
+
+/// Every remaining record of `stream` as one table (see `read_table`), waited for with the GIL
+/// released.
 #[pyfunction]
 #[pyo3(signature = (stream, *, progress=None, flatten=false, explode=None))]
 pub fn read_arrow(
     py: Python<'_>,
-    stream: &Bound<'_, PageStream>,
-    progress: Option<Bound<'_, PyAny>>,
+    stream: Py<PageStream>,
+    progress: Option<Py<PyAny>>,
     flatten: bool,
     explode: Option<String>,
 ) -> PyResult<PyTable> {
-    let stream = stream.get();
-    let handle = stream.progress_handle();
-    let mut builder = TableBuilder::new();
-    loop {
-        let guard = stream.claim()?;
-        let page = wait(py, next_page(guard, Arc::clone(&handle)))?.py_err()?;
-        // Reading the page into Arrow needs no GIL: other threads run meanwhile.
-        let more = match page {
-            Some(page) => py.detach(|| builder.push(page)).py_err().map(|()| true)?,
-            None => false,
-        };
-        if let Some(callback) = &progress {
-            let p = handle.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            callback.call1((p.items_delivered, p.total))?;
-        }
-        if !more {
-            break;
-        }
-    }
-    let shape = Shape { flatten, explode };
-    let (schema, batches) = py
-        .detach(|| -> Result<(SchemaRef, Vec<RecordBatch>)> {
-            let (schema, batches) = builder.finish()?;
-            if !shape.flatten && shape.explode.is_none() {
-                return Ok((schema, batches));
-            }
-            let batches = batches.into_iter().map(|b| shape.apply(b)).collect::<Result<Vec<_>>>()?;
-            Ok((batches[0].schema(), batches))
-        })
-        .py_err()?;
-    PyTable::try_new(batches, schema)
+    wait(py, read_table(stream, progress, Shape { flatten, explode }))?
+}
+
+/// `read_arrow` for asyncio: an awaitable of the table; the event loop is not blocked.
+#[pyfunction]
+#[pyo3(signature = (stream, *, progress=None, flatten=false, explode=None))]
+pub fn read_arrow_async(
+    py: Python<'_>,
+    stream: Py<PageStream>,
+    progress: Option<Py<PyAny>>,
+    flatten: bool,
+    explode: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
+    awaitable(py, read_table(stream, progress, Shape { flatten, explode }))
 }
 
 /// One Arrow record batch per page, as pages arrive (`for batch in arrow_batches(stream)`).
@@ -139,6 +176,7 @@ impl ArrowBatches {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_arrow, m)?)?;
+    m.add_function(wrap_pyfunction!(read_arrow_async, m)?)?;
     m.add_function(wrap_pyfunction!(arrow_batches, m)?)?;
     m.add_class::<ArrowBatches>()?;
     Ok(())

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use indexmap::IndexMap;
 
@@ -11,6 +12,7 @@ use crate::page::Page;
 
 use super::decode::{members_plan, RecordDecoder};
 use super::scan::{Scan, Scanner, MAX_DEPTH};
+use super::unify::{conform, merge_members};
 use super::{is_json, json_field, not_an_object, record_error};
 
 /// Integers beyond this magnitude are not exact as a double.
@@ -46,6 +48,16 @@ impl Kind {
             Kind::Str | Kind::List(_) | Kind::Object(_) => true,
             Kind::Json { quoted } => *quoted,
             Kind::Null | Kind::Bool | Kind::Int { .. } | Kind::Float { .. } => false,
+        }
+    }
+
+    /// True where the column holds each value's JSON text.
+    pub(super) fn is_text(&self) -> bool {
+        match self {
+            Kind::Float { beyond_f64 } => *beyond_f64,
+            Kind::Object(fields) => fields.is_empty(),
+            Kind::Json { .. } => true,
+            Kind::Null | Kind::Bool | Kind::Int { .. } | Kind::Str | Kind::List(_) => false,
         }
     }
 
@@ -104,8 +116,18 @@ impl SchemaInference {
             .map_err(|e| record_error(format!("a record is not valid JSON: {e}"), json))
     }
 
+    /// Adds what `other` knows, as if its records had been read after these.
+    pub fn absorb(&mut self, other: &SchemaInference) {
+        merge_members(&mut self.fields, &other.fields);
+    }
+
     pub fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(self.fields.iter().map(|(name, kind)| field(name, kind)).collect::<Vec<_>>()))
+    }
+
+    /// `batch`, read under `page`'s inference, under the schema (`self.schema()`) of this one.
+    pub fn conform(&self, batch: RecordBatch, page: &SchemaInference, schema: &SchemaRef) -> Result<RecordBatch> {
+        conform(batch, &page.fields, &self.fields, schema)
     }
 
     /// A decoder for the schema so far, rewriting only the values that need it.
@@ -195,7 +217,7 @@ fn number_kind(text: &[u8]) -> Kind {
 }
 
 /// Widens a scalar kind to also cover `other`.
-fn meet(kind: &mut Kind, other: Kind) {
+pub(super) fn meet(kind: &mut Kind, other: Kind) {
     if *kind == other {
         return;
     }
@@ -213,17 +235,20 @@ fn meet(kind: &mut Kind, other: Kind) {
 
 /// The Arrow field holding the values of `kind`.
 pub(super) fn field(name: &str, kind: &Kind) -> Field {
+    if kind.is_text() {
+        return json_field(name);
+    }
     let data_type = match kind {
         Kind::Null => DataType::Null,
         Kind::Bool => DataType::Boolean,
         Kind::Int { .. } => DataType::Int64,
-        Kind::Float { beyond_f64: false } => DataType::Float64,
+        Kind::Float { .. } => DataType::Float64,
         Kind::Str => DataType::Utf8,
         Kind::List(element) => DataType::List(Arc::new(field("item", element))),
-        Kind::Object(fields) if !fields.is_empty() => {
+        Kind::Object(fields) => {
             DataType::Struct(fields.iter().map(|(name, kind)| field(name, kind)).collect::<Fields>())
         }
-        Kind::Float { beyond_f64: true } | Kind::Object(_) | Kind::Json { .. } => return json_field(name),
+        Kind::Json { .. } => DataType::Utf8,
     };
     Field::new(name, data_type, true)
 }

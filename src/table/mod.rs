@@ -14,6 +14,7 @@ mod decode;
 mod infer;
 mod reshape;
 mod scan;
+mod unify;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -82,14 +83,29 @@ impl PageBatcher {
     }
 }
 
-/// A whole table. Each page is decoded on arrival under the schema inferred so far, so the work
-/// overlaps the fetching of the next pages; at the end the pages decoded under a schema that
-/// later pages widened (rare after the first page) are decoded again, so that every row gets
-/// the schema of all rows. Pages are kept until then.
+/// One page read into Arrow on its own, on any thread: its batch, under the schema of its own
+/// records, and what was learnt of them.
+pub struct PageTable {
+    inference: SchemaInference,
+    batch: RecordBatch,
+}
+
+impl PageTable {
+    pub fn read(page: &Page) -> Result<PageTable> {
+        let mut inference = SchemaInference::new();
+        inference.observe_page(page)?;
+        let batch = decode_page(inference.decoder(page.records.len())?, page)?;
+        Ok(PageTable { inference, batch })
+    }
+}
+
+/// A whole table from pages read apart (in parallel, as they arrive), pushed in page order.
+/// At the end every page's batch is brought to the schema of all records: the same schema, and
+/// the same values, as reading every record in one pass would give (see `unify`).
 #[derive(Default)]
 pub struct TableBuilder {
     inference: SchemaInference,
-    decoded: Vec<(Page, RecordBatch)>,
+    pages: Vec<PageTable>,
 }
 
 impl TableBuilder {
@@ -97,26 +113,17 @@ impl TableBuilder {
         TableBuilder::default()
     }
 
-    pub fn push(&mut self, page: Page) -> Result<()> {
-        if page.records.is_empty() {
-            return Ok(());
-        }
-        self.inference.observe_page(&page)?;
-        let batch = decode_page(self.inference.decoder(page.records.len())?, &page)?;
-        self.decoded.push((page, batch));
-        Ok(())
+    pub fn push(&mut self, page: PageTable) {
+        self.inference.absorb(&page.inference);
+        self.pages.push(page);
     }
 
     /// The schema and the batches, at least one (maybe empty), all of that schema.
     pub fn finish(self) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let schema = self.inference.schema();
-        let mut batches = Vec::with_capacity(self.decoded.len().max(1));
-        for (page, batch) in self.decoded {
-            if *batch.schema() == *schema {
-                batches.push(batch);
-            } else {
-                batches.push(decode_page(self.inference.decoder(page.records.len())?, &page)?);
-            }
+        let mut batches = Vec::with_capacity(self.pages.len().max(1));
+        for page in self.pages {
+            batches.push(self.inference.conform(page.batch, &page.inference, &schema)?);
         }
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(Arc::clone(&schema)));
@@ -147,7 +154,7 @@ mod tests {
     pub(super) fn table(pages: &[&[&str]]) -> (SchemaRef, RecordBatch) {
         let mut builder = TableBuilder::new();
         for (i, records) in pages.iter().enumerate() {
-            builder.push(page(i as u64 + 1, records)).unwrap();
+            builder.push(PageTable::read(&page(i as u64 + 1, records)).unwrap());
         }
         let (schema, batches) = builder.finish().unwrap();
         assert!(batches.iter().all(|b| b.schema() == schema));
@@ -166,7 +173,7 @@ mod tests {
         serde_json::from_slice(&out).unwrap()
     }
 
-    fn without_nulls(v: &Value) -> Value {
+    pub(super) fn without_nulls(v: &Value) -> Value {
         match v {
             Value::Object(m) => Value::Object(
                 m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
@@ -300,8 +307,7 @@ mod tests {
 
     #[test]
     fn a_record_that_is_not_an_object_names_its_page() {
-        let mut builder = TableBuilder::new();
-        let err = builder.push(page(3, &[r#"{"a": 1}"#, "7"])).unwrap_err();
+        let err = PageTable::read(&page(3, &[r#"{"a": 1}"#, "7"])).err().unwrap();
         assert!(matches!(err, Error::Format { page: Some(3), .. }), "{err:?}");
         assert!(err.to_string().contains("not a JSON object"), "{err}");
     }
