@@ -6,7 +6,7 @@ import asyncio
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Generator, Iterator, List, Optional, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Generator, Iterator, List, Optional, Type, Union
 
 from . import _core, subtitles
 from .models import FileResult, JobResult
@@ -40,7 +40,9 @@ class BatchResults:
         self._stream = stream
         self._read = read  # what partitions are planned from
         self._raw = raw
-        self._dataclass: Optional[type] = (JobResult if raw else FileResult) if as_dataclass else None
+        self._dataclass: Union[Type[FileResult], Type[JobResult], None] = None
+        if as_dataclass:
+            self._dataclass = JobResult if raw else FileResult
         self._next_page = stream.next_page
         self._iterator: Optional[Generator[Any, None, None]] = None
         self._warned = 0
@@ -135,7 +137,7 @@ class BatchResults:
 
     # -- records -------------------------------------------------------------------------
 
-    def _records(self) -> Iterator[Any]:
+    def _records(self) -> Generator[Any, None, None]:
         for page in self._sync_pages():
             yield from self._opened(page)
             self._closed()
@@ -149,9 +151,10 @@ class BatchResults:
     def __iter__(self) -> Iterator[Any]:
         # After an error, iterating again goes on from the page that failed, with what was
         # learnt so far (the records yielded, the totals seen): nothing lost, nothing repeated.
-        if self._iterator is None or self._iterator.gi_frame is None:
-            self._iterator = self._records()
-        return self._iterator
+        iterator = self._iterator
+        if iterator is None or getattr(iterator, "gi_frame", None) is None:  # ended (by an error)
+            iterator = self._iterator = self._records()
+        return iterator
 
     def __next__(self) -> Any:
         return next(iter(self))
