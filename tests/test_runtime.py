@@ -15,6 +15,14 @@ import soket_transcribe as st
 from soket_transcribe.testing import MockServer
 
 
+def wait_for(condition, timeout=10.0):
+    """Waits until `condition()` holds (an event seen from outside), failing after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the awaited event did not happen"
+        time.sleep(0.005)
+
+
 def test_gil_is_released_while_waiting():
     with MockServer(files=20, latency_ms=300) as srv:
         client = st.Client(srv.token, srv.url)
@@ -61,7 +69,7 @@ def test_one_batch_results_is_single_consumer():
         pages = res._stream
         t = threading.Thread(target=lambda: next(pages))
         t.start()
-        time.sleep(0.1)
+        wait_for(lambda: srv.requests)  # the first reader is waiting on its answer
         with pytest.raises(RuntimeError, match="single-consumer"):
             next(pages)
         t.join()
@@ -69,14 +77,20 @@ def test_one_batch_results_is_single_consumer():
 
 CTRL_C_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import sys, threading, time
     import soket_transcribe as st
     from soket_transcribe.testing import MockServer
     with MockServer(files=10, latency_ms=30000) as srv:
         fast = MockServer(files=10)
         with fast:
             client = st.Client(srv.token, srv.url)
-            print("ready", flush=True)
+
+            def tell_when_waiting():
+                while not srv.requests:
+                    time.sleep(0.005)
+                print("waiting", flush=True)
+
+            threading.Thread(target=tell_when_waiting, daemon=True).start()
             started = time.monotonic()
             try:
                 client.get_page(srv.batch_id)
@@ -92,8 +106,7 @@ CTRL_C_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")
 def test_ctrl_c_interrupts_a_waiting_call_quickly():
     with subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT], stdout=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
+        assert proc.stdout.readline().strip() == "waiting"  # the child is inside get_page
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         line = proc.stdout.readline().split()
