@@ -549,3 +549,10 @@ except st.APIConnectionError as e:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stdout.split() == ["APIConnectionError", "1", "True"], run.stdout + run.stderr
     assert run.stderr == ""
+
+
+def test_fields_narrow_the_tables_too(server, client):
+    table = client.iter_files(server.batch_id, fields=["file_id", "result.text"]).to_arrow(flatten=True)
+    assert table.column_names == ["file_id", "result.text"] and table.num_rows == 1234
+    whole = client.iter_files(server.batch_id).to_arrow(flatten=True)
+    assert table.column("result.text").to_pylist() == whole.column("result.text").to_pylist()
