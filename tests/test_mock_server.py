@@ -188,9 +188,9 @@ def test_records_look_real() -> None:
 def test_status_weights() -> None:
     with MockServer(files=50, statuses={"failed": 1.0}) as server:
         assert results(server, "status=failed").json()["total_files"] == 50
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='unknown status "done" in statuses'):
         MockServer(statuses={"done": 1.0})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="fault_rate must be within 0..=1, not 2"):
         MockServer(fault_rate=2.0)
 
 
@@ -238,7 +238,7 @@ def test_scripted_faults(srv: MockServer) -> None:
         results(srv, "limit=100")
     malformed = results(srv)
     assert malformed.status == 200
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Expecting|Extra data|Unterminated|Invalid"):
         malformed.json()
     assert results(srv).status == 200
     assert srv.faults_injected == 5
