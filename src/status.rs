@@ -182,7 +182,8 @@ mod tests {
         assert!(matches!(missing, Error::NotFound { what: Missing::Batch, .. }), "{missing:?}");
         let missing = parse_file(Bytes::from_static(br#"{"error": "file not found"}"#)).unwrap_err();
         assert!(matches!(missing, Error::NotFound { what: Missing::File, .. }), "{missing:?}");
-        for (body, malformed) in [(&br#"{"total_files":1}"#[..], false), (br#"{"status":"x","#, true), (b"[1]", false)] {
+        for (body, malformed) in [(&br#"{"total_files":1}"#[..], false), (br#"{"status":"x","#, true), (b"[1]", false)]
+        {
             match parse_status(Bytes::copy_from_slice(body)) {
                 Err(Error::Format { malformed: m, .. }) => assert_eq!(m, malformed, "{body:?}"),
                 other => panic!("{other:?}"),

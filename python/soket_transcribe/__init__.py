@@ -30,7 +30,7 @@ from .errors import (
     SoketError,
     WaitTimeoutError,
 )
-from .models import FileResult, JobResult
+from .models import BatchStatus, FileResult, JobResult
 from .partitions import BatchPartition
 from .results import BatchResults
 from .subtitles import to_srt, to_vtt
@@ -58,6 +58,7 @@ __all__ = [
     "Page",
     "FileResult",
     "JobResult",
+    "BatchStatus",
     "SoketError",
     "APIError",
     "AuthenticationError",

@@ -1,9 +1,11 @@
 """Type stubs of the native module `soket_transcribe._core` (the Rust core's bindings)."""
 
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Coroutine, Dict, Generator, List, Optional, Protocol, Sequence, Tuple, Type, Union, final
+from typing import Any, Awaitable, Callable, Coroutine, Dict, Generator, List, Literal, Optional, Protocol, Sequence, Tuple, Type, Union, final, overload
 
 from typing_extensions import Self, disjoint_base
+
+from soket_transcribe.models import BatchStatus, FileResult
 
 __version__: str
 
@@ -139,6 +141,38 @@ class Client:
         on_change: str = "warn",
     ) -> PageStream:
         """The pages of a batch in order (what `iter_files` and `iter_jobs` read)."""
+    def status(self, batch_id: str) -> BatchStatus:
+        """A batch's progress (`GET /status/batch/{batch_id}`)."""
+    def status_async(self, batch_id: str) -> Coroutine[Any, Any, BatchStatus]:
+        """`status` for asyncio."""
+    @overload
+    def get_file(
+        self,
+        file_id: str,
+        *,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        as_dataclass: Literal[False] = False,
+    ) -> Dict[str, Any]:
+        """One file's record (`GET /results/file/{file_id}`): a dict, or an `st.FileResult`."""
+    @overload
+    def get_file(
+        self, file_id: str, *, chunks: Optional[bool] = None, speech_information: Optional[bool] = None, as_dataclass: Literal[True]
+    ) -> FileResult: ...
+    @overload
+    def get_file_async(
+        self,
+        file_id: str,
+        *,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        as_dataclass: Literal[False] = False,
+    ) -> Coroutine[Any, Any, Dict[str, Any]]:
+        """`get_file` for asyncio."""
+    @overload
+    def get_file_async(
+        self, file_id: str, *, chunks: Optional[bool] = None, speech_information: Optional[bool] = None, as_dataclass: Literal[True]
+    ) -> Coroutine[Any, Any, FileResult]: ...
 
 def as_dataclasses(items: List[Any], cls: type, names: Tuple[str, ...]) -> List[Any]:
     """Parsed records turned in place into instances of the dataclass `cls` (fields `names` + `extra`)."""

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from . import _core
+from . import _core, waiting
+from .models import BatchStatus
 from .partitions import BatchQuery, BatchRead
+from .progress import ProgressArg
 from .results import BatchResults
 
 __all__ = ["Client"]
@@ -81,6 +83,23 @@ class Client(_core.Client):
             as_dataclass,
             on_change,
         )
+
+    def wait(
+        self, batch_id: str, *, poll_interval: float = 5.0, timeout: Optional[float] = None, progress: ProgressArg = False
+    ) -> BatchStatus:
+        """Polls `status(batch_id)` until no file is `processing` or `retrying`; returns the final status.
+
+        Polls every `poll_interval` seconds (at most 60), later when the service estimates it needs
+        longer, never more than a minute apart. `timeout` raises `WaitTimeoutError` (`.status`: the
+        last one seen). `progress=True` shows files done / total (or pass a callable `(done, total)`).
+        """
+        return waiting.wait(self, batch_id, poll_interval=poll_interval, timeout=timeout, progress=progress)
+
+    async def wait_async(
+        self, batch_id: str, *, poll_interval: float = 5.0, timeout: Optional[float] = None, progress: ProgressArg = False
+    ) -> BatchStatus:
+        """`wait` for asyncio."""
+        return await waiting.wait_async(self, batch_id, poll_interval=poll_interval, timeout=timeout, progress=progress)
 
     def _results(
         self, query: BatchQuery, start_page: int, max_items: Optional[int], as_dataclass: bool, on_change: str

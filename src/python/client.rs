@@ -13,9 +13,11 @@ use crate::projection::Projection;
 use crate::query::{Query, Status};
 use crate::retry::RetryPolicy;
 use crate::runtime::ForkLocal;
+use crate::status::{check_id, fetch_file, fetch_status, FileQuery};
 
 use super::errors::IntoPyResult;
 use super::page::PyPage;
+use super::status::{batch_status, file_record};
 use super::stream::PageStream;
 use super::wait::{awaitable, wait};
 
@@ -279,6 +281,64 @@ impl PyClient {
         let pipeline = PagePipeline::new(self.api()?, query, options).py_err()?;
         Ok(PageStream::new(pipeline))
     }
+
+    // -- workflow: status, get_file (issue 13) --
+
+    /// A batch's progress (`GET /status/batch/{batch_id}`) as an `st.BatchStatus`.
+    fn status<'py>(&self, py: Python<'py>, batch_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        check_id("batch_id", batch_id).py_err()?;
+        let (api, retry, batch_id) = (self.api()?, self.retry(None), batch_id.to_owned());
+        let answer = wait(py, async move { fetch_status(&api, &batch_id, &retry).await })?.py_err()?;
+        batch_status(py, &answer)
+    }
+
+    /// `status` for asyncio.
+    fn status_async<'py>(&self, py: Python<'py>, batch_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        check_id("batch_id", batch_id).py_err()?;
+        let (api, retry, batch_id) = (self.api()?, self.retry(None), batch_id.to_owned());
+        awaitable(py, async move {
+            let answer = fetch_status(&api, &batch_id, &retry).await.py_err()?;
+            Python::attach(|py| batch_status(py, &answer).map(Bound::unbind))
+        })
+    }
+
+    /// One file's record (`GET /results/file/{file_id}`): a dict, or an `st.FileResult`.
+    #[pyo3(signature = (file_id, *, chunks=None, speech_information=None, as_dataclass=false))]
+    fn get_file<'py>(
+        &self,
+        py: Python<'py>,
+        file_id: &str,
+        chunks: Option<bool>,
+        speech_information: Option<bool>,
+        as_dataclass: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        check_id("file_id", file_id).py_err()?;
+        let query = FileQuery { file_id: file_id.to_owned(), chunks, speech_information };
+        let (api, retry) = (self.api()?, self.retry(None));
+        let body = wait(py, async move { fetch_file(&api, &query, &retry).await })?.py_err()?;
+        file_record(py, &body, as_dataclass)
+    }
+
+    /// `get_file` for asyncio.
+    #[pyo3(signature = (file_id, *, chunks=None, speech_information=None, as_dataclass=false))]
+    fn get_file_async<'py>(
+        &self,
+        py: Python<'py>,
+        file_id: &str,
+        chunks: Option<bool>,
+        speech_information: Option<bool>,
+        as_dataclass: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        check_id("file_id", file_id).py_err()?;
+        let query = FileQuery { file_id: file_id.to_owned(), chunks, speech_information };
+        let (api, retry) = (self.api()?, self.retry(None));
+        awaitable(py, async move {
+            let body = fetch_file(&api, &query, &retry).await.py_err()?;
+            Python::attach(|py| file_record(py, &body, as_dataclass).map(Bound::unbind))
+        })
+    }
+
+    // -- end workflow --
 
     fn __repr__(&self) -> String {
         format!(

@@ -5,6 +5,7 @@ mod errors;
 mod mock;
 mod page;
 mod records;
+mod status;
 mod stream;
 mod table;
 mod wait;

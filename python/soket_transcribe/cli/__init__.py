@@ -1,10 +1,12 @@
-"""`soket-transcribe`: export a batch's results, run the mock server, or watch the demo.
+"""`soket-transcribe`: follow a batch, export its results or subtitles, run the mock server, or watch the demo.
 
-    soket-transcribe results BATCH_ID > results.jsonl      # token from SOKET_API_TOKEN
+    soket-transcribe wait BATCH_ID && soket-transcribe results BATCH_ID > results.jsonl   # token from SOKET_API_TOKEN
+    soket-transcribe subtitles BATCH_ID -o subs/ --format vtt
     soket-transcribe mock-server --files 5000               # the embedded mock, in the foreground
     soket-transcribe demo                                   # the main job, end to end, locally
 
-Exit codes: 0 done, 1 the service or the connection failed, 2 bad arguments, 130 Ctrl-C.
+Exit codes: 0 done, 1 the service or the connection failed, 2 bad arguments, 3 `wait` timed out,
+130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soket-transcribe",
         description="Fetch Soket AI batch transcription results, fast.",
-        epilog="Exit codes: 0 done, 1 API or connection error, 2 bad arguments, 130 interrupted.",
+        epilog="Exit codes: 0 done, 1 API or connection error, 2 bad arguments, 3 wait timed out, 130 interrupted.",
     )
     service = argparse.ArgumentParser(add_help=False)
     service.add_argument(
@@ -83,6 +85,32 @@ def _parser() -> argparse.ArgumentParser:
     results.add_argument("--concurrency", type=int, default=4, metavar="C", help="pages fetched at once (default 4)")
     results.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     results.set_defaults(run=commands.results)
+
+    status = subcommands.add_parser(
+        "status",
+        parents=[service],
+        help="show a batch's progress",
+        description="Show a batch's progress: its status, files done, and the service's estimates.",
+    )
+    status.add_argument("batch_id", metavar="BATCH_ID")
+    status.add_argument("--json", action="store_true", help="the whole status answer as one JSON object")
+    status.set_defaults(run=commands.status)
+
+    wait = subcommands.add_parser(
+        "wait",
+        parents=[service],
+        help="wait until a batch is done (exit 0 done, 1 failed, 3 timed out)",
+        description="Poll a batch's status until its files are done, then show it. "
+        "Exit codes: 0 done, 1 the batch failed (or an error), 3 timed out.",
+    )
+    wait.add_argument("batch_id", metavar="BATCH_ID")
+    wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (default: never)")
+    wait.add_argument(
+        "--poll-interval", type=float, default=5.0, metavar="S", help="seconds between polls, at most 60 (default 5)"
+    )
+    wait.add_argument("--json", action="store_true", help="the final status answer as one JSON object")
+    wait.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    wait.set_defaults(run=commands.wait)
 
     subtitles = subcommands.add_parser(
         "subtitles",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -13,13 +14,14 @@ from collections import Counter
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from ..client import Client
-from ..errors import SoketError
+from ..errors import SoketError, WaitTimeoutError
+from ..models import BatchStatus
 from ..progress import NoBar, progress_bar
 from ..results import BatchResults
 from ..subtitles import write_subtitles
 from .sinks import SchemaMismatch, open_sink
 
-__all__ = ["error", "results", "subtitles", "mock_server", "demo"]
+__all__ = ["error", "results", "status", "wait", "subtitles", "mock_server", "demo"]
 
 
 def error(e: object) -> None:
@@ -138,6 +140,48 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+# -- status and wait -----------------------------------------------------------------------
+
+
+def status(args: argparse.Namespace) -> int:
+    answer = _client(args).status(args.batch_id)
+    _print_status(answer, args.json)
+    return 0
+
+
+def wait(args: argparse.Namespace) -> int:
+    client = _client(args)
+    progress = not args.no_progress and sys.stderr.isatty()
+    try:
+        answer = client.wait(args.batch_id, poll_interval=args.poll_interval, timeout=args.timeout, progress=progress)
+    except WaitTimeoutError as e:
+        error(e)
+        _print_status(e.status, args.json)
+        return 3
+    _print_status(answer, args.json)
+    if answer.status == "failed":
+        error(f"batch {args.batch_id} failed")
+        return 1
+    return 0
+
+
+def _print_status(answer: BatchStatus, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        return
+    print(f"batch     {answer.batch_id}")
+    print(f"status    {answer.status}")
+    if answer.total_files is not None:
+        print(
+            f"files     {answer.files_done:,} of {answer.total_files:,} done"
+            f" ({answer.files_completed or 0:,} completed, {answer.files_failed or 0:,} failed)"
+        )
+    if answer.estimated_audio_seconds is not None:
+        print(f"audio     {_duration(answer.estimated_audio_seconds)} (estimated)")
+    if answer.in_progress and answer.estimated_completion_seconds is not None:
+        print(f"left      {_duration(answer.estimated_completion_seconds)} (estimated)")
 
 
 # -- subtitles -----------------------------------------------------------------------------

@@ -1,0 +1,247 @@
+"""The workflow around the results: a batch's status, waiting for it, one file (over TCP, the mock)."""
+
+import asyncio
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+
+import pytest
+
+import soket_transcribe as st
+from soket_transcribe.testing import MockServer
+
+
+def polls(server, batch_id):
+    return sum(1 for r in server.requests if r["path"].endswith(f"/status/batch/{batch_id}"))
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+def test_status_counts_equal_the_results_endpoint(server, client):
+    status = client.status(server.batch_id)
+    records = list(client.iter_files(server.batch_id))
+    by_status = Counter(r["status"] for r in records)
+    assert isinstance(status, st.BatchStatus)
+    assert status.batch_id == server.batch_id
+    assert status.total_files == len(records) == 1234
+    assert (status.files_completed, status.files_failed) == (by_status["completed"], by_status["failed"])
+    assert status.extra["files_retrying"] == by_status["retrying"] > 0
+    assert status.extra["files_processing"] == by_status["processing"] > 0
+    assert status.status == "processing" and status.in_progress
+    assert status.estimated_audio_seconds > 0 and status.estimated_completion_seconds > 0
+    assert status.to_dict()["files_retrying"] == status.extra["files_retrying"]
+
+
+def test_status_async_is_the_same(server, client):
+    assert asyncio.run(client.status_async(server.batch_id)) == client.status(server.batch_id)
+
+
+def test_a_finished_batch_is_not_in_progress(client, server):
+    batch_id = server.add_batch(50, statuses={"completed": 0.8, "failed": 0.2})
+    status = client.status(batch_id)
+    assert status.status == "completed" and not status.in_progress
+    assert status.files_done == status.total_files == 50
+    assert status.estimated_completion_seconds == 0
+
+
+@pytest.mark.parametrize("http_status", [404, 200])
+def test_a_missing_batch_raises_batch_not_found_whatever_the_http_status(http_status):
+    with MockServer(10, not_found_status=http_status) as server:
+        client = st.Client(server.token, server.url)
+        with pytest.raises(st.BatchNotFoundError, match="batch not found"):
+            client.status("no-such-batch")
+        with pytest.raises(st.BatchNotFoundError):
+            asyncio.run(client.status_async("no-such-batch"))
+
+
+def test_status_refuses_a_bad_id_before_any_request(server, client):
+    for bad, message in [("", "batch_id must be a non-empty string"), ("..", "cannot be sent as a path segment")]:
+        with pytest.raises(ValueError, match=message):
+            client.status(bad)
+    assert server.requests == []
+
+
+def test_status_sends_the_id_as_one_encoded_segment(server, client):
+    with pytest.raises(st.BatchNotFoundError):
+        client.status("a/b?c")
+    assert server.requests[-1]["path"].endswith("/status/batch/a%2Fb%3Fc")
+
+
+def test_status_is_retried_like_a_page(server, client):
+    server.fail_next("status", 2, status=503)
+    assert client.status(server.batch_id).total_files == 1234
+    assert polls(server, server.batch_id) == 3
+
+
+# -- wait ----------------------------------------------------------------------------------
+
+
+def test_wait_returns_the_final_status_once_the_batch_is_done(server, client):
+    batch_id = server.add_batch(40, statuses={"processing": 0.5, "completed": 0.5}, processing_seconds=1.0)
+    began = time.monotonic()
+    final = client.wait(batch_id, poll_interval=0.1)
+    assert time.monotonic() - began >= 0.9
+    assert not final.in_progress and final.files_done == final.total_files == 40
+    # The service's estimate (about a second left) is worth more than polling every 0.1 s.
+    assert polls(server, batch_id) == 2
+    assert Counter(r["status"] for r in client.iter_files(batch_id))["processing"] == 0
+
+
+def test_wait_polls_no_more_often_than_the_interval(server, client):
+    batch_id = server.add_batch(10, statuses={"completed": 1.0}, grow_per_request=1)  # never done, no estimate
+    with pytest.raises(st.WaitTimeoutError) as e:
+        client.wait(batch_id, poll_interval=0.25, timeout=1.0)
+    assert 4 <= polls(server, batch_id) <= 5  # at 0, 0.25, 0.5, 0.75 and the deadline
+    assert isinstance(e.value, st.SoketError)
+
+
+def test_wait_times_out_with_the_last_status(server, client):
+    began = time.monotonic()
+    with pytest.raises(st.WaitTimeoutError, match=f"batch {server.batch_id} still processing after 0.5 s") as e:
+        client.wait(server.batch_id, poll_interval=0.1, timeout=0.5)
+    assert 0.5 <= time.monotonic() - began < 1.5
+    # The estimate (minutes) stretches the wait past the timeout: one poll, then one at the deadline.
+    assert polls(server, server.batch_id) == 2
+    assert isinstance(e.value.status, st.BatchStatus) and e.value.status.in_progress
+    assert e.value.status.total_files == 1234
+
+
+def test_wait_async(server, client):
+    batch_id = server.add_batch(20, statuses={"processing": 1.0}, processing_seconds=0.5)
+    final = asyncio.run(client.wait_async(batch_id, poll_interval=0.1, timeout=10))
+    assert final.status == "completed" and final.files_done == 20
+    with pytest.raises(st.WaitTimeoutError):
+        asyncio.run(client.wait_async(server.batch_id, poll_interval=0.1, timeout=0.2))
+
+
+def test_wait_lets_other_tasks_run(server, client):
+    batch_id = server.add_batch(20, statuses={"processing": 1.0}, processing_seconds=0.5)
+
+    async def main():
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.05)
+
+        ticker = asyncio.ensure_future(tick())
+        await client.wait_async(batch_id, poll_interval=0.1)
+        ticker.cancel()
+        return ticks
+
+    assert asyncio.run(main()) >= 5
+
+
+def test_wait_shows_files_done_over_total(server, client, capsys):
+    batch_id = server.add_batch(30, statuses={"processing": 1.0}, processing_seconds=0.3)
+    client.wait(batch_id, poll_interval=0.1, progress=True)
+    assert "30/30 files" in capsys.readouterr().err.replace("30.0/30.0", "30/30")
+    seen = []
+    client.wait(batch_id, poll_interval=0.1, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(30, 30)]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(poll_interval=0), r"poll_interval must be a number of seconds in \(0, 60\]; got 0"),
+        (dict(poll_interval=61), r"poll_interval must be .*; got 61"),
+        (dict(poll_interval=float("nan")), r"poll_interval must be .*; got nan"),
+        (dict(timeout=-1), "timeout must be None or a number of seconds >= 0; got -1"),
+        (dict(timeout=float("inf")), "timeout must be None or a number of seconds >= 0; got inf"),
+    ],
+)
+def test_wait_refuses_bad_arguments_before_any_request(server, client, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        client.wait(server.batch_id, **kwargs)
+    with pytest.raises(ValueError, match="batch_id must be a non-empty string"):
+        client.wait("")
+    assert server.requests == []
+
+
+def test_ctrl_c_stops_a_sync_wait_within_half_a_second(server):
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        import soket_transcribe as st
+        client = st.Client({server.token!r}, {server.url!r})
+        try:
+            client.wait({server.batch_id!r}, poll_interval=30)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, encoding="utf-8")
+    try:
+        deadline = time.monotonic() + 30
+        while polls(server, server.batch_id) == 0:  # the first poll is answered: it sleeps now
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        time.sleep(0.2)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline()
+        took = time.monotonic() - sent
+    finally:
+        proc.kill() if proc.poll() is None else None
+        proc.communicate(timeout=10)
+    assert line == "interrupted\n"
+    assert took < 0.5
+
+
+# -- one file ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [{}, dict(chunks=True, speech_information=True), dict(chunks=False)])
+def test_get_file_equals_the_record_in_the_batch(server, client, options):
+    records = list(client.iter_files(server.batch_id, limit=200, max_items=300, **options))
+    for record in records[::37]:
+        assert client.get_file(record["file_id"], **options) == record
+    failed = next(r for r in records if r["status"] == "failed")
+    assert client.get_file(failed["file_id"], **options) == failed
+    query = server.requests[-1]["query"]
+    for name, value in options.items():
+        assert f"{name}={'true' if value else 'false'}" in query
+
+
+def test_get_file_as_a_dataclass_and_async(server, client):
+    record = next(iter(client.iter_files(server.batch_id, status="completed", speech_information=True)))
+    typed = client.get_file(record["file_id"], speech_information=True, as_dataclass=True)
+    assert typed == st.FileResult.from_dict(record)
+    assert asyncio.run(client.get_file_async(record["file_id"], speech_information=True)) == record
+    typed = asyncio.run(client.get_file_async(record["file_id"], speech_information=True, as_dataclass=True))
+    assert typed == st.FileResult.from_dict(record)
+    assert st.to_srt(client.get_file(record["file_id"], speech_information=True)) == st.to_srt(record)
+
+
+@pytest.mark.parametrize("http_status", [404, 200])
+def test_a_missing_file_raises_file_result_not_found(http_status):
+    with MockServer(10, not_found_status=http_status) as server:
+        client = st.Client(server.token, server.url)
+        with pytest.raises(st.FileResultNotFoundError, match="file not found") as e:
+            client.get_file("no/such file")
+        assert isinstance(e.value, st.NotFoundError) and not isinstance(e.value, FileNotFoundError)
+        assert server.requests[-1]["path"].endswith("/results/file/no%2Fsuch%20file")
+        with pytest.raises(st.FileResultNotFoundError):
+            asyncio.run(client.get_file_async("nope"))
+
+
+def test_get_file_refuses_a_bad_id_before_any_request(server, client):
+    for bad, message in [("", "file_id must be a non-empty string"), (".", "cannot be sent as a path segment")]:
+        with pytest.raises(ValueError, match=message):
+            client.get_file(bad)
+    assert server.requests == []
+
+
+def test_the_token_never_shows_in_workflow_errors(server):
+    client = st.Client("sk-wrong-0123456789abcdef", server.url)
+    for call in (lambda: client.status(server.batch_id), lambda: client.get_file("x")):
+        with pytest.raises(st.AuthenticationError) as e:
+            call()
+        assert "sk-wrong-0123456789abcdef" not in str(e.value) + repr(e.value.body)
