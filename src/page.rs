@@ -113,6 +113,7 @@ impl Page {
     }
 }
 
+/// The keys of a page's shape: `files`/`total_files`/`file_id`, or the `jobs` ones when raw.
 struct Names {
     items: &'static str,
     total: &'static str,
@@ -134,7 +135,7 @@ fn id_hash(id: &str) -> u64 {
 
 /// Reads a page body. Errors name no page; the caller stamps it.
 pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
-    let n = names(raw);
+    let shape = names(raw);
     let format_error = |message: String, malformed: bool| Error::format(message, &body, malformed);
     let json_error = |e: jiter::JiterError| format_error(format!("response body is not valid JSON: {e}"), true);
 
@@ -175,8 +176,8 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
                     None => "unknown error".into(),
                 })
             }
-            k if k == n.total => meta.total = read_count(&mut jiter).map_err(json_error)?,
-            k if k == n.items => {
+            k if k == shape.total => meta.total = read_count(&mut jiter).map_err(json_error)?,
+            k if k == shape.items => {
                 let start = jiter.current_index();
                 if jiter.peek().map_err(json_error)? != Peek::Array {
                     return Err(field_error("an array"));
@@ -184,7 +185,7 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
                 let mut peek = jiter.known_array().map_err(json_error)?;
                 while let Some(p) = peek {
                     let begin = jiter.current_index();
-                    let key = read_record(&mut jiter, p, n.id).map_err(json_error)?;
+                    let key = read_record(&mut jiter, p, shape.id).map_err(json_error)?;
                     let span = begin..jiter.current_index();
                     let long_numbers = has_digit_run(&body[span.clone()], 19);
                     records.push(Record { span, key, long_numbers });
@@ -210,7 +211,7 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
         } else {
             String::new()
         };
-        return Err(format_error(format!("response has no {:?} array{hint}", n.items), false));
+        return Err(format_error(format!("response has no {:?} array{hint}", shape.items), false));
     };
     if !seen_total_pages {
         return Err(format_error("response has no \"total_pages\"".into(), false));

@@ -65,6 +65,7 @@ class PageStream:
     @property
     def done(self) -> bool: ...
 
+@disjoint_base
 class Client:
     """A client of the results API (`soket_transcribe.Client` subclasses it)."""
 

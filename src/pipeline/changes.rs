@@ -169,19 +169,20 @@ impl PagePipeline {
     /// The page handed over: the records first read, with those only the re-reads found
     /// around them (in page order), repeats dropped, `max_items` applied.
     pub(super) fn deliver(&mut self, held: Held, recovered: Option<[Page; 2]>) -> Result<Page> {
-        let Held { page, snapshot, reread } = held;
+        let Held { mut page, snapshot, reread } = held;
         let number = snapshot.number;
         let limit = self.page_size(&page);
-        let seen = &mut self.seen;
-        let mut page = page;
-        let repeated = page.retain(|r| r.key.is_none_or(|k| seen.insert(k)));
-        if let (Some(Reread { before, warned }), Some([mut again_before, mut again])) = (reread, recovered) {
-            let sizes = [before, snapshot, Snapshot::of(&again_before), Snapshot::of(&again)].map(|s| s.size(limit));
+        // Said (or raised) before anything is marked delivered, so going on after it loses nothing.
+        if let (Some(Reread { before, warned: false }), Some([again_before, again])) = (reread, &recovered) {
+            let sizes = [before, snapshot, Snapshot::of(again_before), Snapshot::of(again)].map(|s| s.size(limit));
             let spread = sizes.iter().max().unwrap_or(&0) - sizes.iter().min().unwrap_or(&0);
-            if spread >= limit && !warned {
+            if spread >= limit {
                 self.warn(gap(before.number, number, spread, limit), true, number)?;
             }
-            let seen = &mut self.seen;
+        }
+        let seen = &mut self.seen;
+        let repeated = page.retain(|r| r.key.is_none_or(|k| seen.insert(k)));
+        if let Some([mut again_before, mut again]) = recovered {
             // Records without an id cannot be told apart from those delivered: left out.
             again_before.retain(|r| r.key.is_some_and(|k| seen.insert(k)));
             again.retain(|r| r.key.is_some_and(|k| seen.insert(k)));
