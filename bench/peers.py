@@ -342,6 +342,37 @@ def ours_arrow(cfg: Config) -> Callable[[], Any]:
     return lambda: _client(cfg).iter_files(cfg.batch, limit=cfg.limit, speech_information=True).to_arrow(flatten=True)
 
 
+def ours_arrow_nested(cfg: Config) -> Callable[[], Any]:
+    """`.to_arrow()`: the nested table, each page read into Arrow on the client's threads."""
+    ours_pandas(cfg)
+    return lambda: _client(cfg).iter_files(cfg.batch, limit=cfg.limit, speech_information=True).to_arrow()
+
+
+def ours_arrow_async(cfg: Config) -> Callable[[], Any]:
+    """`await .to_arrow_async()` in a fresh event loop."""
+    import asyncio
+
+    ours_pandas(cfg)
+    return lambda: asyncio.run(
+        _client(cfg).iter_files(cfg.batch, limit=cfg.limit, speech_information=True).to_arrow_async()
+    )
+
+
+def duckdb_stream(cfg: Config) -> Callable[[], Any]:
+    """DuckDB reading the result through the Arrow PyCapsule stream (`select ... from res`)."""
+    ours_pandas(cfg)
+    try:
+        import duckdb
+    except ImportError:
+        raise NotImplementedError("duckdb is not installed") from None
+
+    def run() -> Any:
+        res = _client(cfg).iter_files(cfg.batch, limit=cfg.limit, speech_information=True)  # noqa: F841 (DuckDB reads it)
+        return duckdb.sql("select file_id, status, result.duration_seconds from res").to_arrow_table()
+
+    return run
+
+
 def _requests_records(cfg: Config) -> List[Dict[str, Any]]:
     records: List[Dict[str, Any]] = []
     for _, data in _requests_pages(cfg):
@@ -409,6 +440,9 @@ TABLES = {
         aiohttp_orjson_dataframe,
         ours_pandas_pyarrow_dtypes,
         ours_arrow,
+        ours_arrow_nested,
+        ours_arrow_async,
+        duckdb_stream,
     )
 }
 
@@ -475,15 +509,21 @@ def main() -> None:
     baseline = _status_kb("VmRSS")
     cpu_before = _thread_cpu()
     times = []
+    run_peak_kb = 0
     for i in range(args.warmup + args.runs):
         if args.peer in TABLES:
+            _reset_peak_rss()  # the run's own peak, not the previous run's checks below
+            before_kb = _status_kb("VmRSS")
             t0 = time.perf_counter()
             df = run()
             elapsed = time.perf_counter() - t0
+            run_peak_kb = max(run_peak_kb, _status_kb("VmHWM") - before_kb)
             ids = df["file_id"]  # a pandas Series or a pyarrow ChunkedArray
             tally = Tally()
             tally.stream({"file_id": i} for i in (ids.to_pylist() if hasattr(ids, "to_pylist") else ids.tolist()))
             out["shape"] = list(df.shape)
+            if hasattr(df, "nbytes"):  # a pyarrow Table: its buffers' size
+                out["table_mb"] = round(df.nbytes / 2**20, 1)
             del df
         else:
             tally = DeepTally() if args.verify else Tally()
@@ -498,6 +538,7 @@ def main() -> None:
         checksum=tally.result(),
         baseline_kb=baseline,
         peak_kb=_status_kb("VmHWM"),
+        run_peak_kb=run_peak_kb,  # tables: the most a run grew the RSS, its result included
         # CPU seconds per run and thread (threads that ended before now are not counted)
         cpu={k: round((v - cpu_before.get(k, 0.0)) / (args.warmup + args.runs), 3) for k, v in _thread_cpu().items()},
     )

@@ -39,6 +39,7 @@ BREAKDOWN = ["orjson_memory", "jiter_memory", "iterate_memory", "ours_pages"]
 PROJECTION = ["ours_fields", "ours_dataclass", "ours_sync", "orjson_memory"]
 TABLES = ["ours_pandas", "requests_dataframe", "requests_json_normalize", "aiohttp_orjson_dataframe"]
 TABLES_BREAKDOWN = ["ours_pandas_pyarrow_dtypes", "ours_arrow"]
+ARROW = ["ours_arrow_nested", "ours_arrow_async", "duckdb_stream"]  # against ours_sync (a `for` loop)
 PACKAGES = ["soket-transcribe", "requests", "httpx", "aiohttp", "orjson", "jiter", "pandas", "pyarrow", "psutil"]
 
 SERVER = """
@@ -323,7 +324,7 @@ def scenario_tables(args: argparse.Namespace, report: Report) -> None:
     with server_for(args, files) as srv:
         report.noise.append(f"tables, before: {noise()}")
         print("\n== tables: to a pandas DataFrame", flush=True)
-        res = rounds(TABLES + TABLES_BREAKDOWN, srv, args, n, warmup=1)
+        res = rounds(TABLES + TABLES_BREAKDOWN + ARROW + ["ours_sync"], srv, args, n, warmup=1)
         check_same({p: o for p, o in res.items() if ok(res, p)})
         report.noise.append(f"tables, after: {noise()}")
     base = median(res["requests_dataframe"])
@@ -348,6 +349,41 @@ def scenario_tables(args: argparse.Namespace, report: Report) -> None:
         report.target("tables, to_pandas() vs requests + pd.DataFrame", ">= 3x faster", f"{r:.2f}x", r >= 3)
     else:
         report.target("tables, to_pandas() vs requests + pd.DataFrame", ">= 3x faster", "not built yet", None)
+    arrow_table(res, n, report)
+
+
+def arrow_table(res: Dict[str, List[Dict[str, Any]]], n: int, report: Report) -> None:
+    """Arrow tables against iterating the same batch, with the peak memory against the table's size."""
+    loop = median(res["ours_sync"])
+    rows = []
+    for p in ["ours_sync"] + ARROW:
+        if not ok(res, p):
+            rows.append([p, "skipped", "", "", "", "", res[p][0]["skipped"] if res[p] else ""])
+            continue
+        m = median(res[p])
+        peak = statistics.median(mb_above(o) if p == "ours_sync" else o["run_peak_kb"] / 1024 for o in res[p])
+        table = res[p][0].get("table_mb") if p != "duckdb_stream" else None
+        ratio = f"{peak / table:.2f}x" if table else ""
+        rows.append([p, f"{m:.3f}", spread(res[p]), f"{m / loop:.2f}x", f"{peak:.0f}", f"{table or ''}", ratio])
+    report.table(
+        f"3b. Arrow: {res['ours_sync'][0]['count']:,} files to an Arrow table, against `for f in iter_files()`",
+        ["client", "median s", "min–max s", "time / ours_sync", "peak MB", "table MB", "peak / table"],
+        rows,
+        note=f"Median of {n} runs, after one warm-up run in the same process. `ours_arrow_nested` is "
+        "`.to_arrow()` (nested columns), `ours_arrow_async` `await .to_arrow_async()`, `duckdb_stream` "
+        "`duckdb.sql(\"select file_id, status, result.duration_seconds from res\")` over the Arrow stream. "
+        "Peak MB: how much a run raised the process's RSS at most (VmHWM, reset before each run, above "
+        "the RSS then; for ours_sync over its RSS before the first run); table MB: the table's Arrow "
+        "buffers (`Table.nbytes`).",
+    )
+    for p in ("ours_arrow_nested", "ours_arrow_async"):
+        if not ok(res, p):
+            continue
+        r = median(res[p]) / loop
+        report.target(f"tables, {p} vs for f in iter_files()", "<= 0.6x its time", f"{r:.2f}x", r <= 0.6)
+        table = res[p][0]["table_mb"]
+        r = statistics.median(o["run_peak_kb"] / 1024 for o in res[p]) / table
+        report.target(f"tables, {p} peak memory", "<= 1.5x the table", f"{r:.2f}x", r <= 1.5)
 
 
 def scenario_memory(args: argparse.Namespace, report: Report) -> None:
