@@ -179,7 +179,11 @@ impl ApiClient {
                     attempt += 1;
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     let what = page.map_or_else(|| url.path().to_owned(), |p| format!("page {p}"));
-                    log::info!("{what} failed ({err}); retry {attempt}/{} in {:.2}s", retry.max_retries, wait.as_secs_f64());
+                    log::info!(
+                        "{what} failed ({err}); retry {attempt}/{} in {:.2}s",
+                        retry.max_retries,
+                        wait.as_secs_f64()
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 Decision::GiveUp => {
@@ -248,7 +252,9 @@ fn status_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> Erro
     let reason = reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
     Error::Api {
         status,
-        message: format!("HTTP {status} {reason}: {}", excerpt_bytes(body, 200)).trim_end_matches([' ', ':']).to_owned(),
+        message: format!("HTTP {status} {reason}: {}", excerpt_bytes(body, 200))
+            .trim_end_matches([' ', ':'])
+            .to_owned(),
         body: excerpt_bytes(body, 2000),
         page: None,
         retry_after,
@@ -353,7 +359,10 @@ mod tests {
         assert_eq!(err(ClientConfig { concurrency: 0, ..good.clone() }), "concurrency must be between 1 and 64; got 0");
         assert!(err(ClientConfig { max_body_bytes: 0, ..good.clone() }).contains("max_body_bytes"));
         assert!(ApiClient::new(&ClientConfig { concurrency: 65, ..good }).is_err());
-        assert_eq!(seconds("timeout", -1.0).unwrap_err().to_string(), "timeout must be a positive number of seconds; got -1");
+        assert_eq!(
+            seconds("timeout", -1.0).unwrap_err().to_string(),
+            "timeout must be a positive number of seconds; got -1"
+        );
         assert!(seconds("timeout", f64::NAN).is_err() && seconds("timeout", 0.0).is_err());
         assert_eq!(seconds("timeout", 2.5).unwrap(), Duration::from_millis(2500));
     }

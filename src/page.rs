@@ -382,8 +382,14 @@ mod tests {
         let mut b = parse(r#"{"total_pages":2,"files":[{"file_id":"c","n":123456789012345678901}]}"#, false).unwrap();
         b.retain(|_| true);
         let merged = Page::concat(b.meta.clone(), &[&a, &b]);
-        assert_eq!(&*merged.records_json(), br#"[{"file_id":"a"},{"file_id":"b"},{"file_id":"c","n":123456789012345678901}]"#);
-        assert_eq!(merged.records.iter().map(|r| r.key).collect::<Vec<_>>(), [a.records[0].key, a.records[1].key, b.records[0].key]);
+        assert_eq!(
+            &*merged.records_json(),
+            br#"[{"file_id":"a"},{"file_id":"b"},{"file_id":"c","n":123456789012345678901}]"#
+        );
+        assert_eq!(
+            merged.records.iter().map(|r| r.key).collect::<Vec<_>>(),
+            [a.records[0].key, a.records[1].key, b.records[0].key]
+        );
         assert!(merged.records[2].long_numbers && merged.intact);
         assert_eq!(merged.record_json(1), br#"{"file_id":"b"}"#);
     }

@@ -164,7 +164,10 @@ mod tests {
             project(&["file_id", "status", "result.text"], record),
             r#"{"file_id":"a","status":"completed","result":{"text":"héllo \"x\""}}"#
         );
-        assert_eq!(project(&["result"], record), r#"{"result":{"text":"héllo \"x\"","segments":[1,2],"language":"hi"}}"#);
+        assert_eq!(
+            project(&["result"], record),
+            r#"{"result":{"text":"héllo \"x\"","segments":[1,2],"language":"hi"}}"#
+        );
         assert_eq!(project(&["result.text", "result"], record), project(&["result"], record), "the whole value wins");
     }
 
@@ -187,7 +190,8 @@ mod tests {
 
     #[test]
     fn a_page_keeps_ids_and_flags() {
-        let body = r#"{"total_pages":1,"files":[{"file_id":"a","n":123456789012345678901,"x":1},{"file_id":"b","n":1}]}"#;
+        let body =
+            r#"{"total_pages":1,"files":[{"file_id":"a","n":123456789012345678901,"x":1},{"file_id":"b","n":1}]}"#;
         let page = parse_page(Bytes::from(body), false, 1).unwrap();
         let narrowed = Projection::new(&["file_id"]).unwrap().apply(&page).unwrap();
         assert_eq!(&*narrowed.records_json(), br#"[{"file_id":"a"},{"file_id":"b"}]"#);

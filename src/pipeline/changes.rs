@@ -156,8 +156,9 @@ impl PagePipeline {
         let first = reread.before.number;
         let projection = self.options.projection.as_deref();
         let read = async |number: u64| {
-            let page = super::workers::fetch(&self.client, &self.query.with_page(number), &self.options.retry, projection)
-                .await?;
+            let page =
+                super::workers::fetch(&self.client, &self.query.with_page(number), &self.options.retry, projection)
+                    .await?;
             if page.meta.page != number {
                 return Err(wrong_page(number, page.meta.page));
             }

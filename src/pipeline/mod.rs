@@ -175,7 +175,8 @@ impl PagePipeline {
             let number = *number;
             let answer = answer.await;
             self.in_flight.pop_front();
-            let result = answer.unwrap_or_else(|_| Err(Error::internal(format!("the fetch of page {number} was lost"))));
+            let result =
+                answer.unwrap_or_else(|_| Err(Error::internal(format!("the fetch of page {number} was lost"))));
             match result.and_then(|page| self.check(number, page)) {
                 Ok(held) => self.held = Some(held),
                 Err(err) => return Err(self.stop_at(number, err)),

@@ -114,23 +114,36 @@ fn max_items_cuts_a_page_and_resume_starts_at_it() {
 #[test]
 fn paging_guards() {
     let server = MockServer::start(MockConfig { files: 10, ..MockConfig::default() }).unwrap();
-    let mut pipeline = PagePipeline::new(client(&server, 1), Query::new("b"), options(1)).unwrap();
+    let pipeline =
+        |limit| PagePipeline::new(client(&server, 1), Query { limit, ..Query::new("b") }, options(1)).unwrap();
     let page = |n: u64, pages: u64, files: &str| {
         let body = format!(r#"{{"page":{n},"total_pages":{pages},"total_files":9,"files":[{files}]}}"#);
         crate::page::parse_page(bytes::Bytes::from(body), false, n).unwrap()
     };
-    let mut accept = |n: u64, p: Page| pipeline.check(n, p).and_then(|held| pipeline.deliver(held, None));
-    accept(1, page(1, 3, r#"{"file_id":"a"}"#)).unwrap();
-    let wrong = accept(2, page(3, 3, "")).unwrap_err();
+    let accept = |pipeline: &mut PagePipeline, n: u64, p: Page| {
+        pipeline.check(n, p).and_then(|held| pipeline.deliver(held, None))
+    };
+    let mut growing = pipeline(1);
+    accept(&mut growing, 1, page(1, 3, r#"{"file_id":"a"}"#)).unwrap();
+    let wrong = accept(&mut growing, 2, page(3, 3, r#"{"file_id":"b"}"#)).unwrap_err();
     assert!(matches!(wrong, Error::Format { page: Some(2), .. }), "{wrong}");
     assert!(wrong.to_string().contains("asked for page 2"));
-    accept(2, page(2, 3, "")).unwrap();
-    accept(3, page(3, 4, r#"{"file_id":"c"}"#)).unwrap();
-    let progress = pipeline.progress();
-    assert!(progress.warnings.iter().any(|w| w.contains("page 2 holds 0 record(s), fewer than its limit")), "{:?}", progress.warnings);
-    assert!(progress.warnings.iter().any(|w| w.contains("changed while it was read")));
-    assert!(!progress.complete);
-    assert!(!progress.done, "a page count that grows extends the read");
+    accept(&mut growing, 2, page(2, 3, r#"{"file_id":"b"}"#)).unwrap();
+    accept(&mut growing, 3, page(3, 4, r#"{"file_id":"c"}"#)).unwrap();
+    assert!(growing.progress().warnings.iter().any(|w| w.contains("changed while it was read")));
+    assert!(
+        growing.progress().complete && !growing.progress().done,
+        "a page count that grows extends the read: {:?}",
+        growing.progress()
+    );
+    accept(&mut growing, 4, page(4, 4, r#"{"file_id":"d"}"#)).unwrap();
+    assert!(growing.progress().done);
+
+    let mut short = pipeline(2);
+    accept(&mut short, 1, page(1, 3, r#"{"file_id":"a"}"#)).unwrap();
+    let said = &short.progress().warnings;
+    assert!(said.iter().any(|w| w.contains("page 1 holds 1 record(s), fewer than its limit of 2")), "{said:?}");
+    assert!(!short.progress().complete);
 }
 
 #[test]
@@ -146,4 +159,48 @@ fn duplicates_are_dropped_with_a_warning() {
     assert_eq!(rest.iter().map(|p| p.1).sum::<usize>(), 35, "45 unique records in all");
     assert_eq!(pipeline.progress().duplicates_skipped, 2);
     assert!(pipeline.progress().warnings.iter().any(|w| w.contains("repeated 2")));
+}
+
+/// The file ids of every record delivered, in order.
+fn read_ids(pipeline: &mut PagePipeline) -> Vec<u64> {
+    crate::runtime::runtime().block_on(async {
+        let mut ids = Vec::new();
+        while let Some(page) = pipeline.next().await.unwrap() {
+            ids.extend(page.records.iter().map(|r| r.key.unwrap()));
+        }
+        ids
+    })
+}
+
+#[test]
+fn a_shrinking_view_is_read_again_around_each_drop_and_loses_nothing() {
+    use crate::mock::BatchSpec;
+    let server = MockServer::start(MockConfig { files: 0, ..MockConfig::default() }).unwrap();
+    let processing = Some(vec![("processing".to_string(), 1.0)]);
+    let twin = server
+        .add_batch(BatchSpec { files: 300, seed: 5, statuses: processing.clone(), ..BatchSpec::default() })
+        .unwrap();
+    let order = read_ids(
+        &mut PagePipeline::new(client(&server, 1), Query { limit: 200, ..Query::new(twin) }, options(1)).unwrap(),
+    );
+    for concurrency in [1, 4] {
+        let spec = BatchSpec {
+            files: 300,
+            seed: 5,
+            statuses: processing.clone(),
+            complete_per_request: 1,
+            ..BatchSpec::default()
+        };
+        let batch = server.add_batch(spec).unwrap();
+        let query = Query { limit: 50, status: Some(crate::query::Status::Processing), ..Query::new(batch.clone()) };
+        let mut pipeline = PagePipeline::new(client(&server, concurrency), query, options(concurrency)).unwrap();
+        let got = read_ids(&mut pipeline);
+        let answered = server.requests().iter().filter(|r| r.path.contains(&batch)).count();
+        let unique: std::collections::HashSet<u64> = got.iter().copied().collect();
+        assert_eq!(unique.len(), got.len(), "each record once");
+        assert!(order[answered..].iter().all(|id| unique.contains(id)), "every file that stayed processing");
+        assert!(pipeline.progress().complete && pipeline.progress().changed);
+        let pages = 6;
+        assert!(answered <= pages + 2 * (pages - 1), "at most two extra requests per drop: {answered}");
+    }
 }

@@ -43,7 +43,8 @@ pub fn as_dataclasses<'py>(
             let raw = alloc(cls.as_type_ptr(), 0);
             Bound::from_owned_ptr_or_err(py, raw)?
         };
-        let status = unsafe { pyo3::ffi::PyObject_GenericSetDict(instance.as_ptr(), fields.as_ptr(), std::ptr::null_mut()) };
+        let status =
+            unsafe { pyo3::ffi::PyObject_GenericSetDict(instance.as_ptr(), fields.as_ptr(), std::ptr::null_mut()) };
         if status != 0 {
             return Err(PyErr::fetch(py));
         }

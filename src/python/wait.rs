@@ -63,7 +63,8 @@ where
     if pyo3_async_runtimes::get_running_loop(py).is_ok() {
         return pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut);
     }
-    let start: StartFuture = Box::new(move |py| pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut));
+    let start: StartFuture =
+        Box::new(move |py| pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut));
     Ok(Bound::new(py, Deferred(std::sync::Mutex::new(Stage::NotStarted(start))))?.into_any())
 }
 
@@ -94,7 +95,9 @@ impl Deferred {
                 *stage = Stage::Running(iterator.clone_ref(py));
                 Ok(iterator.into_bound(py))
             }
-            Stage::Closed => Err(pyo3::exceptions::PyRuntimeError::new_err("cannot reuse an already awaited coroutine")),
+            Stage::Closed => {
+                Err(pyo3::exceptions::PyRuntimeError::new_err("cannot reuse an already awaited coroutine"))
+            }
         }
     }
 }
