@@ -166,7 +166,7 @@ def test_async_faults_are_retried_too(server):
 
 
 def test_batch_growing_while_read_yields_each_original_file_once(server):
-    growing = server.add_batch(files=500, seed=4, grow_per_request=7)
+    growing = server.add_batch(files=500, seed=4, grow_per_request=1)  # less than a page between reads
     client = st.Client(server.token, server.url, concurrency=2)
     res = client.iter_files(growing, limit=50)
     with pytest.warns(RuntimeWarning, match="changed while it was read"):
