@@ -42,6 +42,9 @@ fn reading_at_once() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
+/// Rows a batch of a whole table holds, about: pages are joined up to this.
+const BATCH_ROWS: usize = 4_096;
+
 /// Every remaining record of `stream` as one table, its schema that of all of them. Each page
 /// is read into Arrow on a blocking thread of the runtime as soon as it arrives, while the next
 /// ones are fetched, and its bytes are dropped once read; the per-page schemas are unified at
@@ -51,7 +54,9 @@ async fn read_table(stream: Py<PageStream>, progress: Option<Py<PyAny>>, shape: 
     let stream = stream.get();
     let handle = stream.progress_handle();
     let mut reading: VecDeque<JoinHandle<Result<PageTable>>> = VecDeque::new();
-    let mut builder = TableBuilder::new();
+    // Pages read, joined a group at a time (also on a blocking thread) into larger batches.
+    let mut group: Vec<PageTable> = Vec::new();
+    let mut groups: Vec<JoinHandle<Result<PageTable>>> = Vec::new();
     loop {
         let page = next_page(stream.claim()?, Arc::clone(&handle)).await.py_err()?;
         let done = page.is_none();
@@ -64,11 +69,22 @@ async fn read_table(stream: Py<PageStream>, progress: Option<Py<PyAny>>, shape: 
         }
         while reading.front().is_some_and(|r| done || r.is_finished() || reading.len() > reading_at_once()) {
             let read = reading.pop_front().expect("a page under way");
-            builder.push(read.await.map_err(reader_failed)?.py_err()?);
+            group.push(read.await.map_err(reader_failed)?.py_err()?);
+            if group.iter().map(PageTable::rows).sum::<usize>() >= BATCH_ROWS {
+                let pages = std::mem::take(&mut group);
+                groups.push(runtime().spawn_blocking(move || PageTable::concat(pages)));
+            }
         }
         if done {
             break;
         }
+    }
+    if !group.is_empty() {
+        groups.push(runtime().spawn_blocking(move || PageTable::concat(group)));
+    }
+    let mut builder = TableBuilder::new();
+    for joined in groups {
+        builder.push(joined.await.map_err(reader_failed)?.py_err()?);
     }
     let finish = move || -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let (schema, batches) = builder.finish()?;

@@ -97,6 +97,23 @@ impl PageTable {
         let batch = decode_page(inference.decoder(page.records.len())?, page)?;
         Ok(PageTable { inference, batch })
     }
+
+    /// Consecutive pages as one, their batches brought to their common schema and joined
+    /// (fewer, larger batches: each one costs its consumer a few objects more).
+    pub fn concat(pages: Vec<PageTable>) -> Result<PageTable> {
+        let mut inference = SchemaInference::new();
+        pages.iter().for_each(|p| inference.absorb(&p.inference));
+        let schema = inference.schema();
+        let batches =
+            pages.into_iter().map(|p| inference.conform(p.batch, &p.inference, &schema)).collect::<Result<Vec<_>>>()?;
+        let batch = arrow_select::concat::concat_batches(&schema, &batches)
+            .map_err(|e| Error::Internal(format!("joining pages into one batch: {e}")))?;
+        Ok(PageTable { inference, batch })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.batch.num_rows()
+    }
 }
 
 /// A whole table from pages read apart (in parallel, as they arrive), pushed in page order.

@@ -161,7 +161,8 @@ fn arrow_error(e: ArrowError) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{table, without_nulls};
+    use super::super::tests::{page, table, without_nulls};
+    use super::super::{PageTable, TableBuilder};
     use super::*;
     use arrow_array::types::Float64Type;
     use arrow_json::writer::{JsonArray, WriterBuilder};
@@ -200,6 +201,20 @@ mod tests {
             let (apart_schema, apart) = table(&pages);
             assert_eq!(apart_schema, schema, "{per_page} a page");
             assert_eq!(values(&apart), expected, "{per_page} a page");
+        }
+        // Pages joined in groups first, then unified, give the same again.
+        for group in [2, 3] {
+            let mut builder = TableBuilder::new();
+            let pages: Vec<_> =
+                RECORDS.chunks(1).enumerate().map(|(i, r)| PageTable::read(&page(i as u64 + 1, r)).unwrap()).collect();
+            let mut pages = pages.into_iter().peekable();
+            while pages.peek().is_some() {
+                builder.push(PageTable::concat(pages.by_ref().take(group).collect()).unwrap());
+            }
+            let (grouped_schema, batches) = builder.finish().unwrap();
+            assert_eq!(grouped_schema, schema, "groups of {group}");
+            let grouped = arrow_select::concat::concat_batches(&schema, &batches).unwrap();
+            assert_eq!(values(&grouped), expected, "groups of {group}");
         }
     }
 
