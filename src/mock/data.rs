@@ -1,11 +1,9 @@
 //! The records the mock serves: deterministic for (seed, file index), realistic in shape
 //! and in size (see `API.md`), and written straight into the response buffer.
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
-
 use super::json::{push_fixed, push_str, push_timestamp, push_uint};
 use super::rng::{hash, unit, Rng};
+use super::words::{ASCII_STEMS, CJK_STEMS, EMOJI_STEMS, ENGLISH, FRENCH_STEMS, HINDI, HINDI_STEMS};
 
 pub(crate) const COMPLETED: u8 = 0;
 pub(crate) const FAILED: u8 = 1;
@@ -164,38 +162,6 @@ pub(crate) struct Include {
     pub speech: bool,
 }
 
-/// The word and file-name lists, kept as data (`words.txt`) rather than as code.
-struct Vocabulary {
-    hindi: Vec<&'static str>,
-    english: Vec<&'static str>,
-    ascii_stems: Vec<&'static str>,
-    hindi_stems: Vec<&'static str>,
-    french_stems: Vec<&'static str>,
-    cjk_stems: Vec<&'static str>,
-    emoji_stems: Vec<&'static str>,
-}
-
-static VOCABULARY: LazyLock<Vocabulary> = LazyLock::new(|| {
-    let mut lists: HashMap<&str, Vec<&'static str>> = HashMap::new();
-    let mut current = None;
-    for line in include_str!("words.txt").lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        match line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            Some(name) => current = Some(name),
-            None => lists.entry(current.expect("words.txt starts with a [list]")).or_default().push(line),
-        }
-    }
-    let mut take = |name: &str| lists.remove(name).unwrap_or_else(|| panic!("words.txt has no [{name}]"));
-    Vocabulary {
-        hindi: take("hindi"),
-        english: take("english"),
-        ascii_stems: take("ascii_stems"),
-        hindi_stems: take("hindi_stems"),
-        french_stems: take("french_stems"),
-        cjk_stems: take("cjk_stems"),
-        emoji_stems: take("emoji_stems"),
-    }
-});
-
 const EXTENSIONS: &[&str] = &["wav", "mp3", "m4a", "flac"];
 const ODD_STEMS: &[&str] = &["take \"final\" v2", "C:\\recordings\\clip", "tab\there", "Recording (2)"];
 
@@ -239,14 +205,13 @@ struct Facts {
 impl Facts {
     fn new(seed: u64, index: u64) -> Facts {
         let mut rng = Rng::new(seed, index, SALT_FACTS);
-        let vocabulary = &*VOCABULARY;
         let family = rng.below(100);
         let stem = match family {
-            0..=54 => rng.pick(&vocabulary.ascii_stems),
-            55..=69 => rng.pick(&vocabulary.hindi_stems),
-            70..=81 => rng.pick(&vocabulary.french_stems),
-            82..=91 => rng.pick(&vocabulary.cjk_stems),
-            92..=97 => rng.pick(&vocabulary.emoji_stems),
+            0..=54 => rng.pick(&ASCII_STEMS),
+            55..=69 => rng.pick(&HINDI_STEMS),
+            70..=81 => rng.pick(&FRENCH_STEMS),
+            82..=91 => rng.pick(&CJK_STEMS),
+            92..=97 => rng.pick(&EMOJI_STEMS),
             _ => rng.pick(ODD_STEMS),
         };
         let number = rng.below(100_000);
@@ -261,8 +226,7 @@ impl Facts {
         for count in segment_words.iter_mut().take(segments) {
             *count = rng.between(2, 5) as usize;
             for _ in 0..*count {
-                words[n] =
-                    if rng.chance(hindi_share) { rng.pick(&vocabulary.hindi) } else { rng.pick(&vocabulary.english) };
+                words[n] = if rng.chance(hindi_share) { rng.pick(&HINDI) } else { rng.pick(&ENGLISH) };
                 n += 1;
             }
         }
@@ -522,7 +486,7 @@ mod tests {
 
     #[test]
     fn vocabulary_needs_no_escaping() {
-        for w in VOCABULARY.hindi.iter().chain(&VOCABULARY.english) {
+        for w in HINDI.iter().chain(&ENGLISH) {
             assert!(!w.contains(['"', '\\', ' ']) && !w.chars().any(char::is_control), "{w}");
         }
     }

@@ -22,6 +22,7 @@ mod rng;
 mod server;
 #[cfg(test)]
 mod tests;
+mod words;
 
 pub use batch::GrowAt;
 pub use faults::FaultKind;

@@ -42,7 +42,7 @@ use crate::mock::{BatchSpec, FaultKind, GrowAt, MockConfig, MockServer};
 ///         to the same path and query under it.
 ///     processing_seconds: None: `processing`/`retrying` files stay so. A number S: each
 ///         reaches its final status (completed or failed, drawn per file) at a moment within
-///         S seconds after its batch was created; the results and status endpoints agree at
+///         S seconds after it joined its batch; the results and status endpoints agree at
 ///         every moment, and the batch's status is `completed` once none is left.
 ///     log_limit: the request log (`requests`) keeps the last this many requests, about
 ///         600 bytes each, so that a long-running server stays bounded; `requests_total`
