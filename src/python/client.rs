@@ -18,7 +18,7 @@ use crate::status::{check_id, fetch_file, fetch_status, FileQuery};
 use super::errors::IntoPyResult;
 use super::page::PyPage;
 use super::status::{batch_status, file_record};
-use super::stream::PageStream;
+use super::stream::PyPageStream;
 use super::wait::{awaitable, wait};
 
 const TOKEN_ENV: &str = "SOKET_API_TOKEN";
@@ -263,7 +263,7 @@ impl PyClient {
         max_retries: Option<u32>,
         fields: Option<Vec<String>>,
         on_change: &str,
-    ) -> PyResult<PageStream> {
+    ) -> PyResult<PyPageStream> {
         let start_page = positive_page("start_page", start_page)?;
         let end_page = end_page.map(|e| positive_page("end_page", e)).transpose()?;
         let query = build_query(batch_id, start_page, limit, status, raw, chunks, speech_information)?;
@@ -279,7 +279,7 @@ impl PyClient {
             ..PipelineOptions::new(self.config.concurrency, self.retry(max_retries))
         };
         let pipeline = PagePipeline::new(self.api()?, query, options).py_err()?;
-        Ok(PageStream::new(pipeline))
+        Ok(PyPageStream::new(pipeline))
     }
 
     // -- workflow: status, get_file (issue 13) --

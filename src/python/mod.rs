@@ -44,9 +44,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wait::_shutdown, m)?)?;
     m.add_class::<client::PyClient>()?;
     m.add_class::<page::PyPage>()?;
-    m.add_class::<stream::PageStream>()?;
-    m.add_class::<stream::FetchedPage>()?;
-    m.add_class::<stream::Ready>()?;
+    m.add_class::<stream::PyPageStream>()?;
+    m.add_class::<stream::PyFetchedPage>()?;
+    m.add_class::<stream::PyReady>()?;
     m.add_function(wrap_pyfunction!(records::as_dataclasses, m)?)?;
     wait::register(m)?;
     mock::register(m)?;

@@ -1,4 +1,4 @@
-//! `_core.PageStream`: the page pipeline as a Python iterator, sync and async.
+//! `_core.PyPageStream`: the page pipeline as a Python iterator, sync and async.
 //! Both faces drive the same `PagePipeline`; they differ only in how they wait.
 
 use std::sync::Arc;
@@ -15,17 +15,17 @@ use super::page::PyPage;
 use super::wait::{awaitable, ready_now, wait};
 
 /// The pages of one query, in order, each once. Single consumer.
-#[pyclass(frozen, module = "soket_transcribe._core")]
-pub struct PageStream {
+#[pyclass(frozen, name = "PageStream", module = "soket_transcribe._core")]
+pub struct PyPageStream {
     pipeline: Arc<Mutex<PagePipeline>>,
     /// A copy of the pipeline's progress, readable while a fetch is under way.
     progress: Arc<std::sync::Mutex<Progress>>,
 }
 
-impl PageStream {
-    pub fn new(pipeline: PagePipeline) -> PageStream {
+impl PyPageStream {
+    pub fn new(pipeline: PagePipeline) -> PyPageStream {
         let progress = pipeline.progress().clone();
-        PageStream { pipeline: Arc::new(Mutex::new(pipeline)), progress: Arc::new(std::sync::Mutex::new(progress)) }
+        PyPageStream { pipeline: Arc::new(Mutex::new(pipeline)), progress: Arc::new(std::sync::Mutex::new(progress)) }
     }
 
     pub(super) fn claim(&self) -> PyResult<OwnedMutexGuard<PagePipeline>> {
@@ -70,35 +70,35 @@ pub(super) async fn next_page(
 /// A fetched page handed to asyncio still as bytes: the event loop's thread parses it
 /// (`parse()`), so a runtime thread does not hold the GIL for the parse while the loop waits.
 #[pyclass(frozen, name = "_FetchedPage", module = "soket_transcribe._core")]
-pub struct FetchedPage(Page);
+pub struct PyFetchedPage(Page);
 
 #[pymethods]
-impl FetchedPage {
+impl PyFetchedPage {
     /// The page, its records parsed into Python objects.
     fn parse(&self, py: Python<'_>) -> PyResult<PyPage> {
         PyPage::from_page(py, &self.0)
     }
 }
 
-fn fetched(result: Result<Option<Page>, crate::error::Error>) -> PyResult<FetchedPage> {
+fn fetched(result: Result<Option<Page>, crate::error::Error>) -> PyResult<PyFetchedPage> {
     match result.py_err()? {
-        Some(page) => Ok(FetchedPage(page)),
+        Some(page) => Ok(PyFetchedPage(page)),
         None => Err(PyStopAsyncIteration::new_err(())),
     }
 }
 
 /// An awaitable already finished: awaiting it returns the page (or raises) at once.
 #[pyclass(name = "_Ready", module = "soket_transcribe._core")]
-pub struct Ready(Option<PyResult<Py<FetchedPage>>>);
+pub struct PyReady(Option<PyResult<Py<PyFetchedPage>>>);
 
-impl Ready {
-    fn new(py: Python<'_>, result: Result<Option<Page>, crate::error::Error>) -> PyResult<Ready> {
-        Ok(Ready(Some(fetched(result).and_then(|page| Py::new(py, page)))))
+impl PyReady {
+    fn new(py: Python<'_>, result: Result<Option<Page>, crate::error::Error>) -> PyResult<PyReady> {
+        Ok(PyReady(Some(fetched(result).and_then(|page| Py::new(py, page)))))
     }
 }
 
 #[pymethods]
-impl Ready {
+impl PyReady {
     fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
@@ -117,7 +117,7 @@ impl Ready {
 }
 
 #[pymethods]
-impl PageStream {
+impl PyPageStream {
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
@@ -139,7 +139,7 @@ impl PageStream {
         // does when an item is waiting). Otherwise the same future finishes on the runtime.
         if let Ok(guard) = Arc::clone(&self.pipeline).try_lock_owned() {
             return match ready_now(next_page(guard, progress)) {
-                Ok(result) => Ready::new(py, result).and_then(|r| Ok(Bound::new(py, r)?.into_any())),
+                Ok(result) => PyReady::new(py, result).and_then(|r| Ok(Bound::new(py, r)?.into_any())),
                 Err(pending) => awaitable(py, async move { fetched(pending.await) }),
             };
         }

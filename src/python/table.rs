@@ -16,7 +16,7 @@ use crate::runtime::runtime;
 use crate::table::{self, PageBatcher, PageTable, TableBuilder};
 
 use super::errors::IntoPyResult;
-use super::stream::{next_page, PageStream};
+use super::stream::{next_page, PyPageStream};
 use super::wait::{awaitable, wait};
 
 /// Struct columns flattened and/or a list column exploded, as asked.
@@ -50,7 +50,7 @@ const BATCH_ROWS: usize = 4_096;
 /// ones are fetched, and its bytes are dropped once read; the per-page schemas are unified at
 /// the end. `progress(items_delivered, total)` is called after each page, the only moment the
 /// GIL is taken.
-async fn read_table(stream: Py<PageStream>, progress: Option<Py<PyAny>>, shape: Shape) -> PyResult<PyTable> {
+async fn read_table(stream: Py<PyPageStream>, progress: Option<Py<PyAny>>, shape: Shape) -> PyResult<PyTable> {
     let stream = stream.get();
     let handle = stream.progress_handle();
     let mut reading: VecDeque<JoinHandle<Result<PageTable>>> = VecDeque::new();
@@ -108,7 +108,7 @@ fn reader_failed(e: tokio::task::JoinError) -> PyErr {
 #[pyo3(signature = (stream, *, progress=None, flatten=false, explode=None))]
 pub fn read_arrow(
     py: Python<'_>,
-    stream: Py<PageStream>,
+    stream: Py<PyPageStream>,
     progress: Option<Py<PyAny>>,
     flatten: bool,
     explode: Option<String>,
@@ -121,7 +121,7 @@ pub fn read_arrow(
 #[pyo3(signature = (stream, *, progress=None, flatten=false, explode=None))]
 pub fn read_arrow_async(
     py: Python<'_>,
-    stream: Py<PageStream>,
+    stream: Py<PyPageStream>,
     progress: Option<Py<PyAny>>,
     flatten: bool,
     explode: Option<String>,
@@ -130,9 +130,9 @@ pub fn read_arrow_async(
 }
 
 /// One Arrow record batch per page, as pages arrive (`for batch in arrow_batches(stream)`).
-#[pyclass(frozen, module = "soket_transcribe._core")]
-pub struct ArrowBatches {
-    stream: Py<PageStream>,
+#[pyclass(frozen, name = "ArrowBatches", module = "soket_transcribe._core")]
+pub struct PyArrowBatches {
+    stream: Py<PyPageStream>,
     batcher: Mutex<PageBatcher>,
     shape: Shape,
 }
@@ -144,17 +144,17 @@ pub struct ArrowBatches {
 #[pyfunction]
 #[pyo3(signature = (stream, *, schema=None, flatten=false, explode=None))]
 pub fn arrow_batches(
-    stream: Py<PageStream>,
+    stream: Py<PyPageStream>,
     schema: Option<PySchema>,
     flatten: bool,
     explode: Option<String>,
-) -> ArrowBatches {
+) -> PyArrowBatches {
     let batcher = Mutex::new(PageBatcher::new(schema.map(PySchema::into_inner)));
-    ArrowBatches { stream, batcher, shape: Shape { flatten, explode } }
+    PyArrowBatches { stream, batcher, shape: Shape { flatten, explode } }
 }
 
 #[pymethods]
-impl ArrowBatches {
+impl PyArrowBatches {
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
@@ -194,6 +194,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_arrow, m)?)?;
     m.add_function(wrap_pyfunction!(read_arrow_async, m)?)?;
     m.add_function(wrap_pyfunction!(arrow_batches, m)?)?;
-    m.add_class::<ArrowBatches>()?;
+    m.add_class::<PyArrowBatches>()?;
     Ok(())
 }

@@ -65,7 +65,7 @@ where
     }
     let start: StartFuture =
         Box::new(move |py| pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut));
-    Ok(Bound::new(py, Deferred(std::sync::Mutex::new(Stage::NotStarted(start))))?.into_any())
+    Ok(Bound::new(py, PyDeferred(std::sync::Mutex::new(Stage::NotStarted(start))))?.into_any())
 }
 
 type StartFuture = Box<dyn for<'a> FnOnce(Python<'a>) -> PyResult<Bound<'a, PyAny>> + Send>;
@@ -80,9 +80,9 @@ enum Stage {
 /// An awaitable made where no event loop ran, and a coroutine (`asyncio.run` takes it): its
 /// future starts on the loop that first drives it.
 #[pyclass(frozen, name = "_Deferred", module = "soket_transcribe._core")]
-pub struct Deferred(std::sync::Mutex<Stage>);
+pub struct PyDeferred(std::sync::Mutex<Stage>);
 
-impl Deferred {
+impl PyDeferred {
     fn running<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let mut stage = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match std::mem::replace(&mut *stage, Stage::Closed) {
@@ -103,7 +103,7 @@ impl Deferred {
 }
 
 #[pymethods]
-impl Deferred {
+impl PyDeferred {
     fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
@@ -147,7 +147,7 @@ impl Deferred {
 
 /// `asyncio.run` and `create_task` take only coroutines: `_Deferred` is registered as one.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Deferred>()?;
+    m.add_class::<PyDeferred>()?;
     let coroutine = m.py().import("collections.abc")?.getattr("Coroutine")?;
     coroutine.call_method1("register", (m.getattr("_Deferred")?,))?;
     Ok(())
