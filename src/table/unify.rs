@@ -243,4 +243,56 @@ mod tests {
             [Some(r#"{"a":1.5,"c":["x",{"d":true}]}"#), Some(r#"{"a":2.0,"e":{"f":"g"}}"#), Some(r#""plain""#)]
         );
     }
+
+    /// Numbers as doubles: a value's JSON text may be written as `2` on one side, `2.0` on the other.
+    fn numbers_as_doubles(v: &Value) -> Value {
+        match v {
+            Value::Number(n) => serde_json::json!(n.as_f64().unwrap()),
+            Value::Array(a) => Value::Array(a.iter().map(numbers_as_doubles).collect()),
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), numbers_as_doubles(v))).collect()),
+            v => v.clone(),
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            (-3i64..3).prop_map(|i| i.to_string()),
+            Just("9007199254740993".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            (-3i64..3).prop_map(|i| format!("{i}.5")),
+            "[a-c\"é]{0,3}".prop_map(|t| serde_json::to_string(&t).unwrap()),
+        ];
+        leaf.prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::btree_map("[abc]", inner, 0..3).prop_map(|m| {
+                    let members: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_split_into_pages_gives_the_one_pass_table(
+            records in proptest::collection::vec(proptest::collection::btree_map("[xyz]", json_value(), 0..3), 1..10),
+            per_page in 1usize..4,
+        ) {
+            let records: Vec<String> = records
+                .iter()
+                .map(|m| format!("{{{}}}", m.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(",")))
+                .collect();
+            let records: Vec<&str> = records.iter().map(String::as_str).collect();
+            let (schema, whole) = table(&[&records]);
+            let pages: Vec<&[&str]> = records.chunks(per_page).collect();
+            let (apart_schema, apart) = table(&pages);
+            proptest::prop_assert_eq!(apart_schema, schema);
+            let normal = |b: &RecordBatch| values(b).iter().map(numbers_as_doubles).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(normal(&apart), normal(&whole));
+        }
+    }
 }
