@@ -282,8 +282,6 @@ impl PyClient {
         Ok(PyPageStream::new(pipeline))
     }
 
-    // -- workflow: status, get_file (issue 13) --
-
     /// A batch's progress (`GET /status/batch/{batch_id}`) as an `st.BatchStatus`.
     fn status<'py>(&self, py: Python<'py>, batch_id: &str) -> PyResult<Bound<'py, PyAny>> {
         check_id("batch_id", batch_id).py_err()?;
@@ -337,8 +335,6 @@ impl PyClient {
             Python::attach(|py| file_record(py, &body, as_dataclass).map(Bound::unbind))
         })
     }
-
-    // -- end workflow --
 
     fn __repr__(&self) -> String {
         format!(

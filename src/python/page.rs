@@ -10,7 +10,8 @@ use crate::page::Page;
 
 use super::errors::to_pyerr;
 
-const PARSER: PythonParse = PythonParse {
+/// Exact (integers beyond 64 bits kept), keys cached: the parse of records wherever orjson is not used.
+pub(super) const PARSER: PythonParse = PythonParse {
     allow_inf_nan: false,
     cache_mode: StringCacheMode::Keys,
     partial_mode: PartialMode::Off,

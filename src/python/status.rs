@@ -1,7 +1,6 @@
 //! The answers of `Client.status` and `Client.get_file` as Python objects: `st.BatchStatus`,
 //! and a file's record as a dict (or `st.FileResult`).
 
-use jiter::{FloatMode, PartialMode, PythonParse, StringCacheMode};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
@@ -10,15 +9,9 @@ use crate::error::Error;
 use crate::status::BatchStatus;
 
 use super::errors::to_pyerr;
-
 // One record: jiter alone (exact for integers beyond 64 bits); orjson's edge is on whole pages.
-const PARSER: PythonParse = PythonParse {
-    allow_inf_nan: false,
-    cache_mode: StringCacheMode::Keys,
-    partial_mode: PartialMode::Off,
-    catch_duplicate_keys: false,
-    float_mode: FloatMode::Float,
-};
+use super::page::PARSER;
+
 
 static MODELS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
