@@ -1,10 +1,8 @@
 """res.to_dask(): a batch read by the workers of a real Dask cluster (two processes), page ranges each."""
 
-import collections
 import dataclasses
 import json
 import pickle
-from urllib.parse import parse_qs
 
 import dask
 import pandas as pd
@@ -16,6 +14,7 @@ from dask.dataframe.utils import assert_eq  # noqa: E402
 import soket_transcribe as st  # noqa: E402
 from soket_transcribe.dask_reader import to_dask  # noqa: E402
 from soket_transcribe.testing import MockServer  # noqa: E402
+from requests_log import pages_requested  # noqa: E402
 
 TOKEN = "sekrit-dask-token-93"
 
@@ -44,14 +43,6 @@ def cluster():
 @pytest.fixture
 def client(server):
     return st.Client(TOKEN, server.url, max_retries=1)
-
-
-def pages_requested(server, batch_id):
-    counts = collections.Counter()
-    for request in server.requests:
-        if request["path"].endswith("/" + batch_id):
-            counts[int(parse_qs(request["query"])["page"][0])] += 1
-    return counts
 
 
 def one_process(client, batch_id, limit):

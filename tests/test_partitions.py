@@ -1,12 +1,10 @@
 """st.BatchPartition: a batch split into page ranges that fetch exactly their own pages."""
 
-import collections
 import json
 import multiprocessing
 import os
 import pickle
 import sys
-from urllib.parse import parse_qs
 
 import cloudpickle
 import dask.base
@@ -17,6 +15,7 @@ import soket_transcribe as st
 from soket_transcribe import partitions as partitions_module
 from soket_transcribe.fixed_schema import conform, plan_schema
 from soket_transcribe.testing import MockServer
+from requests_log import pages_requested
 
 TOKEN = "sekrit-partition-token-41"
 
@@ -31,15 +30,6 @@ def server():
 @pytest.fixture
 def client(server):
     return st.Client(TOKEN, server.url, max_retries=1)
-
-
-def pages_requested(server, batch_id):
-    """How many times each page of `batch_id` was requested, from the mock's log."""
-    counts = collections.Counter()
-    for request in server.requests:
-        if request["path"].endswith("/" + batch_id):
-            counts[int(parse_qs(request["query"])["page"][0])] += 1
-    return counts
 
 
 def test_partitions_cover_the_batch_in_page_ranges_with_exact_row_counts(server, client):

@@ -1,8 +1,5 @@
 """res.to_ray(): a batch read by the read tasks of a real Ray cluster (two CPUs), a page a block."""
 
-import collections
-from urllib.parse import parse_qs
-
 import pyarrow as pa
 import pytest
 
@@ -11,6 +8,7 @@ import ray.data  # noqa: E402
 
 import soket_transcribe as st  # noqa: E402
 from soket_transcribe.testing import MockServer  # noqa: E402
+from requests_log import pages_requested  # noqa: E402
 
 TOKEN = "sekrit-ray-token-27"
 
@@ -37,14 +35,6 @@ def cluster():
 @pytest.fixture
 def client(server):
     return st.Client(TOKEN, server.url, max_retries=1)
-
-
-def pages_requested(server, batch_id):
-    counts = collections.Counter()
-    for request in server.requests:
-        if request["path"].endswith("/" + batch_id):
-            counts[int(parse_qs(request["query"])["page"][0])] += 1
-    return counts
 
 
 def test_to_ray_equals_one_process_and_fetches_every_page_once(server, client, cluster):
