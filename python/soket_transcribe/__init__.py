@@ -30,6 +30,7 @@ from .errors import (
     SoketError,
     WaitTimeoutError,
 )
+from .follow import FollowResults
 from .models import BatchStatus, FileResult, JobResult
 from .partitions import BatchPartition
 from .results import BatchResults
@@ -54,6 +55,7 @@ __all__ = [
     "__version__",
     "Client",
     "BatchResults",
+    "FollowResults",
     "BatchPartition",
     "Page",
     "FileResult",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from . import _core, waiting
+from .follow import FollowResults
 from .models import BatchStatus
 from .partitions import BatchQuery, BatchRead
 from .progress import ProgressArg
@@ -100,6 +101,39 @@ class Client(_core.Client):
     ) -> BatchStatus:
         """`wait` for asyncio."""
         return await waiting.wait_async(self, batch_id, poll_interval=poll_interval, timeout=timeout, progress=progress)
+
+    def follow(
+        self,
+        batch_id: str,
+        *,
+        poll_interval: float = 5.0,
+        timeout: Optional[float] = None,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        as_dataclass: bool = False,
+        fields: Optional[Sequence[str]] = None,
+        progress: ProgressArg = False,
+        limit: int = 200,
+    ) -> FollowResults:
+        """Every file of a batch, each once, as soon as a poll finds it final (`completed` or
+        `failed`), until every file is: for `for` or `async for`.
+
+        The first poll reads every page; later ones, at most every `poll_interval` seconds, read
+        only the pages that still hold a file in flight. `timeout` raises `WaitTimeoutError` once
+        every file final by then was yielded. Nothing is fetched until iteration starts.
+        """
+        return FollowResults(
+            self,
+            batch_id,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            limit=limit,
+            chunks=chunks,
+            speech_information=speech_information,
+            as_dataclass=as_dataclass,
+            fields=_fields(fields),
+            progress=progress,
+        )
 
     def _results(
         self, query: BatchQuery, start_page: int, max_items: Optional[int], as_dataclass: bool, on_change: str

@@ -1,0 +1,393 @@
+"""`Client.follow`: every file of a running batch, each once, as soon as a poll finds it final.
+
+The unfiltered view of a batch holds its files, fixed at submission, in a stable order, whatever
+their status. The first poll reads every page; later polls re-read only the pages that still
+hold a file that is not final (`completed` or `failed`). Both faces (`for`, `async for`) follow
+one plan (`_FollowPlan`): they differ only in how they fetch and sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import warnings
+from collections import deque
+from typing import TYPE_CHECKING, Any, AsyncIterator, Deque, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Type
+
+from . import _core
+from .errors import APIError, BatchNotFoundError, ResponseFormatError, WaitTimeoutError
+from .models import BatchStatus, FileResult
+from .progress import ProgressArg, close_progress, progress_callback
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["FollowResults", "FINAL_STATES"]
+
+#: The states a file never leaves.
+FINAL_STATES = frozenset({"completed", "failed"})
+
+# Needed to tell a record's finality and identity, whatever `fields=` asks for.
+_KEYS = ("file_id", "status")
+
+
+def _run_ranges(pages: Sequence[int]) -> List[Tuple[int, int]]:
+    """Sorted page numbers as runs of consecutive pages: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: List[Tuple[int, int]] = []
+    for number in sorted(pages):
+        if runs and runs[-1][1] + 1 == number:
+            runs[-1] = (runs[-1][0], number)
+        else:
+            runs.append((number, number))
+    return runs
+
+
+class _FollowPlan:
+    """What a follow knows between polls: which pages to read, which records are new and final,
+    whether the view moved, when to poll again and when to give up."""
+
+    def __init__(self, batch_id: str, poll_interval: float, timeout: Optional[float], fields: Optional[Sequence[str]]):
+        if not isinstance(poll_interval, (int, float)) or not (0 < poll_interval < math.inf):
+            raise ValueError(f"poll_interval must be a positive number of seconds; got {poll_interval!r}")
+        if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout >= 0):
+            raise ValueError(f"timeout must be None or a number of seconds >= 0; got {timeout!r}")
+        self.batch_id = batch_id
+        self.poll_interval = float(poll_interval)
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.requested = None if fields is None else tuple(fields)
+        self.fields = None if fields is None else tuple(fields) + tuple(k for k in _KEYS if k not in fields)
+        self.total: Optional[int] = None
+        self.total_pages: Optional[int] = None
+        self.polls = 0
+        self.pages_read = 0
+        self.warnings: List[str] = []
+        self.last_status: Optional[BatchStatus] = None
+        self._yielded: Set[str] = set()
+        # Final records taken from pages, not yet handed over (a `break` keeps them for the next loop).
+        self.outbox: Deque[Any] = deque()
+        self._full_read = True
+        # Pages still holding a file that is not final, with the ids that page held at its last read.
+        self._pending: Optional[Dict[int, List[str]]] = None  # None: every page (the first poll)
+        self._moved = False
+        self._poll_started = 0.0
+        self._done_at_last_status: Optional[int] = None
+
+    # -- the state the caller sees -----------------------------------------------------------
+
+    @property
+    def done(self) -> int:
+        return len(self._yielded) - len(self.outbox)
+
+    @property
+    def finished(self) -> bool:
+        return self._pending is not None and not self._pending and not self._moved
+
+    # -- one poll ----------------------------------------------------------------------------
+
+    def runs(self) -> List[Tuple[int, int]]:
+        """The page ranges this poll reads: all of them on the first poll and after the view moved."""
+        self.polls += 1
+        self._poll_started = time.monotonic()
+        self._full_read = self._pending is None or self._moved
+        if self._full_read:
+            self._moved = False
+            self._pending = None
+            return [(1, 1)]
+        return _run_ranges(list(self._pending))
+
+    def end_page(self, last: int) -> Optional[int]:
+        """The last page a stream reads: a whole read goes on to the page count its pages report."""
+        return None if self._full_read else last
+
+    def take(self, page: _core.Page) -> List[Dict[str, Any]]:
+        """The records of `page` that are final and not yet taken; notes what remains."""
+        self.pages_read += 1
+        self._check_totals(page)
+        records = page.items
+        ids = [_key(record, page.page, index) for index, record in enumerate(records)]
+        if self._pending is not None and page.page in self._pending and self._pending[page.page] != ids:
+            self._view_moved(f"page {page.page} holds other files than at its last read")
+        fresh = []
+        unfinished = False
+        for key, record in zip(ids, records):
+            if not isinstance(record, dict):
+                raise ResponseFormatError(f"page {page.page} holds a record that is not an object: {record!r:.80}")
+            if record.get("status") not in FINAL_STATES:
+                unfinished = True
+            elif key not in self._yielded:
+                self._yielded.add(key)
+                fresh.append(self._narrowed(record))
+        pending = self._pending if self._pending is not None else {}
+        if unfinished:
+            pending[page.page] = ids
+        else:
+            pending.pop(page.page, None)
+        self._pending = pending
+        return fresh
+
+    def _narrowed(self, record: Dict[str, Any]) -> Dict[str, Any]:
+        if self.requested is not None:
+            for key in _KEYS:
+                if key not in self.requested:
+                    record.pop(key, None)
+        return record
+
+    def _check_totals(self, page: _core.Page) -> None:
+        if self.total_pages is None:
+            self.total_pages, self.total = page.total_pages, page.total
+            return
+        if (page.total_pages, page.total) != (self.total_pages, self.total):
+            self._view_moved(
+                f"the batch went from {self.total} files in {self.total_pages} pages to {page.total} in {page.total_pages}"
+            )
+            self.total_pages, self.total = page.total_pages, page.total
+
+    def _view_moved(self, why: str) -> None:
+        if self._moved:
+            return
+        self._moved = True
+        message = (
+            f"batch {self.batch_id} moved while followed ({why}): reading the whole batch again; "
+            "files already yielded are not yielded again"
+        )
+        self.warnings.append(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+    # -- between polls -----------------------------------------------------------------------
+
+    def ask_status_first(self) -> bool:
+        """A status request costs one page's: worth it only when it may spare reading two or more."""
+        return self._pending is not None and not self._moved and len(self._pending) >= 2
+
+    def nothing_moved(self, status: BatchStatus) -> bool:
+        """The status says no file finished since the last poll: skip reading the pages."""
+        self.last_status = status
+        done = status.files_done
+        unchanged = done is not None and done == self._done_at_last_status and status.in_progress
+        self._done_at_last_status = done
+        return unchanged
+
+    def delay(self) -> Optional[float]:
+        """Seconds to sleep before the next poll; None once the time is spent."""
+        delay = max(0.0, self._poll_started + self.poll_interval - time.monotonic())
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                return None
+            delay = min(delay, left)
+        return delay
+
+    def timed_out(self, status: Optional[BatchStatus]) -> WaitTimeoutError:
+        status = status or self.last_status
+        total = "?" if self.total is None else f"{self.total:,}"
+        return WaitTimeoutError(
+            f"batch {self.batch_id}: {self.done:,} of {total} files final after {self.timeout:g} s of following",
+            status=status,
+        )
+
+
+def _key(record: Any, page: int, index: int) -> str:
+    file_id = record.get("file_id") if isinstance(record, dict) else None
+    return file_id if isinstance(file_id, str) else f"#{page}:{index}"
+
+
+def _could_not_ask(err: APIError) -> bool:
+    """A status endpoint this service may not have: follow on the records alone."""
+    return err.status_code in (404, 405, 501) and not isinstance(err, BatchNotFoundError)
+
+
+class FollowResults:
+    """Every file of a batch, each once, as soon as a poll finds it final (`completed` or
+    `failed`), until every file is; for `for` or `async for`. Made by `Client.follow`."""
+
+    def __init__(
+        self,
+        client: "Client",
+        batch_id: str,
+        *,
+        poll_interval: float = 5.0,
+        timeout: Optional[float] = None,
+        limit: int = 200,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        as_dataclass: bool = False,
+        fields: Optional[Sequence[str]] = None,
+        progress: ProgressArg = False,
+    ) -> None:
+        self._client = client
+        self._plan = _FollowPlan(batch_id, poll_interval, timeout, fields)
+        self._query = dict(limit=limit, chunks=chunks, speech_information=speech_information, fields=self._plan.fields)
+        client.stream(batch_id, **self._query)  # validates every argument now, sends nothing
+        self._dataclass: Optional[Type[FileResult]] = FileResult if as_dataclass else None
+        if progress is not True:
+            progress_callback(progress)  # refuses a bad `progress` now
+        self._progress_arg = progress
+        self._reading = False
+
+    # -- where it stands ---------------------------------------------------------------------
+
+    @property
+    def batch_id(self) -> str:
+        return self._plan.batch_id
+
+    @property
+    def done(self) -> int:
+        """Files yielded so far (each final)."""
+        return self._plan.done
+
+    @property
+    def total(self) -> Optional[int]:
+        """`total_files` of the batch; None before the first page."""
+        return self._plan.total
+
+    @property
+    def polls(self) -> int:
+        return self._plan.polls
+
+    @property
+    def pages_read(self) -> int:
+        return self._plan.pages_read
+
+    @property
+    def finished(self) -> bool:
+        """Every file of the batch was final, and yielded."""
+        return self._plan.finished
+
+    @property
+    def warnings(self) -> List[str]:
+        return list(self._plan.warnings)
+
+    def __repr__(self) -> str:
+        return (
+            f"<FollowResults batch={self.batch_id} done={self.done} total={self.total} polls={self.polls}"
+            f" pages_read={self.pages_read}>"
+        )
+
+    def _repr_html_(self) -> str:
+        from .html import batch_bar
+
+        return batch_bar(
+            f"following {self.batch_id}",
+            final=self.done,
+            total=self.total,
+            notes=[f"{self.polls} polls, {self.pages_read} pages read"] + self.warnings,
+        )
+
+    # -- the two faces -----------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        if self._reading:
+            raise RuntimeError("this follow is already being read; call client.follow() again for a second reader")
+        self._reading = True
+
+    def _stream(self, first: int, last: int) -> _core.PageStream:
+        end = self._plan.end_page(last)
+        return self._client.stream(self.batch_id, start_page=first, end_page=end, **self._query)
+
+    def _take(self, page: _core.Page) -> None:
+        fresh: List[Any] = self._plan.take(page)
+        if self._dataclass is not None and fresh:
+            fresh = _core.as_dataclasses(fresh, self._dataclass, self._dataclass._NAMED)
+        self._plan.outbox.extend(fresh)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._claim()
+        plan, outbox = self._plan, self._plan.outbox
+        progress = progress_callback(self._progress_arg)
+        try:
+            while True:
+                while outbox:
+                    yield outbox.popleft()
+                if plan.finished:
+                    return
+                if plan.polls:
+                    if not self._wait_for_change():
+                        raise plan.timed_out(self._last_status())
+                for first, last in plan.runs():
+                    for page in self._stream(first, last):
+                        self._take(page)
+                        while outbox:
+                            yield outbox.popleft()
+                        if progress is not None:
+                            progress(plan.done, plan.total)
+        finally:
+            close_progress(progress)
+            self._reading = False
+
+    async def __aiter__(self) -> AsyncIterator[Any]:  # type: ignore[misc]
+        self._claim()
+        plan, outbox = self._plan, self._plan.outbox
+        progress = progress_callback(self._progress_arg)
+        try:
+            while True:
+                while outbox:
+                    yield outbox.popleft()
+                if plan.finished:
+                    return
+                if plan.polls:
+                    if not await self._wait_for_change_async():
+                        raise plan.timed_out(await self._last_status_async())
+                for first, last in plan.runs():
+                    async for fetched in self._stream(first, last):
+                        self._take(fetched.parse())
+                        while outbox:
+                            yield outbox.popleft()
+                        if progress is not None:
+                            progress(plan.done, plan.total)
+        finally:
+            close_progress(progress)
+            self._reading = False
+
+    # Between polls: sleep out the interval, and skip a poll the status says would find nothing.
+    # False once the timeout is spent.
+
+    def _wait_for_change(self) -> bool:
+        while True:
+            delay = self._plan.delay()
+            if delay is None:
+                return False
+            time.sleep(delay)  # Ctrl-C (KeyboardInterrupt) ends the sleep at once
+            if not self._plan.ask_status_first():
+                return True
+            status = self._ask(self._client.status)
+            if status is None or not self._plan.nothing_moved(status):
+                return True
+
+    async def _wait_for_change_async(self) -> bool:
+        while True:
+            delay = self._plan.delay()
+            if delay is None:
+                return False
+            await asyncio.sleep(delay)
+            if not self._plan.ask_status_first():
+                return True
+            try:
+                status = await self._client.status_async(self.batch_id)
+            except APIError as err:
+                if not _could_not_ask(err):
+                    raise
+                return True
+            if not self._plan.nothing_moved(status):
+                return True
+
+    def _ask(self, status: Any) -> Optional[BatchStatus]:
+        try:
+            return status(self.batch_id)
+        except APIError as err:
+            if not _could_not_ask(err):
+                raise
+            return None
+
+    def _last_status(self) -> Optional[BatchStatus]:
+        try:
+            return self._ask(self._client.status)
+        except Exception:  # the timeout is what the caller hears of; the status is a courtesy
+            return None
+
+    async def _last_status_async(self) -> Optional[BatchStatus]:
+        try:
+            return await self._client.status_async(self.batch_id)
+        except Exception:  # as in `_last_status`
+            return None

@@ -1,0 +1,45 @@
+"""How a batch shows itself in a notebook (`_repr_html_`): a bar of completed / failed / running
+files, the totals, and any note. Plain HTML with inline styles: no script, nothing fetched."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Iterable, Optional
+
+__all__ = ["batch_bar"]
+
+_COLOURS = {"completed": "#2e7d32", "failed": "#c62828", "running": "#9e9e9e"}
+
+
+def batch_bar(
+    title: str,
+    *,
+    total: Optional[int],
+    completed: Optional[int] = None,
+    failed: Optional[int] = None,
+    final: Optional[int] = None,
+    notes: Iterable[str] = (),
+) -> str:
+    """`completed` and `failed` when they are known apart, else `final` (both together)."""
+    parts = []
+    if completed is not None or failed is not None:
+        parts = [("completed", completed or 0), ("failed", failed or 0)]
+    elif final is not None:
+        parts = [("completed", final)]
+    done = sum(count for _, count in parts)
+    if total:
+        parts.append(("running", max(total - done, 0)))
+    segments = "".join(
+        f'<div title="{name}: {count:,}" style="width:{100 * count / total:.2f}%;background:{_COLOURS[name]}"></div>'
+        for name, count in parts
+        if total and count
+    )
+    counts = ", ".join(f"{count:,} {name}" for name, count in parts)
+    of = "?" if total is None else f"{total:,}"
+    lines = "".join(f"<div>{escape(note)}</div>" for note in notes)
+    return (
+        f'<div style="font-family:sans-serif;font-size:13px;max-width:40em">'
+        f"<b>{escape(title)}</b>: {done:,} of {of} files final ({escape(counts)})"
+        f'<div style="display:flex;height:10px;background:#eee;margin:4px 0">{segments}</div>'
+        f"{lines}</div>"
+    )

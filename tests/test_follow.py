@@ -1,0 +1,233 @@
+"""`client.follow(batch_id)`: every file once, each as soon as a poll finds it final."""
+
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from urllib.parse import parse_qs
+
+import pytest
+
+import soket_transcribe as st
+from soket_transcribe.testing import MockServer
+
+FINAL = ("completed", "failed")
+
+
+def final_records(client, batch_id):
+    """The batch as it ends, read by the plain reader: the reference."""
+    return {f["file_id"]: f for f in client.iter_files(batch_id)}
+
+
+def batch_requests(srv, batch_id):
+    return [r for r in srv.requests if r["path"].endswith("/" + batch_id) and r["fault"] is None]
+
+
+def replay(srv, batch_id, files, limit, per_request):
+    """Replays the mock's log of a `complete_per_request` batch (the first `per_request` files
+    still processing complete after each answered request, results or status): for each page
+    request, whether that page was worth reading, i.e. had it held a file in flight at its last
+    read (or never been read). Returns (page reads, needless page reads)."""
+    done = 0
+    seen_unfinished = {}
+    reads = needless = 0
+    for request in batch_requests(srv, batch_id):
+        if "/results/" in request["path"]:
+            page = int(parse_qs(request["query"])["page"][0])
+            reads += 1
+            if seen_unfinished.get(page, True) is False:
+                needless += 1
+            last_index = min(page * limit, files) - 1
+            seen_unfinished[page] = last_index >= done
+        done = min(done + per_request, files)
+    return reads, needless
+
+
+def test_follow_yields_every_file_once_and_only_final_ones():
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(120, seed=5, statuses={"processing": 1}, processing_seconds=1.5)
+        client = st.Client(srv.token, srv.url)
+        res = client.follow(batch, poll_interval=0.2, limit=20)
+        got = list(res)
+        assert all(f["status"] in FINAL for f in got)
+        ids = [f["file_id"] for f in got]
+        assert len(ids) == len(set(ids)) == 120
+        assert {f["file_id"]: f for f in got} == final_records(client, batch)
+        assert res.finished and res.done == res.total == 120 and res.polls >= 2
+        assert res.pages_read < res.polls * 6  # never the whole view on every poll
+
+
+def test_follow_rereads_only_the_pages_still_in_flight():
+    # Deterministic: files complete in batch order, 7 per answered request; concurrency 1 keeps
+    # the requests in page order, so the mock's log can be replayed exactly.
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(200, seed=2, statuses={"processing": 1}, complete_per_request=7)
+        client = st.Client(srv.token, srv.url, concurrency=1)
+        res = client.follow(batch, poll_interval=0.05, limit=20)
+        got = [f["file_id"] for f in res]
+        assert len(got) == len(set(got)) == 200
+        reads, needless = replay(srv, batch, 200, 20, 7)
+        assert needless == 0  # a page whose files were all final is never read again
+        assert reads == len([r for r in batch_requests(srv, batch) if "/results/" in r["path"]])
+        assert res.polls >= 3 and reads <= res.polls * 10 * 0.75  # well below the whole view each poll
+
+
+def test_follow_async_with_dataclasses_and_fields():
+    async def main(client, batch):
+        records = []
+        async for f in client.follow(batch, poll_interval=0.2, limit=25, as_dataclass=True):
+            records.append(f)
+        narrowed = []
+        async for f in client.follow(batch, poll_interval=0.2, limit=25, fields=["result.text"]):
+            narrowed.append(f)
+        return records, narrowed
+
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(60, seed=9, statuses={"processing": 1}, processing_seconds=1.0)
+        client = st.Client(srv.token, srv.url)
+        records, narrowed = asyncio.run(main(client, batch))
+        assert all(isinstance(f, st.FileResult) and f.status in FINAL for f in records)
+        assert sorted(f.file_id for f in records) == sorted(final_records(client, batch))
+        assert len(narrowed) == 60
+        # fields= narrows as everywhere: the keys follow needs are not added to what it yields
+        assert all(set(f) <= {"result"} for f in narrowed)
+
+
+def test_follow_a_finished_batch_is_one_read():
+    with MockServer(files=90, seed=1, statuses={"completed": 0.5, "failed": 0.5}) as srv:
+        client = st.Client(srv.token, srv.url)
+        res = client.follow(srv.batch_id, poll_interval=10, limit=30)
+        assert len(list(res)) == 90
+        assert res.polls == 1 and res.pages_read == 3
+        assert len(batch_requests(srv, srv.batch_id)) == 3
+
+
+def test_follow_timeout_raises_after_yielding_what_was_final():
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(40, seed=4, statuses={"completed": 0.5, "processing": 0.5})
+        client = st.Client(srv.token, srv.url)
+        res = client.follow(batch, poll_interval=0.1, timeout=0.5, limit=10)
+        got = []
+        with pytest.raises(st.WaitTimeoutError) as caught:
+            for f in res:
+                got.append(f)
+        finals = [f for f in client.iter_files(batch) if f["status"] in FINAL]
+        assert sorted(f["file_id"] for f in got) == sorted(f["file_id"] for f in finals)
+        assert caught.value.status is not None and caught.value.status.in_progress
+        assert "files final" in str(caught.value)
+
+
+def test_follow_missing_batch():
+    with MockServer(files=5) as srv:
+        client = st.Client(srv.token, srv.url)
+        with pytest.raises(st.BatchNotFoundError):
+            list(client.follow("no-such-batch", poll_interval=0.1))
+
+
+def test_follow_bad_arguments_before_any_request():
+    with MockServer(files=5) as srv:
+        client = st.Client(srv.token, srv.url)
+        with pytest.raises(ValueError, match="poll_interval"):
+            client.follow(srv.batch_id, poll_interval=0)
+        with pytest.raises(ValueError, match="timeout"):
+            client.follow(srv.batch_id, timeout=-1)
+        with pytest.raises(ValueError, match="limit"):
+            client.follow(srv.batch_id, limit=500)
+        assert srv.requests == []
+
+
+def test_follow_break_then_again_loses_nothing_and_stops_polling():
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(50, seed=6, statuses={"processing": 1}, processing_seconds=1.0)
+        client = st.Client(srv.token, srv.url)
+        res = client.follow(batch, poll_interval=0.2, limit=10)
+        first = []
+        for f in res:
+            first.append(f["file_id"])
+            if len(first) == 3:
+                break
+        before = srv.requests_total
+        rest = [f["file_id"] for f in res]  # the same follow goes on where it stopped
+        assert len(first + rest) == len(set(first + rest)) == 50
+        assert srv.requests_total > before
+
+
+def test_follow_cancelled_task_stops_polling():
+    async def main(client, batch, srv):
+        seen = []
+
+        async def consume():
+            async for f in client.follow(batch, poll_interval=0.1, limit=10):
+                seen.append(f)
+
+        task = asyncio.create_task(consume())
+        while srv.requests_total < 3:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        after = srv.requests_total
+        await asyncio.sleep(0.5)
+        return after
+
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(30, seed=6, statuses={"processing": 1})  # never finishes
+        client = st.Client(srv.token, srv.url)
+        after = asyncio.run(main(client, batch, srv))
+        assert srv.requests_total == after  # nothing polls once the task is cancelled
+
+
+def test_follow_view_moved_warns_and_still_yields_each_file_once():
+    # A file is added at the front on every answered request: pages shift under the follow.
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(
+            30, seed=8, statuses={"processing": 1}, grow_per_request=1, grow_at="front", processing_seconds=0.6
+        )
+        client = st.Client(srv.token, srv.url, concurrency=1)
+        res = client.follow(batch, poll_interval=0.1, limit=10, timeout=3)
+        got = []
+        with pytest.warns(RuntimeWarning, match="moved while followed"):
+            with pytest.raises(st.WaitTimeoutError):  # the batch grows for ever: only a timeout ends it
+                for f in res:
+                    got.append(f["file_id"])
+        assert len(got) == len(set(got))
+        assert res.warnings and "reading the whole batch again" in res.warnings[0]
+
+
+def test_follow_ctrl_c_in_a_subprocess():
+    script = textwrap.dedent(
+        """
+        import sys, time
+        import soket_transcribe as st
+        from soket_transcribe.testing import MockServer
+        with MockServer(files=1) as srv:
+            batch = srv.add_batch(20, statuses={"processing": 1})
+            client = st.Client(srv.token, srv.url)
+            try:
+                print("ready", flush=True)
+                for f in client.follow(batch, poll_interval=30):
+                    pass
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)  # whether the follow is polling (in Rust) or sleeping, Ctrl-C ends it
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert "interrupted" in out
+
+
+def test_follow_repr_and_html():
+    with MockServer(files=20, seed=1, statuses={"completed": 1}) as srv:
+        client = st.Client(srv.token, srv.url)
+        res = client.follow(srv.batch_id, poll_interval=1)
+        list(res)
+        assert repr(res).startswith("<FollowResults ") and "\n" not in repr(res)
+        html = res._repr_html_()
+        assert "20 of 20 files final" in html and "<script" not in html
