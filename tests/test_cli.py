@@ -1,12 +1,15 @@
 """The `soket-transcribe` command as a user runs it: a subprocess against the embedded mock."""
 
 import csv
+import fcntl
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -29,6 +32,18 @@ def run(*args, server=None, env=None):
         capture_output=True,
         encoding="utf-8",
         env=env if env is not None else cli_env(server),
+        timeout=60,
+    )
+
+
+def run_limited(blocks, *args, server=None, cwd=None):
+    """The CLI with its file size limit at `blocks` of 512 bytes: writes past it fail (EFBIG)."""
+    return subprocess.run(
+        ["bash", "-c", f'ulimit -f {blocks} && exec "$0" "$@"', sys.executable, "-m", "soket_transcribe", *args],
+        capture_output=True,
+        encoding="utf-8",
+        env=cli_env(server),
+        cwd=cwd,
         timeout=60,
     )
 
@@ -151,13 +166,14 @@ def test_parquet_reads_back_to_the_records(server, client, tmp_path, options, qu
     assert out.returncode == 0, out.stderr
     assert list(tmp_path.iterdir()) == [path]
     rows = pq.read_table(path).to_pylist()
-    fetch = client.iter_jobs if query.pop("raw", False) else client.iter_files
+    query.pop("raw", False)
+    fetch = client.iter_jobs if "--raw" in options else client.iter_files
     records = list(fetch(server.batch_id, **query))
     assert len(rows) == len(records)
     for column in ("file_id", "filename", "status"):
         assert [r[column] for r in rows] == [r[column] for r in records]
-    for column in ("result", "errors", "chunk_results", "metadata"):
-        assert [bool(r.get(column)) for r in rows] == [bool(r.get(column)) for r in records]
+    table = client.iter_jobs if "--raw" in options else client.iter_files
+    assert pq.read_table(path).equals(table(server.batch_id, limit=100, **query).to_arrow())
     assert [(r.get("result") or {}).get("text") for r in rows] == [(r.get("result") or {}).get("text") for r in records]
 
 
@@ -171,15 +187,21 @@ def test_parquet_of_an_empty_selection_is_an_empty_file(tmp_path):
 
 
 
-def stderr_on_a_terminal(*args, server):
-    """Runs the CLI with stderr on a pseudo-terminal; returns what it showed there."""
+def stderr_on_a_terminal(*args, server, tqdm=True, tmp_path=None):
+    """Runs the CLI with stderr on an 80-column pseudo-terminal (without tqdm: made unimportable
+    through a `tqdm.py` in `tmp_path` that raises ImportError); returns what it showed there."""
     pty = pytest.importorskip("pty")
+    extra = {}
+    if not tqdm:
+        (tmp_path / "tqdm.py").write_text("raise ImportError('tqdm hidden by the test')\n")
+        extra["PYTHONPATH"] = str(tmp_path)
     controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # tqdm draws nothing at 0 columns
     proc = subprocess.Popen(
         [sys.executable, "-m", "soket_transcribe", *args],
         stdout=subprocess.DEVNULL,
         stderr=terminal,
-        env=cli_env(server),
+        env=cli_env(server, **extra),
     )
     os.close(terminal)
     shown = b""
@@ -196,38 +218,46 @@ def stderr_on_a_terminal(*args, server):
     return shown.decode()
 
 
-def test_progress_bar_on_a_terminal(server):
+def test_progress_bar_on_a_terminal(server, tmp_path):
+    shown = stderr_on_a_terminal("results", server.batch_id, "--limit", "100", server=server, tqdm=False, tmp_path=tmp_path)
+    last = shown.rstrip().split("\r")[-1]
+    assert last.startswith("1,234/1,234 files [" + "#" * 24 + "] 100%") and "files/s" in last
+
+
+def test_progress_bar_through_tqdm_on_a_terminal(server):
     shown = stderr_on_a_terminal("results", server.batch_id, "--limit", "100", server=server)
     last = shown.rstrip().split("\r")[-1]
-    assert last.startswith("1,234/1,234 files [") and "100%" in last and "files/s" in last
+    assert last.startswith("soket-transcribe: 1,234/1,234 files |") and "100%" in last and "files/s" in last
 
 
 def test_no_progress_silences_the_bar(server):
     assert stderr_on_a_terminal("results", server.batch_id, "--no-progress", server=server) == ""
 
+
 # -- errors and exit codes -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "args",
+    "args, message",
     [
-        (),
-        ("results",),
-        ("results", "b1", "--format", "csv"),
-        ("results", "b1", "--format", "xml"),
-        ("results", "b1", "--status", "done"),
-        ("results", "b1", "--limit", "ten"),
-        ("results", "b1", "--limit", "0"),
-        ("results", "b1", "--start-page", "0"),
-        ("results", "b1", "--concurrency", "0"),
-        ("results", "b1", "--base-url", "http://example.com/transcribe"),
+        ((), "error: the following arguments are required: COMMAND"),
+        (("results",), "error: the following arguments are required: BATCH_ID"),
+        (("results", "b1", "--format", "csv"), "error: --format csv writes a file: give it -o PATH (not stdout)"),
+        (("results", "b1", "--format", "parquet", "-o", "-"), "error: --format parquet writes a file: give it -o PATH"),
+        (("results", "b1", "--format", "xml"), "argument --format: invalid choice: 'xml'"),
+        (("results", "b1", "--status", "done"), "argument --status: invalid choice: 'done'"),
+        (("results", "b1", "--limit", "ten"), "argument --limit: invalid int value: 'ten'"),
+        (("results", "b1", "--limit", "0"), "error: limit must be between 1 and 200; got 0"),
+        (("results", "b1", "--start-page", "0"), "error: start_page must be >= 1; got 0"),
+        (("results", "b1", "--concurrency", "0"), "error: concurrency must be between 1 and 64; got 0"),
+        (("results", "b1", "--base-url", "http://example.com/transcribe"), "uses plain http to a non-loopback host"),
     ],
 )
-def test_bad_arguments_exit_2_without_a_traceback(server, args):
+def test_bad_arguments_exit_2_with_the_reason(server, args, message):
     out = run(*args, server=server)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
-    assert out.stderr.strip()
+    assert message in out.stderr.splitlines()[-1]
 
 
 def test_no_token_exits_2_and_says_where_to_put_one(server):
@@ -269,15 +299,21 @@ def test_faults_mid_way_exit_1_and_tell_where_to_resume(server, client):
     assert jsonl(out.stdout + rest.stdout) == list(client.iter_files(server.batch_id))
 
 
-def test_resume_appends_to_the_output_file(server, client, tmp_path):
+def test_resume_continues_the_pages_kept_and_completes_the_file(server, client, tmp_path):
     path = tmp_path / "files.jsonl"
     server.fail_next("stall", stall_s=0)
     server.fail_next("status", 4, status=503)
     first = run("results", server.batch_id, "--limit", "100", "--concurrency", "1", "-o", str(path), server=server)
-    assert first.returncode == 1 and first.stderr.endswith("resume with --start-page 2\n")
+    assert first.returncode == 1
+    assert first.stderr.splitlines()[1:] == [
+        f"pages before 2 are kept in {path}.partial; {path} was not written",
+        f"resume with --start-page 2 (it continues {path}.partial)",
+    ]
+    assert not path.exists() and len(jsonl((tmp_path / "files.jsonl.partial").read_text(encoding="utf-8"))) == 100
     rest = run("results", server.batch_id, "--limit", "100", "--start-page", "2", "-o", str(path), server=server)
     assert rest.returncode == 0, rest.stderr
     assert jsonl(path.read_text(encoding="utf-8")) == list(client.iter_files(server.batch_id))
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_a_batch_that_changes_while_read_is_exported_whole_with_a_warning(server):
@@ -375,10 +411,17 @@ def test_subtitles_writes_a_file_per_completed_file(server, client, tmp_path, fo
     assert first.read_text(encoding="utf-8") == (st.to_srt if format == "srt" else st.to_vtt)(completed[0])
 
 
-@pytest.mark.parametrize("args", [("subtitles", "b1"), ("subtitles", "b1", "-o", "x", "--format", "ass")])
-def test_subtitles_bad_arguments_exit_2(server, args):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("subtitles", "b1"), "error: the following arguments are required: -o/--output"),
+        (("subtitles", "b1", "-o", "x", "--format", "ass"), "argument --format: invalid choice: 'ass'"),
+    ],
+)
+def test_subtitles_bad_arguments_exit_2(server, args, message):
     out = run(*args, server=server)
-    assert out.returncode == 2 and "Traceback" not in out.stderr and out.stderr.strip()
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert message in out.stderr.splitlines()[-1]
 
 
 # -- status and wait -----------------------------------------------------------------------
@@ -431,10 +474,12 @@ def test_wait_exits_1_on_an_error_and_2_on_bad_arguments(server):
     assert run("wait", server.batch_id, "--timeout", "soon", server=server).returncode == 2
 
 
-def test_wait_shows_progress_on_a_terminal(server):
+def test_wait_shows_progress_on_a_terminal(server, tmp_path):
     batch_id = server.add_batch(20, statuses={"processing": 1.0}, processing_seconds=0.3)
-    shown = stderr_on_a_terminal("wait", batch_id, "--poll-interval", "0.1", server=server)
+    shown = stderr_on_a_terminal("wait", batch_id, "--poll-interval", "0.1", server=server, tqdm=False, tmp_path=tmp_path)
     assert shown.rstrip().split("\r")[-1].startswith("20/20 files [")
+    shown = stderr_on_a_terminal("wait", batch_id, "--poll-interval", "0.1", server=server)
+    assert shown.rstrip().split("\r")[-1].startswith("soket-transcribe: 20/20 files |")
 
 
 def test_ctrl_c_stops_wait_with_130(server):

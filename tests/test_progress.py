@@ -1,16 +1,35 @@
-"""The one progress bar of the table methods, `Client.wait` and the command line."""
+"""The one progress bar of the table methods, `Client.wait` and the command line: through tqdm
+when it is installed (as in the test extra), else a line of our own; both are run here."""
 
-import importlib.util
+import sys
 
 import pytest
 
 from soket_transcribe.progress import NoBar, ProgressBar, close_progress, progress_bar, progress_callback
 
-no_tqdm = pytest.mark.skipif(importlib.util.find_spec("tqdm") is not None, reason="tqdm draws the bar instead")
+
+@pytest.fixture
+def no_tqdm(monkeypatch):
+    """tqdm made unimportable, as where it is not installed."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
 
 
-@no_tqdm
-def test_the_stderr_line_shows_done_total_percent_rate_and_ends_with_a_newline(capsys):
+def test_tqdm_draws_exact_counts_the_unit_and_percent(capsys):
+    bar = ProgressBar("files")
+    assert bar._tqdm is not None
+    bar(0, None)
+    bar(1000, 1000)
+    bar.message("warning: the batch changed")
+    bar.close()
+    err = capsys.readouterr().err
+    assert "soket-transcribe: 0 files [" in err
+    assert "warning: the batch changed\n" in err
+    last = err.rstrip("\n").split("\r")[-1]
+    assert last.startswith("soket-transcribe: 1,000/1,000 files |") and "| 100% [" in last and "files/s]" in last
+
+
+def test_the_stderr_line_shows_done_total_percent_rate_and_ends_with_a_newline(no_tqdm, capsys):
     bar = ProgressBar("files")
     bar(0, None)
     bar(500, 1000)  # within a tenth of a second of the last draw: skipped
@@ -24,16 +43,14 @@ def test_the_stderr_line_shows_done_total_percent_rate_and_ends_with_a_newline(c
     assert err.endswith("\n") and err.count("\n") == 1
 
 
-@no_tqdm
-def test_an_unknown_total_shows_the_count_so_far(capsys):
+def test_an_unknown_total_shows_the_count_so_far(no_tqdm, capsys):
     bar = ProgressBar("jobs")
     bar(42, None)
     bar.close()
     assert capsys.readouterr().err.split("\r")[-1].startswith("42 jobs  ")
 
 
-@no_tqdm
-def test_a_message_goes_above_the_bar_which_is_drawn_again(capsys):
+def test_a_message_goes_above_the_bar_which_is_drawn_again(no_tqdm, capsys):
     bar = ProgressBar("files")
     bar(10, 20)
     bar.message("warning: the batch changed")

@@ -1,7 +1,7 @@
 """The one progress bar, shared by the table methods, `Client.wait` and the command line.
 
 `tqdm.auto` (a widget in notebooks) when tqdm is installed, else one line on stderr redrawn at
-most ten times a second: done / total, a bar, percent, rate and ETA.
+most ten times a second. Both read the same: `1,234/5,000 files`, a bar, percent, rate and ETA.
 """
 
 from __future__ import annotations
@@ -42,13 +42,20 @@ class ProgressBar(NoBar):
             self._drawn_at = 0.0
             self._line = ""
         else:
-            self._tqdm = tqdm(total=None, unit=f" {unit}", unit_scale=True, desc="soket-transcribe")
+            self._tqdm = tqdm(total=None, unit=f" {unit}", desc="soket-transcribe", bar_format=self._tqdm_format(None))
+
+    def _tqdm_format(self, total: Optional[int]) -> str:
+        # Exact counts with thousands separators, as the stderr line shows them (not `1.23k`).
+        if total is None:
+            return "{desc}: {n:,} " + self.unit + " [{elapsed}, {rate_fmt}]"
+        return "{desc}: {n:,}/{total:,} " + self.unit + " |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}, {rate_fmt}]"
 
     def __call__(self, done: int, total: Optional[int]) -> None:
         bar = self._tqdm
         if bar is not None:
             if total is not None and bar.total != total:
                 bar.total = total
+                bar.bar_format = self._tqdm_format(total)
             bar.update(done - bar.n)
             return
         now = time.perf_counter()

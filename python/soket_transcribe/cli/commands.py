@@ -19,14 +19,15 @@ from ..models import BatchStatus
 from ..progress import NoBar, progress_bar
 from ..results import BatchResults
 from ..subtitles import write_subtitles
-from .sinks import SchemaMismatch, open_sink
+from .sinks import Sink, open_sink
+from .terminal import json_for_terminal, printable
 
 __all__ = ["error", "results", "status", "wait", "subtitles", "mock_server", "demo"]
 
 
 def error(e: object) -> None:
     """An error as one `error: ...` line on stderr."""
-    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    print(f"error: {printable(' '.join(str(e).split()))}", file=sys.stderr)
 
 
 def _client(args: argparse.Namespace, **options: Any) -> Client:
@@ -52,9 +53,9 @@ def results(args: argparse.Namespace) -> int:
         start_page=args.start_page,
         max_items=args.max_items,
     )
-    sink = open_sink(args.format, args.output, append=args.start_page > 1)
+    sink = open_sink(args.format, args.output, resume=args.start_page > 1)
     # Records on the terminal itself: a bar would be torn up by them.
-    quiet = args.no_progress or (args.output is None and sys.stdout.isatty())
+    quiet = args.no_progress or sink.out.terminal
     bar = progress_bar("jobs" if args.raw else "files", enabled=not quiet, terminal_only=True)
     expected = _expected(records, args)
     resume_page = args.start_page  # the first page not yet written out
@@ -67,33 +68,51 @@ def results(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", RuntimeWarning)
             done = 0
             for chunk in _chunks(records, args.format):
-                sink.write(chunk)
+                sink.write(chunk)  # a page whole, or a write error at once
                 resume_page = records.next_page
                 done += len(chunk)
                 bar(done, expected())
-        sink.close()
+            sink.close()
         bar.close()
         return 0
     except BrokenPipeError:
+        sink.abandon()
         _silence_stdout()
         return 0
-    except (SoketError, OSError, SchemaMismatch, KeyboardInterrupt) as e:
+    except (SoketError, OSError, KeyboardInterrupt) as e:
         bar.close()
-        try:
-            sink.close()  # what was written stays well-formed: a closed array, a readable Parquet file
-        except OSError:
-            pass
+        kept = _abandon(sink)
         if isinstance(e, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
-        elif isinstance(e, SchemaMismatch):
-            error(f"page {resume_page} does not fit the Parquet file's schema: {e}; --format jsonl keeps it as sent")
         else:
             error(e)
-        if records.total_pages is not None:  # some page arrived: every page before this one is written
-            print(f"resume with --start-page {resume_page}", file=sys.stderr)
+        _tell_what_was_left(sink, kept, args, resume_page, started=records.total_pages is not None)
         return 130 if isinstance(e, KeyboardInterrupt) else 1
     finally:
         logger.removeHandler(handler)
+
+
+def _abandon(sink: Sink) -> Optional[str]:
+    """Where the whole pages written are kept (well-formed), if anywhere."""
+    try:
+        return sink.abandon()
+    except OSError as e:
+        error(f"cannot keep what was written: {e}")
+        return None
+
+
+def _tell_what_was_left(sink: Sink, kept: Optional[str], args: argparse.Namespace, resume_page: int, started: bool) -> None:
+    """The output after a stop, and a resume hint that is true for it."""
+    if kept is not None:
+        print(f"pages before {resume_page} are kept in {kept}; {sink.out.left_as_it_was()}", file=sys.stderr)
+        print(f"resume with --start-page {resume_page} (it continues {kept})", file=sys.stderr)
+        return
+    left = sink.out.left_as_it_was()
+    if left:  # a file: nothing of this run was kept
+        print(left, file=sys.stderr)
+        resume_page = args.start_page
+    if started:  # some page arrived: every page before this one is written
+        print(f"resume with --start-page {resume_page}", file=sys.stderr)
 
 
 class _WarningsTo(logging.Handler):
@@ -104,7 +123,7 @@ class _WarningsTo(logging.Handler):
         self.bar = bar
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.bar.message(f"warning: {record.getMessage()}")
+        self.bar.message(f"warning: {printable(record.getMessage())}")
 
 
 def _expected(records: BatchResults, args: argparse.Namespace) -> Callable[[], Optional[int]]:
@@ -147,7 +166,7 @@ def _silence_stdout() -> None:
 
 def status(args: argparse.Namespace) -> int:
     answer = _client(args).status(args.batch_id)
-    _print_status(answer, args.json)
+    _print_status(answer, args)
     return 0
 
 
@@ -158,30 +177,52 @@ def wait(args: argparse.Namespace) -> int:
         answer = client.wait(args.batch_id, poll_interval=args.poll_interval, timeout=args.timeout, progress=progress)
     except WaitTimeoutError as e:
         error(e)
-        _print_status(e.status, args.json)
+        _print_status(e.status, args)
         return 3
-    _print_status(answer, args.json)
-    if answer.status == "failed":
+    _print_status(answer, args)
+    if str(answer.status).lower() == "failed":
         error(f"batch {args.batch_id} failed")
         return 1
     return 0
 
 
-def _print_status(answer: BatchStatus, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+def _print_status(answer: BatchStatus, args: argparse.Namespace) -> None:
+    """What the service said, as it said it: never a count it did not send, never its control characters."""
+    if args.json:
+        print(json_for_terminal(json.dumps(answer.to_dict(), ensure_ascii=False)))
         return
-    print(f"batch     {answer.batch_id}")
-    print(f"status    {answer.status}")
-    if answer.total_files is not None:
-        print(
-            f"files     {answer.files_done:,} of {answer.total_files:,} done"
-            f" ({answer.files_completed or 0:,} completed, {answer.files_failed or 0:,} failed)"
-        )
+    print(f"batch     {printable(answer.batch_id or args.batch_id)}")
+    print(f"status    {printable(answer.status) if answer.status else 'unknown'}")
+    files = _files(answer)
+    if files:
+        print(f"files     {files}")
     if answer.estimated_audio_seconds is not None:
-        print(f"audio     {_duration(answer.estimated_audio_seconds)} (estimated)")
+        print(f"audio     {_estimate(answer.estimated_audio_seconds)}")
     if answer.in_progress and answer.estimated_completion_seconds is not None:
-        print(f"left      {_duration(answer.estimated_completion_seconds)} (estimated)")
+        print(f"left      {_estimate(answer.estimated_completion_seconds)}")
+
+
+def _files(answer: BatchStatus) -> str:
+    """Files done of the total; the counts as sent when they do not add up (or a total is missing)."""
+    completed, failed, total = answer.files_completed, answer.files_failed, answer.total_files
+    counts = f"{_count(completed)} completed, {_count(failed)} failed"
+    if total is None:
+        return counts if completed is not None or failed is not None else ""
+    if completed is not None and failed is not None and answer.files_done <= total:
+        return f"{_count(answer.files_done)} of {_count(total)} done ({counts})"
+    return f"{_count(total)} in the batch; the service counts {counts}"
+
+
+def _count(n: Optional[float]) -> str:
+    if n is None:
+        return "unknown"
+    return f"{int(n):,}" if n == int(n) else str(n)
+
+
+def _estimate(seconds: float) -> str:
+    if not 0 <= seconds < float("inf"):  # negative, infinite or NaN: the service does not know
+        return "unknown"
+    return f"{_duration(seconds)} (estimated)"
 
 
 # -- subtitles -----------------------------------------------------------------------------

@@ -1,18 +1,25 @@
 """Where `soket-transcribe results` writes the records: JSON lines, a JSON array, CSV or Parquet.
 
 Each sink takes the batch a page at a time (a list of records, or an Arrow record batch for
-Parquet) and leaves a well-formed file behind when closed early.
+Parquet) and writes each page whole or not at all. `close()` completes the export (the file
+replaces the target); `abandon()` after a failure keeps the whole pages written, well-formed,
+as `PATH.partial` (see `outputs.py`). A resumed export (`resume=True`) continues that file, or
+the target itself, after its last whole record.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
-import sys
-from typing import Any, Dict, List, Optional, TextIO
+import re
+from typing import Any, Dict, Iterator, List, Optional
 
-__all__ = ["FORMATS", "Sink", "SchemaMismatch", "open_sink"]
+from .outputs import Output, _Replacement, open_output
+from .parquet import ParquetPages
+
+__all__ = ["FORMATS", "Sink", "open_sink"]
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
 
@@ -20,34 +27,36 @@ FORMATS = ("jsonl", "json", "csv", "parquet")
 class Sink:
     """Takes the batch a page at a time."""
 
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.pages = 0  # written whole by this run
+
+    @property
+    def name(self) -> str:
+        return self.out.name
+
     def write(self, chunk: Any) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
-        raise NotImplementedError
+        """The export is complete: the output is finished (and replaces the target)."""
+        self.out.commit()
+
+    def abandon(self) -> Optional[str]:
+        """The export stopped early: returns where what was written is kept, if anywhere."""
+        return self.out.abandon(keep=self.pages > 0)
 
 
-def open_sink(format: str, output: Optional[str], *, append: bool) -> Sink:
-    """A sink of `format` writing to `output` (None: stdout; csv and parquet need a path).
-    `append` (a resumed export) adds to a jsonl or csv file instead of replacing it."""
-    if format in ("parquet", "csv"):
-        if output is None:
-            raise ValueError(f"--format {format} writes a file: give it -o PATH")
-        return _Parquet(output) if format == "parquet" else _Csv(output, append=append)
-    if output is None:
-        out = _utf8_stdout()
-    else:
-        out = open(output, "a" if append and format == "jsonl" else "w", encoding="utf-8", newline="")
-    return _JsonArray(out, owned=output is not None) if format == "json" else _JsonLines(out, output is not None)
-
-
-def _utf8_stdout() -> TextIO:
-    out = sys.stdout
-    if (getattr(out, "encoding", None) or "utf-8").lower().replace("-", "") != "utf8":
-        reconfigure = getattr(out, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(encoding="utf-8")
-    return out
+def open_sink(format: str, output: Optional[str], *, resume: bool) -> Sink:
+    """A sink of `format` writing to `output` (None or `-`: stdout; csv and parquet need a file).
+    `resume` continues the file a stopped export kept (`PATH.partial`), else `PATH` itself."""
+    needs_file = format if format in ("csv", "parquet") else None
+    out = open_output(output, resume=resume, needs_file=needs_file)
+    try:
+        return _SINKS[format](out)
+    except BaseException:
+        out.abandon(keep=False)
+        raise
 
 
 def _dumps(record: Any) -> str:
@@ -57,33 +66,50 @@ def _dumps(record: Any) -> str:
 class _JsonLines(Sink):
     """One record per line, as the service sent it."""
 
-    def __init__(self, out: TextIO, owned: bool) -> None:
-        self.out, self.owned = out, owned
+    def __init__(self, out: Output) -> None:
+        super().__init__(out)
+        if out.base is not None:
+            _copy(out.base, out, _whole_lines(out.base, quoted=False))
 
     def write(self, chunk: List[Any]) -> None:
         if chunk:
-            self.out.write("\n".join(map(_dumps, chunk)) + "\n")
-
-    def close(self) -> None:
-        self.out.close() if self.owned else self.out.flush()
+            self.out.write_page("".join(_dumps(record) + "\n" for record in chunk))
+            self.pages += 1
 
 
-class _JsonArray(_JsonLines):
-    """One JSON array, a record per line, written as the pages arrive."""
+class _JsonArray(Sink):
+    """One JSON array, a record per line, written as the pages arrive; closed when abandoned."""
 
-    def __init__(self, out: TextIO, owned: bool) -> None:
-        super().__init__(out, owned)
-        self.out.write("[")
-        self.separator = "\n"
+    def __init__(self, out: Output) -> None:
+        super().__init__(out)
+        if out.base is None:
+            out.write_page("[")
+            self.separator = "\n"
+        else:
+            end, empty = _array_body(out.base)
+            _copy(out.base, out, end)
+            self.separator = "\n" if empty else ",\n"
 
     def write(self, chunk: List[Any]) -> None:
-        for record in chunk:
-            self.out.write(self.separator + _dumps(record))
-            self.separator = ",\n"
+        if chunk:
+            self.out.write_page("".join(self._next() + _dumps(record) for record in chunk))
+            self.pages += 1
+
+    def _next(self) -> str:
+        separator, self.separator = self.separator, ",\n"
+        return separator
 
     def close(self) -> None:
-        self.out.write("\n]\n")
+        self.out.write_text("\n]\n")
         super().close()
+
+    def abandon(self) -> Optional[str]:
+        try:
+            self.out.cut()
+            self.out.write_text("\n]\n")
+        except OSError:  # cannot close the array: keep nothing rather than a broken file
+            self.pages = 0
+        return super().abandon()
 
 
 class _Csv(Sink):
@@ -93,48 +119,64 @@ class _Csv(Sink):
     records carry) widens the header: the rows written so far are copied under the new one.
     """
 
-    def __init__(self, path: str, *, append: bool) -> None:
-        self.path = path
-        self.columns: List[str] = _csv_header(path) if append else []
-        self.out = open(path, "a" if self.columns else "w", encoding="utf-8", newline="")
-        self.writer = self._writer()
-
-    def _writer(self) -> "csv.DictWriter[str]":
-        return csv.DictWriter(self.out, self.columns, lineterminator="\n")
+    def __init__(self, out: Output) -> None:
+        super().__init__(out)
+        self.columns: List[str] = []
+        if out.base is not None:
+            self.columns = _csv_header(out.base)
+            _copy(out.base, out, _whole_lines(out.base, quoted=True) if self.columns else 0)
 
     def write(self, chunk: List[Any]) -> None:
         rows = [_flat(record) for record in chunk]
         new = [key for key in dict.fromkeys(key for row in rows for key in row) if key not in self.columns]
         if new and self.columns:
-            self._widen(new)
-        elif new:
-            self.columns = new
-            self.writer = self._writer()
-            self.writer.writeheader()
-        self.writer.writerows(rows)
+            self._widen(new, rows)
+        elif rows:
+            self.columns += new
+            self.out.write_page(_csv_text(self.columns, rows, header=bool(new)))
+        self.pages += 1 if rows else 0
 
-    def _widen(self, new: List[str]) -> None:
-        self.out.close()
-        narrow = self.path + ".narrow"
-        os.replace(self.path, narrow)
-        self.columns += new
-        self.out = open(self.path, "w", encoding="utf-8", newline="")
-        self.writer = self._writer()
-        self.writer.writeheader()
-        with open(narrow, encoding="utf-8", newline="") as written:
-            self.writer.writerows(csv.DictReader(written))
+    def _widen(self, new: List[str], rows: List[Dict[str, Any]]) -> None:
+        out = self.out
+        assert isinstance(out, _Replacement)  # csv is only ever written to a regular file
+        narrow, columns = out.swap(), self.columns
+        self.columns = columns + new
+        try:
+            out.write_text(_csv_text(self.columns, [], header=True))
+            with open(narrow, encoding="utf-8", newline="") as written:
+                for page in _batched(csv.DictReader(written), 1000):
+                    out.write_text(_csv_text(self.columns, page, header=False))
+            out.write_page(_csv_text(self.columns, rows, header=False))
+        except BaseException:
+            out.restore(narrow)  # the file as it was before this page
+            self.columns = columns
+            raise
         os.remove(narrow)
 
-    def close(self) -> None:
-        self.out.close()
+
+def _csv_text(columns: List[str], rows: List[Dict[str, Any]], *, header: bool) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def _batched(rows: Iterator[Dict[str, Any]], size: int) -> Iterator[List[Dict[str, Any]]]:
+    page: List[Dict[str, Any]] = []
+    for row in rows:
+        page.append(row)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def _csv_header(path: str) -> List[str]:
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            return next(csv.reader(f), [])
-    except FileNotFoundError:
-        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        return next(csv.reader(f), [])
 
 
 def _flat(record: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
@@ -156,69 +198,95 @@ def _cell(value: Any) -> Any:
 
 
 class _Parquet(Sink):
-    """Arrow record batches, written one by one to a Parquet file.
+    """Arrow record batches, one per page, into a Parquet file (see `parquet.py`)."""
 
-    A Parquet file has one schema. When a page brings a field or a wider type the file does
-    not have yet (a field only some records carry), the schema is widened and what was
-    written so far is copied under it, a row group at a time; each page is then cast to it.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.writer: Any = None
-        self.schema: Any = None
+    def __init__(self, out: Output) -> None:
+        super().__init__(out)
+        assert out.temporary is not None  # parquet is only ever written to a regular file
+        self.parquet = ParquetPages(out.temporary, out.base)
+        self.broken = False  # a write failed part way: the file cannot be cut back to a page
 
     def write(self, batch: Any) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self.writer is None:
-            self.schema = batch.schema
-            self.writer = pq.ParquetWriter(self.path, self.schema)
-        elif batch.schema != self.schema:
-            try:
-                wider = pa.unify_schemas([self.schema, batch.schema], promote_options="permissive")
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-                raise SchemaMismatch(str(e)) from None
-            if wider != self.schema:
-                self._rewrite(pa, pq, wider)
-            batch = _conform(pa, batch, self.schema)
-        self.writer.write_batch(batch)
-
-    def _rewrite(self, pa: Any, pq: Any, schema: Any) -> None:
-        self.writer.close()
-        narrow = self.path + ".narrow"
-        os.replace(self.path, narrow)
-        self.schema = schema
-        self.writer = pq.ParquetWriter(self.path, schema)
-        written = pq.ParquetFile(narrow)
-        for batch in written.iter_batches():
-            self.writer.write_batch(_conform(pa, batch, schema))
-        written.close()
-        os.remove(narrow)
+        try:
+            self.parquet.write(batch)
+        except BaseException:
+            self.broken = True
+            raise
+        self.pages += 1
 
     def close(self) -> None:
-        if self.writer is None:  # no records: still a readable, empty file
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        try:
+            self.parquet.close()
+        except BaseException:
+            self.broken = True  # its footer is missing
+            raise
+        super().close()
 
-            pq.write_table(pa.table({}), self.path)
-        else:
-            self.writer.close()
-            self.writer = None
+    def abandon(self) -> Optional[str]:
+        try:
+            if self.broken:
+                self.pages = 0
+            else:
+                self.parquet.close()
+        except OSError:
+            self.pages = 0
+        return super().abandon()
 
 
-class SchemaMismatch(Exception):
-    """A field's type on a later page cannot be reconciled with the one the Parquet file has."""
+_SINKS = {"jsonl": _JsonLines, "json": _JsonArray, "csv": _Csv, "parquet": _Parquet}
 
 
-def _conform(pa: Any, batch: Any, schema: Any) -> Any:
-    """`batch` under `schema`: columns matched by name, missing ones null, types cast."""
-    try:
-        columns = [
-            batch.column(f.name).cast(f.type) if f.name in batch.schema.names else pa.nulls(len(batch), f.type)
-            for f in schema
-        ]
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
-        raise SchemaMismatch(str(e)) from None
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
+# -- continuing a file ---------------------------------------------------------------------
+
+
+def _copy(source: str, out: Output, length: int) -> None:
+    """The first `length` bytes of `source` into `out`, as its first whole page."""
+    with open(source, "rb") as f:
+        left = length
+        while left:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(out.fd, view) :]
+            left -= len(chunk)
+    out.page_done()
+
+
+def _whole_lines(path: str, *, quoted: bool) -> int:
+    """Bytes of `path` up to the end of its last complete line; `quoted` (CSV): a newline inside
+    a quoted cell does not end a line."""
+    end = offset = 0
+    inside = False
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            if not quoted:
+                last = chunk.rfind(b"\n")
+                end = offset + last + 1 if last >= 0 else end
+            else:
+                for mark in re.finditer(rb'["\n]', chunk):
+                    if mark.group() == b'"':
+                        inside = not inside
+                    elif not inside:
+                        end = offset + mark.end()
+            offset += len(chunk)
+    return end
+
+
+def _array_body(path: str) -> "tuple[int, bool]":
+    """Where the records of the JSON array in `path` end (before its closing bracket and the
+    space around it), and whether it has none."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+        f.seek(max(size - 4096, 0))
+        tail = f.read()
+    body = tail.rstrip()
+    if not head.startswith(b"[") or not body.endswith(b"]"):
+        raise ValueError(f"cannot continue {path}: it is not a JSON array")
+    body = body[:-1].rstrip()
+    end = size - len(tail) + len(body)
+    with open(path, "rb") as f:
+        empty = f.read(min(end, 4096)).strip() == b"["
+    return end, empty
