@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def run(*args, server=None, env=None):
 
 
 def run_limited(blocks, *args, server=None, cwd=None):
-    """The CLI with its file size limit at `blocks` of 512 bytes: writes past it fail (EFBIG)."""
+    """The CLI with its file size limit at `blocks` of 1,024 bytes (bash's unit): writes past it fail (EFBIG)."""
     return subprocess.run(
         ["bash", "-c", f'ulimit -f {blocks} && exec "$0" "$@"', sys.executable, "-m", "soket_transcribe", *args],
         capture_output=True,
@@ -491,3 +492,198 @@ def test_ctrl_c_stops_wait_with_130(server):
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 130 and "Traceback" not in stderr
+
+
+# -- failures never destroy, and a resume is true for every format (issues 23.1, 23.2, 27.5) -
+
+
+def read_export(path, format):
+    """The records of an export file, whatever its format (Parquet: its table's rows)."""
+    if format == "parquet":
+        return pytest.importorskip("pyarrow.parquet").read_table(path).to_pylist()
+    text = path.read_text(encoding="utf-8")
+    if format == "csv":
+        return list(csv.DictReader(text.splitlines()))
+    return json.loads(text) if format == "json" else jsonl(text)
+
+
+@pytest.mark.parametrize("format", ["jsonl", "json", "csv", "parquet"])
+def test_a_failed_export_leaves_the_file_that_was_there(server, tmp_path, format):
+    path = tmp_path / f"prev.{format}"
+    path.write_bytes(b"what was there")
+    out = run_limited(0, "results", server.batch_id, "--format", format, "-o", str(path), server=server)
+    assert out.returncode == 1
+    assert "File too large" in out.stderr.splitlines()[0]
+    assert f"{path} is left as it was" in out.stderr and "Traceback" not in out.stderr
+    assert path.read_bytes() == b"what was there"
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_a_device_behind_a_link_is_written_directly_and_kept(server, tmp_path):
+    link = tmp_path / "full"
+    link.symlink_to("/dev/full")
+    out = run("results", server.batch_id, "-o", str(link), server=server)
+    assert out.returncode == 1 and "No space left on device" in out.stderr
+    refused = run("results", server.batch_id, "--format", "parquet", "-o", str(link), server=server)
+    assert refused.returncode == 2
+    assert refused.stderr == f"error: --format parquet needs -o to name a regular file (it may be rewritten); {link} is not one\n"
+    assert link.is_symlink() and os.readlink(link) == "/dev/full"
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_a_write_error_stops_at_its_page_and_keeps_whole_pages(server, client, tmp_path):
+    path = tmp_path / "files.jsonl"
+    # 4,096 bytes: pages 1 and 2 of 5 records fit, page 3 does not.
+    out = run_limited(4, "results", server.batch_id, "--limit", "5", "--concurrency", "1", "-o", str(path), server=server)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[1:] == [
+        f"pages before 3 are kept in {path}.partial; {path} was not written",
+        f"resume with --start-page 3 (it continues {path}.partial)",
+    ]
+    assert max(requested_pages(server)) <= 3 + 4, "the read stops there (pages fetched ahead aside), not at the end: 247"
+    kept = (tmp_path / "files.jsonl.partial").read_text(encoding="utf-8")
+    assert kept.endswith("\n") and jsonl(kept) == list(client.iter_files(server.batch_id, limit=5, max_items=10))
+    rest = run("results", server.batch_id, "--limit", "5", "--start-page", "3", "-o", str(path), server=server)
+    assert rest.returncode == 0, rest.stderr
+    assert jsonl(path.read_text(encoding="utf-8")) == list(client.iter_files(server.batch_id))
+
+
+def requested_pages(server):
+    queries = [r["query"] for r in server.requests if "/results/batch/" in r["path"]]
+    return [int(dict(p.split("=") for p in q.split("&"))["page"]) for q in queries]
+
+
+@pytest.mark.parametrize("format", ["jsonl", "json", "csv", "parquet"])
+def test_ctrl_c_keeps_whole_pages_and_following_the_hint_completes_the_file(tmp_path, format):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / f"files.{format}"
+    path.write_bytes(b"an older export")
+    with MockServer(600, latency_ms=200) as server:
+        args = ("results", server.batch_id, "--limit", "100", "--concurrency", "1", "--format", format, "-o", str(path))
+        proc = start(*args, server=server)
+        while 3 not in requested_pages(server):  # pages 1 and 2 are written
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130 and "Traceback" not in stderr
+        interrupted, kept, hint = stderr.splitlines()
+        page = int(hint.split()[3])
+        assert kept == f"pages before {page} are kept in {path}.partial; {path} is left as it was"
+        assert hint == f"resume with --start-page {page} (it continues {path}.partial)"
+        assert path.read_bytes() == b"an older export"
+        assert len(read_export(tmp_path / f"files.{format}.partial", format)) == (page - 1) * 100
+
+        rest = run(*args, "--start-page", str(page), server=server)
+        assert rest.returncode == 0, rest.stderr
+        whole = st.Client(server.token, server.url).iter_files(server.batch_id)
+        assert [r["file_id"] for r in read_export(path, format)] == [r["file_id"] for r in whole]
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_dash_is_stdout(server, client, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "soket_transcribe", "results", server.batch_id, "-o", "-"],
+        capture_output=True, encoding="utf-8", env=cli_env(server), cwd=tmp_path, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert jsonl(out.stdout) == list(client.iter_files(server.batch_id))
+    assert list(tmp_path.iterdir()) == []
+
+
+def pages_of(records, limit):
+    """A scripted answer serving `records` `limit` a page."""
+    def answer(query):
+        page = int(query["page"])
+        items = records[(page - 1) * limit : page * limit]
+        total_pages = -(-len(records) // limit)
+        body = {"page": page, "limit": limit, "total_pages": total_pages, "total_files": len(records), "count": len(items), "files": items}
+        return json.dumps(body).encode()
+    return answer
+
+
+def test_parquet_takes_a_field_whose_type_changes_on_a_later_page_as_to_arrow_does(scripted_server, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    records = [
+        {"file_id": f"f{i}", "meta": {"lang": "en", "n": i}, "score": i, "tag": "plain"} for i in range(4)
+    ] + [
+        {"file_id": "f4", "meta": "not an object", "score": 0.5, "tag": {"a": [1, 2]}},
+        {"file_id": "f5", "meta": None, "score": 7, "tag": "again", "late": True},
+    ]
+    url = scripted_server(pages_of(records, 2))
+    path = tmp_path / "files.parquet"
+    out = run("results", "b", "--limit", "2", "--format", "parquet", "-o", str(path), env=cli_env(SOKET_API_TOKEN="t0ken", SOKET_BASE_URL=url))
+    assert out.returncode == 0, out.stderr
+    written = pq.read_table(path)
+    expected = st.Client("t0ken", url).iter_files("b", limit=2).to_arrow()
+    assert written.schema.equals(expected.schema, check_metadata=True)
+    assert written.schema.field("meta").metadata == {b"soket_transcribe.json": b"true"}
+    rows = written.to_pylist()
+    assert [r["score"] for r in rows] == [0.0, 1.0, 2.0, 3.0, 0.5, 7.0]
+    for column in ("meta", "tag"):  # JSON text: compared as the values it reads back to
+        assert [json.loads(r[column]) if r[column] else None for r in rows] == [r.get(column) for r in records]
+    assert [r["late"] for r in rows] == [None] * 5 + [True]
+
+
+# -- what the service says, shown as it is but never obeyed by the terminal (23.6, 23.12, 26.6) -
+
+
+def scripted_env(url):
+    return cli_env(SOKET_API_TOKEN="t0ken", SOKET_BASE_URL=url)
+
+
+HOSTILE = "\x1b]0;PWNED\x07\x1b[2J\x9b"
+
+
+def test_the_services_control_characters_are_shown_not_obeyed(scripted_server):
+    answer = {"batch_id": "b" + HOSTILE, "status": "processing" + HOSTILE, "total_files": 3, "files_completed": 1, "files_failed": 0}
+    url = scripted_server(lambda query: json.dumps(answer).encode())
+    out = run("status", "b", env=scripted_env(url))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:2] == [
+        "batch     b\\x1b]0;PWNED\\x07\\x1b[2J\\x9b",
+        "status    processing\\x1b]0;PWNED\\x07\\x1b[2J\\x9b",
+    ]
+    as_json = run("status", "b", "--json", env=scripted_env(url)).stdout
+    assert not any(c in as_json for c in "\x1b\x07\x9b") and json.loads(as_json)["status"] == answer["status"]
+
+    error_url = scripted_server(lambda query: json.dumps({"error": "quota" + HOSTILE}).encode())
+    failed = run("results", "b", env=scripted_env(error_url))
+    assert failed.returncode == 1
+    assert "quota\\x1b]0;PWNED\\x07\\x1b[2J\\x9b" in failed.stderr and not any(c in failed.stderr for c in "\x1b\x07\x9b")
+
+
+@pytest.mark.parametrize(
+    "answer, lines",
+    [
+        (
+            {"batch_id": None, "status": "processing", "total_files": 3, "files_completed": 8, "files_failed": 1,
+             "estimated_audio_seconds": -7080, "estimated_completion_seconds": -5},
+            ["batch     asked-for", "status    processing", "files     3 in the batch; the service counts 8 completed, 1 failed",
+             "audio     unknown", "left      unknown"],
+        ),
+        (
+            {"batch_id": "b", "status": "processing", "files_completed": 2},
+            ["batch     b", "status    processing", "files     2 completed, unknown failed"],
+        ),
+        (
+            {"batch_id": "b", "status": "completed", "total_files": 3, "files_completed": 2, "files_failed": 1,
+             "estimated_audio_seconds": 7080},
+            ["batch     b", "status    completed", "files     3 of 3 done (2 completed, 1 failed)", "audio     1 h 58 min (estimated)"],
+        ),
+    ],
+)
+def test_status_shows_what_is_known_and_nothing_misleading(scripted_server, answer, lines):
+    url = scripted_server(lambda query: json.dumps(answer).encode())
+    out = run("status", "asked-for", env=scripted_env(url))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == lines
+
+
+def test_wait_exits_1_on_a_failed_batch(scripted_server):
+    answer = {"batch_id": "b", "status": "failed", "total_files": 3, "files_completed": 1, "files_failed": 2}
+    url = scripted_server(lambda query: json.dumps(answer).encode())
+    out = run("wait", "b", "--poll-interval", "0.1", env=scripted_env(url))
+    assert out.returncode == 1
+    assert out.stderr == "error: batch b failed\n"
+    assert out.stdout.splitlines()[1:3] == ["status    failed", "files     3 of 3 done (1 completed, 2 failed)"]

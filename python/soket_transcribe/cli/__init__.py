@@ -77,11 +77,16 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="P",
-        help="first page to fetch, to resume after an error; jsonl and csv written with -o are then appended to",
+        help="first page to fetch, to resume after a stop: with -o, continues PATH.partial (else PATH)",
     )
     results.add_argument("--max-items", type=int, metavar="N", help="stop after N records")
     results.add_argument("--format", choices=FORMATS, default="jsonl", help="jsonl (default), json, csv or parquet")
-    results.add_argument("-o", "--output", metavar="PATH", help="write to PATH instead of stdout (needed for csv, parquet)")
+    results.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="write to PATH (replaced only once complete) instead of stdout, which is also '-'; needed for csv, parquet",
+    )
     results.add_argument("--concurrency", type=int, default=4, metavar="C", help="pages fetched at once (default 4)")
     results.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     results.set_defaults(run=commands.results)

@@ -82,10 +82,8 @@ class _JsonArray(Sink):
 
     def __init__(self, out: Output) -> None:
         super().__init__(out)
-        if out.base is None:
-            out.write_page("[")
-            self.separator = "\n"
-        else:
+        self.separator = "[\n"  # the array opens with the first page, so nothing is written before
+        if out.base is not None:
             end, empty = _array_body(out.base)
             _copy(out.base, out, end)
             self.separator = "\n" if empty else ",\n"
@@ -99,14 +97,17 @@ class _JsonArray(Sink):
         separator, self.separator = self.separator, ",\n"
         return separator
 
+    def _end(self) -> str:
+        return "[\n]\n" if self.separator == "[\n" else "\n]\n"
+
     def close(self) -> None:
-        self.out.write_text("\n]\n")
+        self.out.write_text(self._end())
         super().close()
 
     def abandon(self) -> Optional[str]:
         try:
             self.out.cut()
-            self.out.write_text("\n]\n")
+            self.out.write_text(self._end())
         except OSError:  # cannot close the array: keep nothing rather than a broken file
             self.pages = 0
         return super().abandon()
