@@ -1,6 +1,5 @@
 //! HTTP: every request to the service, with retries, a timeout on the whole answer and a body size cap.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -10,6 +9,7 @@ use url::Url;
 
 use crate::error::{excerpt_bytes, Error, PageNo, Result};
 use crate::page::{error_body, error_message, parse_page, Page};
+use crate::proxy::{is_loopback, Proxies, ProxyUrl};
 use crate::query::Query;
 use crate::retry::{retry_after, Decision, RetryPolicy};
 
@@ -36,6 +36,9 @@ impl ClientConfig {
         if self.token.is_empty() {
             return Err(Error::invalid("token must be a non-empty string"));
         }
+        if self.token.trim().is_empty() {
+            return Err(Error::invalid("token must not be blank"));
+        }
         if HeaderValue::from_str(&self.token).is_err() {
             return Err(Error::invalid("token holds characters not allowed in an HTTP header"));
         }
@@ -51,7 +54,7 @@ impl ClientConfig {
         if self.max_body_bytes == 0 {
             return Err(Error::invalid("max_body_bytes must be positive"));
         }
-        Ok(())
+        Proxies::from_env().map(drop)
     }
 }
 
@@ -82,13 +85,7 @@ pub fn parse_base_url(raw: &str) -> Result<Url> {
     match url.scheme() {
         "https" => {}
         "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-                None => false,
-            };
-            if !loopback {
+            if !is_loopback(&url) {
                 return Err(bad("uses plain http to a non-loopback host; use https (the token would travel in clear)"));
             }
         }
@@ -114,7 +111,18 @@ pub struct ApiClient {
     timeout: Duration,
     max_body_bytes: usize,
     auth: HeaderValue,
+    proxies: Proxies,
     pub stats: Stats,
+}
+
+/// Connecting gets at most this much of a request's `timeout`.
+const MAX_CONNECT: Duration = Duration::from_secs(10);
+
+/// Redirects followed for one request before it fails.
+const MAX_REDIRECTS: usize = 10;
+
+pub fn connect_timeout(timeout: Duration) -> Duration {
+    timeout.min(MAX_CONNECT)
 }
 
 impl ApiClient {
@@ -124,14 +132,20 @@ impl ApiClient {
             .map_err(|_| Error::invalid("token holds characters not allowed in an HTTP header"))?;
         auth.set_sensitive(true);
         install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let proxies = Proxies::from_env()?;
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("soket-transcribe/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .connect_timeout(connect_timeout(config.timeout))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
-            .https_only(false) // plain http is vetted in parse_base_url
-            .build()
-            .map_err(|e| Error::invalid(format!("could not build the HTTP client: {e}")))?;
+            .https_only(false) // plain http is vetted in parse_base_url and on each redirect
+            .redirect(reqwest::redirect::Policy::none()) // followed in `send`, where a hop can be named
+            .no_proxy(); // the environment's proxies are read by `Proxies`, with our rules
+        if !proxies.is_empty() {
+            let rules = proxies.clone();
+            builder = builder.proxy(reqwest::Proxy::custom(move |url| rules.for_url(url).map(|p| p.url.clone())));
+        }
+        let http = builder.build().map_err(|e| Error::invalid(format!("could not build the HTTP client: {e}")))?;
         Ok(ApiClient {
             http,
             base_url: config.base_url.clone(),
@@ -139,6 +153,7 @@ impl ApiClient {
             timeout: config.timeout,
             max_body_bytes: config.max_body_bytes,
             auth,
+            proxies,
             stats: Stats::default(),
         })
     }
@@ -199,21 +214,22 @@ impl ApiClient {
 
     /// One attempt: the status checked and the whole body read, all within `timeout`.
     async fn get_once(&self, url: &Url) -> Result<Bytes> {
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        log::debug!("GET {url}");
         let answer = async {
-            let response = self
-                .http
-                .get(url.clone())
-                .header(AUTHORIZATION, self.auth.clone())
-                .send()
-                .await
-                .map_err(|e| connection_error(&e))?;
-            let status = response.status().as_u16();
+            let response = self.send(url).await?;
+            let status = response.status();
             let wait = retry_after(response.headers(), SystemTime::now());
             let body = self.read_body(response).await?;
-            if !(200..300).contains(&status) {
-                return Err(status_error(status, &body, wait));
+            if !status.is_success() {
+                return Err(status_error(status.as_u16(), &body, wait));
+            }
+            if body.is_empty() {
+                // A complete answer without a body (204, or Content-Length: 0) comes the same way again.
+                let reason = status.canonical_reason().unwrap_or("");
+                return Err(Error::format(
+                    format!("HTTP {} {reason}: an empty answer where JSON was expected", status.as_u16()),
+                    b"",
+                    false,
+                ));
             }
             Ok(body)
         };
@@ -228,10 +244,69 @@ impl ApiClient {
         }
     }
 
+    /// The GET, its redirects followed here: a loop, too many hops or a hop to plain http off
+    /// loopback is final (as an APIError with the 3xx status), and a failure names the hop it
+    /// happened at. The token goes only to the base URL's origin.
+    async fn send(&self, url: &Url) -> Result<reqwest::Response> {
+        let mut url = url.clone();
+        let mut visited: Vec<Url> = Vec::new();
+        loop {
+            let response = self.send_one(&url).await.map_err(|e| {
+                let err = connection_error(&e, self.proxies.for_url(&url));
+                match visited.last() {
+                    Some(from) => err.append(&format!(" (redirected from {from})")),
+                    None => err,
+                }
+            })?;
+            let Some(next) = redirect_target(&response, &url) else { return Ok(response) };
+            let status = response.status().as_u16();
+            let refuse =
+                |why: String| Error::Api { status, message: why, body: String::new(), page: None, retry_after: None };
+            if next == url || visited.contains(&next) {
+                return Err(refuse(format!("redirect loop: {url} redirects to {next}, which was already requested")));
+            }
+            if visited.len() + 1 > MAX_REDIRECTS {
+                return Err(refuse(format!("more than {MAX_REDIRECTS} redirects; the last to {next}")));
+            }
+            if next.scheme() != "https" && !(next.scheme() == "http" && is_loopback(&next)) {
+                return Err(refuse(format!(
+                    "{url} redirects to {next}: only https, or plain http to a loopback host, is followed"
+                )));
+            }
+            log::debug!("{url} redirects ({status}) to {next}");
+            visited.push(std::mem::replace(&mut url, next));
+        }
+    }
+
+    /// One request. A pooled connection the server closed just as it was reused fails before any
+    /// byte of an answer; the request never reached the service, so it is sent once more on a
+    /// new connection without counting against `max_retries`, as browsers do (GET is idempotent).
+    async fn send_one(&self, url: &Url) -> reqwest::Result<reqwest::Response> {
+        match self.request(url).send().await {
+            Err(e) if is_stale_connection(&e) => {
+                log::debug!("a reused connection closed before answering ({e}); sending again");
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                self.request(url).send().await
+            }
+            other => other,
+        }
+    }
+
+    fn request(&self, url: &Url) -> reqwest::RequestBuilder {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        log::debug!("GET {url}");
+        let request = self.http.get(url.clone());
+        if url.origin() == self.base_url.origin() {
+            request.header(AUTHORIZATION, self.auth.clone())
+        } else {
+            request
+        }
+    }
+
     async fn read_body(&self, mut response: reqwest::Response) -> Result<Bytes> {
         let cap = self.max_body_bytes;
         let mut body = BytesMut::with_capacity(response.content_length().unwrap_or(0).min(cap as u64) as usize);
-        while let Some(chunk) = response.chunk().await.map_err(|e| connection_error(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| connection_error(&e, None))? {
             if body.len() + chunk.len() > cap {
                 return Err(Error::format(format!("response body exceeds max_body_bytes ({cap} bytes)"), b"", false));
             }
@@ -239,6 +314,15 @@ impl ApiClient {
         }
         Ok(body.freeze())
     }
+}
+
+/// Where a redirect answer points, resolved against the URL that gave it.
+fn redirect_target(response: &reqwest::Response, url: &Url) -> Option<Url> {
+    if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = response.headers().get(reqwest::header::LOCATION)?.to_str().ok()?;
+    url.join(location).ok()
 }
 
 /// The error for a non-2xx answer: the service's own `{"error": ...}` when it sent one.
@@ -261,8 +345,9 @@ fn status_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> Erro
     }
 }
 
-/// A failure before a complete answer, its cause chain spelled out (reset, refused, cut short, certificate...).
-fn connection_error(e: &reqwest::Error) -> Error {
+/// A failure before a complete answer, its cause chain spelled out (reset, refused, cut short,
+/// certificate...), and the proxy named when the request went through one.
+fn connection_error(e: &reqwest::Error, proxy: Option<&ProxyUrl>) -> Error {
     let mut message = e.to_string();
     let mut certificate = false;
     let mut source = std::error::Error::source(e);
@@ -276,10 +361,45 @@ fn connection_error(e: &reqwest::Error) -> Error {
     }
     // The chain may hide rustls's error behind a boxed one: its wording tells too.
     certificate |= ["invalid peer certificate", "peer sent no certificates"].iter().any(|w| message.contains(w));
+    // TLS to a plain-http server ("received corrupt message"), or plain http to a TLS one.
+    let mismatch = ["received corrupt message", "invalid HTTP version parsed"].iter().any(|w| message.contains(w));
+    if mismatch {
+        message.push_str(" (the server does not speak the URL's protocol: check http:// or https://)");
+    }
+    // hyper-util's CONNECT: any answer but 200 is "unsuccessful", 407 "authorization required".
+    let tunnel_refused =
+        ["tunnel error: unsuccessful", "proxy authorization required"].iter().any(|w| message.contains(w));
     let timeout = e.is_timeout();
-    let kind = if timeout { "timed out" } else { "connection failed" };
-    // A certificate the client does not trust will not be trusted on the next try either.
-    Error::connection(format!("{kind}: {message}"), timeout, !certificate)
+    // A certificate the client does not trust, or the wrong protocol, will not change on the next try.
+    let (kind, transient) = match proxy {
+        Some(p) if tunnel_refused => (format!("the proxy {} refused the tunnel (CONNECT)", p.shown()), false),
+        Some(p) if e.is_connect() && !certificate && !mismatch => {
+            (format!("could not connect through the proxy {}", p.shown()), true)
+        }
+        _ => ((if timeout { "timed out" } else { "connection failed" }).to_owned(), !certificate && !mismatch),
+    };
+    Error::connection(format!("{kind}: {message}"), timeout, transient)
+}
+
+/// The server closed the connection before any byte of an answer, on a request that did not
+/// open it (a new connection that fails is a connect error, handled as any other).
+fn is_stale_connection(e: &reqwest::Error) -> bool {
+    if e.is_connect() || e.is_timeout() {
+        return false;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_incomplete_message()) {
+            return true;
+        }
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe))
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -324,6 +444,12 @@ mod tests {
     }
 
     #[test]
+    fn connecting_gets_at_most_ten_seconds_of_the_timeout() {
+        assert_eq!(connect_timeout(Duration::from_secs(60)), Duration::from_secs(10));
+        assert_eq!(connect_timeout(Duration::from_millis(1500)), Duration::from_millis(1500));
+    }
+
+    #[test]
     fn redaction() {
         assert_eq!(redact("Bearer sekrit-token here", "sekrit-token"), "Bearer *** here");
         assert_eq!(redact("nothing", "sekrit-token"), "nothing");
@@ -355,6 +481,7 @@ mod tests {
         assert!(good.validate().is_ok());
         let err = |c: ClientConfig| c.validate().unwrap_err().to_string();
         assert!(err(ClientConfig { token: String::new(), ..good.clone() }).contains("token"));
+        assert_eq!(err(ClientConfig { token: " \t".into(), ..good.clone() }), "token must not be blank");
         assert!(err(ClientConfig { token: "a\nb".into(), ..good.clone() }).contains("HTTP header"));
         assert_eq!(err(ClientConfig { concurrency: 0, ..good.clone() }), "concurrency must be between 1 and 64; got 0");
         assert!(err(ClientConfig { max_body_bytes: 0, ..good.clone() }).contains("max_body_bytes"));

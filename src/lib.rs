@@ -9,6 +9,7 @@ pub mod mock;
 pub mod page;
 pub mod pipeline;
 pub mod projection;
+pub mod proxy;
 pub mod query;
 pub mod retry;
 pub mod runtime;

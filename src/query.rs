@@ -59,16 +59,7 @@ impl Query {
 
     /// Checks what the service would reject, so no request is wasted on it.
     pub fn validate(&self) -> Result<()> {
-        if self.batch_id.is_empty() {
-            return Err(Error::InvalidArgument("batch_id must be a non-empty string".into()));
-        }
-        if self.batch_id == "." || self.batch_id == ".." {
-            // URL parsers resolve these segments (even percent-encoded) instead of sending them.
-            return Err(Error::InvalidArgument(format!(
-                "batch_id {:?} cannot be sent as a path segment",
-                self.batch_id
-            )));
-        }
+        check_id("batch_id", &self.batch_id)?;
         if self.page < 1 {
             return Err(Error::InvalidArgument(format!("page must be >= 1; got {}", self.page)));
         }
@@ -109,6 +100,24 @@ impl Query {
         }
         url
     }
+}
+
+/// Refuses an id that cannot travel as one path segment, before any request: every endpoint's
+/// id goes through here.
+pub fn check_id(name: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid(format!("{name} must be a non-empty string")));
+    }
+    if id == "." || id == ".." {
+        // URL parsers resolve these segments (even percent-encoded) instead of sending them.
+        return Err(Error::invalid(format!("{name} {id:?} cannot be sent as a path segment")));
+    }
+    if id.chars().any(char::is_control) {
+        // The URL parser drops tab, CR and LF, which would request another id (or get round the
+        // check above: "\t.." is ".." once parsed).
+        return Err(Error::invalid(format!("{name} {id:?} holds a control character")));
+    }
+    Ok(())
 }
 
 fn bool_str(b: bool) -> &'static str {
@@ -167,6 +176,15 @@ mod tests {
         assert!(Query::new(".").validate().is_err());
         let url = Query::new("...").url(&base());
         assert!(url.path().ends_with("/results/batch/..."), "{}", url.path());
+    }
+
+    #[test]
+    fn control_characters_in_an_id_are_refused() {
+        for bad in ["a\tb", "\t..", "\t", "a\nb", "a\rb", "a\u{0}b", "a\u{7f}", "a\u{85}b"] {
+            let err = Query::new(bad).validate().unwrap_err().to_string();
+            assert!(err.contains("control character"), "{bad:?}: {err}");
+        }
+        assert!(check_id("file_id", "a b").is_ok(), "a space is percent-encoded, not dropped");
     }
 
     #[test]

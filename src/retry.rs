@@ -45,10 +45,14 @@ impl RetryPolicy {
         }
     }
 
-    /// Exponential backoff with full jitter (uniform in 0..=min(cap, initial * 2^attempt)).
+    /// Exponential backoff with full jitter: uniform in 0..ceiling(attempt).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max_backoff);
-        ceiling.mul_f64(rand::random::<f64>())
+        self.ceiling(attempt).mul_f64(rand::random::<f64>())
+    }
+
+    /// The largest backoff of a retry: `initial * 2^attempt`, at most `max_backoff`.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max_backoff)
     }
 }
 
@@ -96,6 +100,26 @@ mod tests {
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
         assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn backoff_defaults_double_from_half_a_second_to_eight() {
+        let p = RetryPolicy::default();
+        assert_eq!((p.max_retries, p.max_retry_after), (3, Duration::from_secs(60)));
+        let ceilings: Vec<f64> = (0..7).map(|a| p.ceiling(a).as_secs_f64()).collect();
+        assert_eq!(ceilings, [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]);
+        assert_eq!(p.ceiling(u32::MAX), Duration::from_secs(8));
+        // Full jitter: uniform in 0..ceiling, so over 2,000 draws the smallest is near 0, the
+        // largest near the ceiling and the mean near half of it (each bound ~10 sigma wide).
+        for attempt in 0..6 {
+            let ceiling = p.ceiling(attempt).as_secs_f64();
+            let draws: Vec<f64> = (0..2000).map(|_| p.backoff(attempt).as_secs_f64()).collect();
+            let (min, max) = draws.iter().fold((f64::MAX, 0f64), |(lo, hi), d| (lo.min(*d), hi.max(*d)));
+            let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+            assert!(max <= ceiling && max > 0.98 * ceiling, "attempt {attempt}: max {max} of {ceiling}");
+            assert!(min < 0.02 * ceiling, "attempt {attempt}: min {min}");
+            assert!((mean / ceiling - 0.5).abs() < 0.07, "attempt {attempt}: mean {mean} of {ceiling}");
+        }
     }
 
     #[test]

@@ -75,17 +75,7 @@ fn endpoint(base: &Url, segments: [&str; 3]) -> Url {
     url
 }
 
-/// Refuses an id that cannot travel as one path segment, before any request.
-pub fn check_id(name: &str, id: &str) -> Result<()> {
-    if id.is_empty() {
-        return Err(Error::invalid(format!("{name} must be a non-empty string")));
-    }
-    if id == "." || id == ".." {
-        // URL parsers resolve these segments (even percent-encoded) instead of sending them.
-        return Err(Error::invalid(format!("{name} {id:?} cannot be sent as a path segment")));
-    }
-    Ok(())
-}
+pub use crate::query::check_id;
 
 /// A 2xx status answer: `{"error": "batch not found"}` (or another error body) is an error.
 pub fn parse_status(body: Bytes) -> Result<BatchStatus> {

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+import soket_transcribe as st
 from soket_transcribe.testing import MockServer
 
 
@@ -290,7 +291,11 @@ def test_request_log(srv: MockServer) -> None:
         "authorized": True,
         "accept_encoding": "identity",
         "fault": None,
+        "in_flight": 1,
+        "throttled": False,
+        "time": record["time"],
     }
+    assert 0 < record["time"] < 60
     srv.clear_requests()
     assert srv.requests == []
 
@@ -422,7 +427,9 @@ def test_the_python_class_is_the_rust_class() -> None:
     from soket_transcribe import _core
 
     assert MockServer is _core.MockServer
-    assert list(inspect.signature(MockServer).parameters)[-2:] == ["processing_seconds", "log_limit"]
+    signature = inspect.signature(MockServer)
+    assert list(signature.parameters)[-5:] == ["processing_seconds", "log_limit", "rate_limit", "burst", "retry_after"]
+    assert signature.parameters["retry_after"].default == 1.0
     assert "log_limit" in (MockServer.__doc__ or "") and "600 bytes" in (MockServer.__doc__ or "")
 
     class Named(MockServer):
@@ -511,3 +518,194 @@ def test_a_batch_progresses_over_processing_seconds() -> None:
         assert after["processing"] == after["retrying"] == 0 and after["completed"] + after["failed"] == 300
         assert counts_by_results(server) == {k: v for k, v in after.items() if k != "status"}
         assert len(set(seen)) > 2, "the batch moved in steps, not at once"
+
+
+# -- in-flight counts, rate limiting, failed batches, and the mock as a test tool -----------
+
+
+def wait_for(predicate, what: str) -> None:
+    """Polls the server's state (no fixed sleep): a request's arrival shows in the log at once."""
+    deadline = time.monotonic() + 30
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_the_log_counts_requests_in_flight(srv: MockServer) -> None:
+    srv.fail_next("stall", stall_s=2.0)
+    stalled = threading.Thread(target=results, args=(srv,))
+    stalled.start()
+    wait_for(lambda: len(srv.requests) == 1, "the stalled request")
+    results(srv)  # arrives while the first one stalls
+    stalled.join()
+    results(srv)  # arrives alone: the two before were answered
+    assert [r["in_flight"] for r in srv.requests] == [1, 2, 1]
+
+
+def test_rate_limit_answers_429_above_the_bucket() -> None:
+    # 0.001/s: no token comes back during the test, so the count is exact.
+    with MockServer(files=5, rate_limit=0.001, burst=3, retry_after=2) as server:
+        file_id = results(server, "limit=1").json()["files"][0]["file_id"]
+        assert get(server.url, f"/status/batch/{server.batch_id}").status == 200
+        assert get(server.url, f"/results/file/{file_id}").status == 200
+        limited = [results(server), get(server.url, f"/status/batch/{server.batch_id}"), results(server)]
+        assert [r.status for r in limited] == [429, 429, 429]
+        assert limited[0].json() == {"detail": "Too Many Requests"}
+        assert limited[0].headers["retry-after"] == "2" and "retry-after-ms" not in limited[0].headers
+        # A path outside the API takes no token.
+        assert get(server.url, "/nope").status == 404
+        assert server.throttled == 3
+        assert [r["throttled"] for r in server.requests] == [False] * 3 + [True] * 3 + [False]
+        assert [r["fault"] for r in server.requests] == [None] * 7
+
+
+def test_rate_limit_headers() -> None:
+    with MockServer(files=5, rate_limit=0.001, burst=1, retry_after=None) as bare:
+        assert results(bare).status == 200
+        limited = results(bare)
+        assert limited.status == 429 and "retry-after" not in limited.headers
+    with MockServer(files=5, rate_limit=0.001, burst=1, retry_after=0.25) as fractional:
+        assert results(fractional).status == 200
+        limited = results(fractional)
+        assert (limited.status, limited.headers["retry-after"], limited.headers["retry-after-ms"]) == (429, "1", "250")
+
+
+def test_rate_limit_comes_before_faults_and_batch_changes() -> None:
+    with MockServer(files=5, rate_limit=0.001, burst=1) as server:
+        batch_id = server.add_batch(10, grow_per_request=5)
+        assert results(server, "limit=1", batch_id=batch_id).json()["total_files"] == 10
+        server.fail_next("status", status=500)
+        assert results(server, batch_id=batch_id).status == 429
+        assert server.clear_faults() == 1, "the throttled request used up no scripted fault"
+        assert server.faults_injected == 0
+
+
+def test_rate_limit_paces_a_client_to_the_end() -> None:
+    with MockServer(files=200, rate_limit=200, burst=2, retry_after=0.01) as server:
+        client = st.Client(server.token, server.url, concurrency=4, max_retries=100)
+        assert len(list(client.iter_files(server.batch_id, limit=10))) == 200
+        assert server.throttled > 0
+        served = [r for r in server.requests if not r["throttled"]]
+        assert len(served) == 20
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rate_limit": 0}, "rate_limit must be"),
+        ({"rate_limit": float("nan")}, "rate_limit must be"),
+        ({"rate_limit": 10, "burst": 0}, "burst must be 1 or more"),
+        ({"burst": 5}, "burst needs a rate_limit"),
+        ({"rate_limit": 10, "retry_after": -1}, "retry_after must be"),
+        ({"rate_limit": 10, "burst": -1}, "burst must be an integer from 0 to 4294967295, not -1"),
+    ],
+)
+def test_rate_limit_refuses_bad_arguments(kwargs: Dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MockServer(**kwargs)
+
+
+def test_a_batch_whose_files_all_failed_has_failed(srv: MockServer) -> None:
+    batch_id = srv.add_batch(10, statuses={"failed": 1})
+    status = get(srv.url, f"/status/batch/{batch_id}").json()
+    assert (status["status"], status["files_failed"], status["total_files"]) == ("failed", 10, 10)
+    assert st.Client(srv.token, srv.url).wait(batch_id, poll_interval=0.1).status == "failed"
+    mixed = srv.add_batch(10, statuses={"failed": 1, "completed": 1})
+    assert get(srv.url, f"/status/batch/{mixed}").json()["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: MockServer(files=-1), "files"),
+        (lambda: MockServer(seed=-1), "seed"),
+        (lambda: MockServer(latency_ms=-5), "latency_ms"),
+        (lambda: MockServer(port=70000), "port"),
+        (lambda: MockServer(log_limit=-1), "log_limit"),
+        (lambda: MockServer(seed=2**64), "seed"),
+    ],
+)
+def test_integers_out_of_range_are_a_value_error_naming_them(make: Any, name: str) -> None:
+    with pytest.raises(ValueError, match=f"^{name} must be an integer from 0 to"):
+        make()
+
+
+def test_method_integers_out_of_range_are_a_value_error(srv: MockServer) -> None:
+    for call, name in [
+        (lambda: srv.fail_next("cut", times=-1), "times"),
+        (lambda: srv.fail_next("status", status=-1), "status"),
+        (lambda: srv.fail_next("shift", shift_by=-1), "shift_by"),
+        (lambda: srv.add_batch(-1), "files"),
+        (lambda: srv.add_batch(1, grow_per_request=-1), "grow_per_request"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{name} must be an integer from 0 to"):
+            call()
+    with pytest.raises(TypeError):
+        srv.fail_next("cut", times="2")  # type: ignore[arg-type]
+    assert srv.clear_faults() == 0
+
+
+def test_clear_faults_drops_the_queued_ones(srv: MockServer) -> None:
+    srv.fail_next("status", 3)
+    assert results(srv).status == 503
+    assert srv.clear_faults() == 2
+    assert results(srv).status == 200
+    assert srv.clear_faults() == 0
+    assert srv.faults_injected == 1
+
+
+def test_a_wildcard_host_gives_a_loopback_url() -> None:
+    with MockServer(files=7, host="0.0.0.0") as server:
+        assert server.url == f"http://127.0.0.1:{server.port}/transcribe"
+        assert len(list(st.Client(server.token, server.url).iter_files(server.batch_id))) == 7
+
+
+def test_entering_a_stopped_server_raises() -> None:
+    server = MockServer(files=1)
+    server.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        with server:
+            pass  # pragma: no cover
+
+
+def mock_server_cli(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "soket_transcribe", "mock-server", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        (["--port", "70000"], "port"),
+        (["--files", "-1"], "files"),
+        (["--latency-ms", "-5"], "latency_ms"),
+        (["--seed", "-1"], "seed"),
+        (["--rate-limit", "0"], "rate_limit"),
+    ],
+)
+def test_mock_server_cli_refuses_bad_numbers_in_one_line(args: List[str], name: str) -> None:
+    done = mock_server_cli(*args)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {name} must be") and done.stderr.count("\n") == 1, done.stderr
+    assert done.stdout == ""
+
+
+def test_mock_server_cli_rate_limit() -> None:
+    command = [sys.executable, "-m", "soket_transcribe", "mock-server", "--files", "5"]
+    command += ["--rate-limit", "0.001", "--burst", "2", "--retry-after", "3"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not lines or lines[-1] != "Ctrl-C to stop.":
+            lines.append(proc.stdout.readline().rstrip("\n"))
+            assert lines[-1] or proc.poll() is None, proc.stderr.read()
+        assert "  rate limit 0.001 requests/s, above it 429 with Retry-After 3 s" in lines
+        url = next(line.split()[-1] for line in lines if line.strip().startswith("url"))
+        batch_id = next(line.split()[-1] for line in lines if line.strip().startswith("batch id"))
+        replies = [get(url, f"/results/batch/{batch_id}") for _ in range(3)]
+        assert [r.status for r in replies] == [200, 200, 429]
+        assert replies[2].headers["retry-after"] == "3"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+

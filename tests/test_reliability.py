@@ -54,6 +54,7 @@ def test_client_errors_are_never_retried(server, status, error):
         client.get_page(server.batch_id, page=2)
     assert e.value.status_code == status and e.value.page == 2
     assert pages_requested(server) == [2]
+    assert client.stats == {"requests": 1, "retries": 0}
 
 
 @pytest.mark.parametrize(
@@ -69,6 +70,7 @@ def test_retries_exhausted_raise_the_typed_error(server, status, error):
         client.get_page(server.batch_id)
     assert e.value.status_code == status and "after 1 retries" in str(e.value)
     assert pages_requested(server) == [1, 1]
+    assert client.stats == {"requests": 2, "retries": 1}
 
 
 def test_connection_errors_exhausted(server):
@@ -77,12 +79,16 @@ def test_connection_errors_exhausted(server):
     with pytest.raises(st.APIConnectionError) as e:
         client.get_page(server.batch_id, page=3)
     assert e.value.page == 3
+    assert pages_requested(server) == [3, 3]
+    assert client.stats == {"requests": 2, "retries": 1}
 
 
 def test_per_call_max_retries_override(server):
     client = st.Client(server.token, server.url, max_retries=0)
     server.fail_next("status", times=2, status=503)
     assert client.get_page(server.batch_id, max_retries=2).page == 1
+    assert pages_requested(server) == [1, 1, 1]
+    assert client.stats == {"requests": 3, "retries": 2}
 
 
 def test_retry_after_is_honoured(server):
@@ -91,6 +97,7 @@ def test_retry_after_is_honoured(server):
     started = time.monotonic()
     client.get_page(server.batch_id)
     assert time.monotonic() - started >= 0.9
+    assert client.stats == {"requests": 2, "retries": 1}
 
 
 def test_retry_after_beyond_the_cap_raises_at_once(server):
@@ -101,6 +108,7 @@ def test_retry_after_beyond_the_cap_raises_at_once(server):
         client.get_page(server.batch_id)
     assert time.monotonic() - started < 5
     assert pages_requested(server) == [1]
+    assert client.stats == {"requests": 1, "retries": 0}
 
 
 def test_timeout(server):
@@ -110,7 +118,10 @@ def test_timeout(server):
     with pytest.raises(st.APITimeoutError) as e:
         client.get_page(server.batch_id)
     assert isinstance(e.value, st.APIConnectionError) and e.value.page == 1
+    assert "after 1 retries" in str(e.value)
     assert time.monotonic() - started < 3
+    assert pages_requested(server) == [1, 1], "the stalled request, then its one retry"
+    assert client.stats == {"requests": 2, "retries": 1}
 
 
 def test_not_json_on_200_is_a_format_error(server):
@@ -119,6 +130,7 @@ def test_not_json_on_200_is_a_format_error(server):
     with pytest.raises(st.ResponseFormatError) as e:
         client.get_page(server.batch_id, page=4)
     assert e.value.page == 4 and "page 4" in str(e.value)
+    assert pages_requested(server) == [4] and client.stats == {"requests": 1, "retries": 0}
     assert server.token not in str(e.value) and server.token not in (e.value.excerpt or "")
 
 
@@ -150,8 +162,11 @@ def test_soak_under_faults_every_file_once_in_order():
         got = [f["file_id"] for f in client.iter_files(srv.batch_id, limit=2)]
         assert got == expected
         assert srv.faults_injected > 200
-        requests, retries = client.stats["requests"], client.stats["retries"]
-        assert retries >= srv.faults_injected * 0.9
+        # Every fault costs one retry, and every request is a page or a retry: no request lost
+        # count of, none sent twice.
+        assert client.stats["retries"] == srv.faults_injected
+        assert client.stats["requests"] == 2000 + srv.faults_injected
+        assert sorted(set(pages_requested(srv))) == list(range(1, 2001))
 
 
 def test_async_faults_are_retried_too(server):
@@ -163,6 +178,8 @@ def test_async_faults_are_retried_too(server):
         return [f async for f in client.iter_files(server.batch_id, limit=100)]
 
     assert len(asyncio.run(collect())) == 1234
+    assert sorted(pages_requested(server)) == sorted([*range(1, 14), *pages_requested(server)[:2]])
+    assert client.stats == {"requests": 15, "retries": 2}, "13 pages, two of them twice"
 
 
 def test_batch_growing_while_read_yields_each_original_file_once(server):

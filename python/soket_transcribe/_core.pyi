@@ -199,6 +199,9 @@ class MockServer:
         redirect_to: Optional[str] = None,
         processing_seconds: Optional[float] = None,
         log_limit: int = 100_000,
+        rate_limit: Optional[float] = None,
+        burst: Optional[int] = None,
+        retry_after: Optional[float] = 1.0,
     ) -> "MockServer": ...
     @property
     def url(self) -> str: ...
@@ -210,6 +213,8 @@ class MockServer:
     def batch_id(self) -> str: ...
     @property
     def faults_injected(self) -> int: ...
+    @property
+    def throttled(self) -> int: ...
     def add_batch(
         self,
         files: int,
@@ -232,6 +237,7 @@ class MockServer:
         stall_s: Optional[float] = None,
         shift_by: Optional[int] = None,
     ) -> None: ...
+    def clear_faults(self) -> int: ...
     @property
     def requests(self) -> List[Dict[str, Any]]: ...
     @property

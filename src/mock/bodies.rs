@@ -67,11 +67,23 @@ pub(crate) fn batch_status(batch_id: &str, batch: &Batch) -> Vec<u8> {
     push_fixed(&mut out, batch.duration_tenths(), 1);
     field(&mut out, "estimated_completion_seconds", batch.estimated_completion_seconds());
     out.extend_from_slice(b",\"status\":");
-    out.extend_from_slice(if batch.in_progress() { b"\"processing\"" } else { b"\"completed\"" });
+    out.extend_from_slice(batch_state(batch, &counts));
     field(&mut out, "files_retrying", counts[usize::from(RETRYING)]);
     field(&mut out, "files_processing", counts[usize::from(PROCESSING)]);
     out.push(b'}');
     out
+}
+
+/// The batch's own status: `processing` while in progress; once done, `failed` when every
+/// file failed, else `completed`.
+fn batch_state(batch: &Batch, counts: &[u64; 4]) -> &'static [u8] {
+    if batch.in_progress() {
+        b"\"processing\""
+    } else if batch.len() > 0 && counts[usize::from(FAILED)] == batch.len() {
+        b"\"failed\""
+    } else {
+        b"\"completed\""
+    }
 }
 
 /// `{"detail": message}`, FastAPI's shape for HTTP errors.
@@ -127,5 +139,17 @@ mod tests {
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 9, "{keys:?}");
         assert!(v["estimated_audio_seconds"].as_f64().unwrap() > 1000.0 * 5.0);
+    }
+
+    #[test]
+    fn a_batch_whose_files_all_failed_has_failed() {
+        let state = |weights, files| {
+            let batch = Batch::new(0, files, Changes::default(), status_cdf(weights).unwrap());
+            serde_json::from_slice::<Value>(&batch_status("b", &batch)).unwrap()["status"].clone()
+        };
+        assert_eq!(state([0.0, 1.0, 0.0, 0.0], 10), "failed");
+        assert_eq!(state([0.5, 0.5, 0.0, 0.0], 10), "completed");
+        assert_eq!(state([0.0, 1.0, 0.0, 0.0], 0), "completed");
+        assert_eq!(state([0.0, 1.0, 0.0, 1.0], 10), "processing");
     }
 }

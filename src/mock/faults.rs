@@ -66,6 +66,11 @@ impl FaultPlan {
         self.scripted.extend(std::iter::repeat_n(kind, times as usize));
     }
 
+    /// Drops the scripted faults not injected yet; returns how many.
+    pub(crate) fn clear(&mut self) -> usize {
+        std::mem::take(&mut self.scripted).len()
+    }
+
     /// The fault for the next results request, if any.
     pub(crate) fn next(&mut self) -> Option<Fault> {
         let truncate = self.rng.chance(0.5);
@@ -112,6 +117,16 @@ mod tests {
         let got: Vec<_> = std::iter::from_fn(|| plan.next().map(|f| f.kind.label())).collect();
         assert_eq!(got, ["status:500", "status:500", "cut"]);
         assert!((0..1000).all(|_| plan.next().is_none()));
+    }
+
+    #[test]
+    fn cleared_faults_are_never_injected() {
+        let mut plan = FaultPlan::new(0, 0.0);
+        plan.script(FaultKind::CutBody, 3);
+        assert_eq!(plan.next().map(|f| f.kind), Some(FaultKind::CutBody));
+        assert_eq!(plan.clear(), 2);
+        assert_eq!(plan.next(), None);
+        assert_eq!(plan.clear(), 0);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod rng;
 mod server;
 #[cfg(test)]
 mod tests;
+mod throttle;
 mod words;
 
 pub use batch::GrowAt;
@@ -61,6 +62,20 @@ pub struct MockConfig {
     pub processing_seconds: Option<f64>,
     /// The request log keeps the last this many requests ([`MockServer::requests_total`] counts all).
     pub log_limit: usize,
+    /// `Some`: API requests above this rate answer 429 (`None`: no limit).
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A token bucket shared by every endpoint and connection; requests it has no token for
+/// answer `429` with `retry_after`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Tokens added per second (finite, above 0).
+    pub per_second: f64,
+    /// Tokens the bucket holds at most, and holds at the start (1 or more).
+    pub burst: u32,
+    /// Seconds sent in `Retry-After` (and `retry-after-ms` when fractional); `None`: no header.
+    pub retry_after: Option<f64>,
 }
 
 impl Default for MockConfig {
@@ -80,6 +95,7 @@ impl Default for MockConfig {
             redirect_to: None,
             processing_seconds: None,
             log_limit: 100_000,
+            rate_limit: None,
         }
     }
 }

@@ -4,13 +4,13 @@ use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
@@ -31,7 +31,8 @@ use super::bodies;
 use super::data::{batch_uuid, status_cdf, status_index, Include, Item, DEFAULT_WEIGHTS};
 use super::faults::{malform, Fault, FaultKind, FaultPlan};
 use super::query::{parse_file_query, parse_results_query};
-use super::{BatchSpec, MockConfig};
+use super::throttle::{retry_after_headers, Bucket};
+use super::{BatchSpec, MockConfig, RateLimit};
 
 /// One request as the server saw it.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +47,13 @@ pub struct RequestRecord {
     pub accept_encoding: Option<String>,
     /// The fault injected into the answer ([`FaultKind::label`]), if any.
     pub fault: Option<String>,
+    /// Requests in flight at the server when this one arrived, itself included (a request
+    /// stays in flight until its answer is built: latency and stalls count).
+    pub in_flight: u64,
+    /// Answered 429 by the rate limit ([`MockConfig::rate_limit`]).
+    pub throttled: bool,
+    /// When it arrived, since the server started.
+    pub arrived: Duration,
 }
 
 /// A running mock server. Stops on [`MockServer::stop`] or when dropped.
@@ -85,9 +93,17 @@ impl MockServer {
         Ok(MockServer { state, addr, default_batch, shutdown, thread: Some(thread) })
     }
 
-    /// The base URL a client uses: `http://127.0.0.1:PORT/transcribe`.
+    /// The base URL a client uses: `http://127.0.0.1:PORT/transcribe`; on a wildcard address
+    /// (`0.0.0.0`, `::`) the loopback one of its family, which this host can always reach.
     pub fn url(&self) -> String {
-        format!("http://{}/transcribe", self.addr)
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}/transcribe")
     }
 
     pub fn port(&self) -> u16 {
@@ -110,6 +126,11 @@ impl MockServer {
         lock(&self.state.faults).script(kind, times);
     }
 
+    /// Drops the scripted faults not injected yet and returns how many there were.
+    pub fn clear_faults(&self) -> usize {
+        lock(&self.state.faults).clear()
+    }
+
     /// The last requests served ([`MockConfig::log_limit`] at most), in arrival order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.state.log).iter().cloned().collect()
@@ -128,6 +149,16 @@ impl MockServer {
     /// Faults injected so far, scripted and random.
     pub fn faults_injected(&self) -> u64 {
         self.state.faults_injected.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered 429 by the rate limit so far.
+    pub fn throttled(&self) -> u64 {
+        self.state.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`MockServer::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.thread.is_none()
     }
 
     /// Stops accepting, lets requests in flight finish (1 s at most), and joins the thread.
@@ -162,6 +193,11 @@ struct State {
     log: Mutex<VecDeque<RequestRecord>>,
     log_limit: usize,
     requests_total: AtomicU64,
+    started: Instant,
+    in_flight: AtomicU64,
+    bucket: Option<Bucket>,
+    retry_after: Option<f64>,
+    throttled: AtomicU64,
 }
 
 fn invalid(message: String) -> io::Error {
@@ -184,6 +220,24 @@ fn status_weights(statuses: Option<&[(String, f64)]>) -> io::Result<[f64; 4]> {
     status_cdf(weights).ok_or_else(|| invalid("status weights must be finite, >= 0, and not all 0".to_string()))
 }
 
+fn check_rate_limit(limit: &RateLimit) -> io::Result<()> {
+    if !(limit.per_second.is_finite() && limit.per_second > 0.0) {
+        return Err(invalid(format!(
+            "rate_limit must be a number of requests per second above 0, not {}",
+            limit.per_second
+        )));
+    }
+    if limit.burst == 0 {
+        return Err(invalid("burst must be 1 or more".to_string()));
+    }
+    match limit.retry_after {
+        Some(s) if !(s.is_finite() && s >= 0.0) => {
+            Err(invalid(format!("retry_after must be a number of seconds, 0 or more, or None, not {s}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn processing_time(seconds: Option<f64>) -> io::Result<Option<Duration>> {
     seconds
         .map(|s| {
@@ -201,6 +255,9 @@ impl State {
         }
         let not_found_status = StatusCode::from_u16(config.not_found_status)
             .map_err(|_| invalid(format!("not_found_status {} is not an HTTP status", config.not_found_status)))?;
+        if let Some(limit) = &config.rate_limit {
+            check_rate_limit(limit)?;
+        }
         Ok(State {
             token: config.token.clone(),
             latency: Duration::from_millis(config.latency_ms),
@@ -216,6 +273,11 @@ impl State {
             log: Mutex::new(VecDeque::new()),
             log_limit: config.log_limit,
             requests_total: AtomicU64::new(0),
+            started: Instant::now(),
+            in_flight: AtomicU64::new(0),
+            bucket: config.rate_limit.as_ref().map(Bucket::new),
+            retry_after: config.rate_limit.as_ref().and_then(|limit| limit.retry_after),
+            throttled: AtomicU64::new(0),
         })
     }
 
@@ -256,6 +318,15 @@ impl State {
         })
     }
 
+    /// Whether the rate limit refuses a request arriving now (counted if so).
+    fn throttles(&self) -> bool {
+        let refused = self.bucket.as_ref().is_some_and(|bucket| !bucket.take(Instant::now()));
+        if refused {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        refused
+    }
+
     fn log(&self, record: RequestRecord) {
         self.requests_total.fetch_add(1, Ordering::Relaxed);
         let mut log = lock(&self.log);
@@ -265,6 +336,23 @@ impl State {
         if self.log_limit > 0 {
             log.push_back(record);
         }
+    }
+}
+
+/// Counts a request in flight at the server until dropped, when its answer is built (or the
+/// client went away first and hyper dropped the handler).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    /// Counts one more; returns the guard and the count, this request included.
+    fn enter(counter: &'a AtomicU64) -> (InFlight<'a>, u64) {
+        (InFlight(counter), counter.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -371,21 +459,25 @@ impl Reply {
 }
 
 async fn handle(state: &State, request: Request<Incoming>) -> Response<MockBody> {
+    let (_in_flight, in_flight) = InFlight::enter(&state.in_flight);
+    let arrived = state.started.elapsed();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let header = |name| request.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let authorization = header(header::AUTHORIZATION).map(str::to_string);
     let accept_encoding = header(header::ACCEPT_ENCODING).map(str::to_string);
     let route = route(request.method(), &path);
+    // The rate limit comes first, as at a gateway: a throttled request reaches nothing else.
+    let throttled = route.is_api() && state.throttles();
 
     let redirect = match (&route, &state.redirect_to) {
-        (route, Some(base)) if route.is_api() => {
+        (route, Some(base)) if route.is_api() && !throttled => {
             let rest = path.strip_prefix("/transcribe").unwrap_or(&path);
             Some(if query.is_empty() { format!("{base}{rest}") } else { format!("{base}{rest}?{query}") })
         }
         _ => None,
     };
-    let fault = if route.is_api() && redirect.is_none() { lock(&state.faults).next() } else { None };
+    let fault = if route.is_api() && redirect.is_none() && !throttled { lock(&state.faults).next() } else { None };
     if fault.is_some() {
         state.faults_injected.fetch_add(1, Ordering::Relaxed);
     }
@@ -398,12 +490,17 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<MockBody>
         authorized: token == Some(state.token.as_str()),
         accept_encoding: accept_encoding.clone(),
         fault: fault.as_ref().map(|f| f.kind.label()),
+        in_flight,
+        throttled,
+        arrived,
     });
 
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
     }
-    let reply = if let Some(location) = redirect {
+    let reply = if throttled {
+        throttled_reply(state.retry_after)
+    } else if let Some(location) = redirect {
         Reply::json(StatusCode::TEMPORARY_REDIRECT, Vec::new()).with_header(header::LOCATION, &location)
     } else if let Some(reply) = fault_reply(fault.as_ref()) {
         reply
@@ -449,6 +546,13 @@ fn fault_reply(fault: Option<&Fault>) -> Option<Reply> {
         }
         FaultKind::CutBody | FaultKind::MalformedJson | FaultKind::Stall(_) | FaultKind::Shift(_) => None,
     }
+}
+
+/// The answer above the rate limit: 429, with `Retry-After` unless the server sends none.
+fn throttled_reply(retry_after: Option<f64>) -> Reply {
+    let reply = Reply::json(StatusCode::TOO_MANY_REQUESTS, bodies::detail("Too Many Requests"));
+    let headers = retry_after.map(retry_after_headers).unwrap_or_default();
+    headers.into_iter().fold(reply, |reply, (name, value)| reply.with_header(HeaderName::from_static(name), &value))
 }
 
 /// How many records a `Shift` fault moves the page back by.

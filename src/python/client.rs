@@ -79,6 +79,19 @@ fn build_query(
     Ok(query)
 }
 
+/// An environment variable's value: None when unset, an error naming it when set but empty or
+/// blank (an empty `SOKET_BASE_URL` must not quietly mean the production service).
+fn env_value(name: &str) -> PyResult<Option<String>> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => {
+            Err(PyValueError::new_err(format!("{name} is set but empty; give it a value or unset it")))
+        }
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(PyValueError::new_err(format!("{name} is not valid UTF-8"))),
+    }
+}
+
 fn positive_page(name: &str, page: i64) -> PyResult<u64> {
     u64::try_from(page)
         .ok()
@@ -99,12 +112,18 @@ impl PyClient {
         max_body_bytes: usize,
     ) -> PyResult<PyClient> {
         let token_from_env = token.is_none();
-        let token = token.or_else(|| std::env::var(TOKEN_ENV).ok()).filter(|t| !t.is_empty()).ok_or_else(|| {
-            PyValueError::new_err(format!("no API token: pass token=... or set the {TOKEN_ENV} environment variable"))
-        })?;
-        let base_url = base_url
-            .or_else(|| std::env::var(BASE_URL_ENV).ok().filter(|u| !u.is_empty()))
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let token = match token {
+            Some(token) => token,
+            None => env_value(TOKEN_ENV)?.ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "no API token: pass token=... or set the {TOKEN_ENV} environment variable"
+                ))
+            })?,
+        };
+        let base_url = match base_url {
+            Some(url) => url,
+            None => env_value(BASE_URL_ENV)?.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+        };
         let config = ClientConfig {
             base_url: parse_base_url(&base_url).py_err()?,
             token,

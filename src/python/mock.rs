@@ -5,11 +5,11 @@ use std::io;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::mock::{BatchSpec, FaultKind, GrowAt, MockConfig, MockServer};
+use crate::mock::{BatchSpec, FaultKind, GrowAt, MockConfig, MockServer, RateLimit};
 
 /// The embedded mock of the Soket AI results API: a real HTTP server on its own thread, listening
 /// once created; a context manager (`with MockServer() as srv:`) that stops it on exit.
@@ -47,6 +47,14 @@ use crate::mock::{BatchSpec, FaultKind, GrowAt, MockConfig, MockServer};
 ///     log_limit: the request log (`requests`) keeps the last this many requests, about
 ///         600 bytes each, so that a long-running server stays bounded; `requests_total`
 ///         counts them all.
+///     rate_limit: None: no limit. A number R: a token bucket of `burst` tokens refilled at R
+///         per second, shared by every endpoint and connection; an API request that finds it
+///         empty answers 429 (before auth, faults and redirects) and counts in `throttled`.
+///     burst: the bucket's size, full at the start (None: R rounded up).
+///     retry_after: seconds sent with each such 429 in `Retry-After` (whole seconds, rounded
+///         up) and, when fractional, exactly in `retry-after-ms`; None: no header.
+///
+/// Integer arguments out of range (e.g. negative) raise ValueError naming the argument.
 #[pyclass(frozen, subclass, name = "MockServer", module = "soket_transcribe.testing")]
 pub struct PyMockServer {
     // Locked only without the GIL held, or for calls that never wait: no deadlock with it.
@@ -72,32 +80,89 @@ fn to_pyerr(err: io::Error) -> PyErr {
 
 const FAULT_KINDS: &str = "'status', '429', 'cut', 'malformed', 'stall' or 'shift'";
 
+/// `#[pyo3(from_py_with = ...)]` extractors of integer arguments: one outside its type's range
+/// is a ValueError naming the argument, where PyO3 would raise a bare OverflowError.
+mod int_arg {
+    use super::*;
+
+    fn in_range<'py, T>(value: &Bound<'py, PyAny>, name: &str, max: u128) -> PyResult<T>
+    where
+        T: for<'a> FromPyObject<'a, 'py>,
+    {
+        value.extract::<T>().map_err(|err| {
+            let err: PyErr = err.into();
+            if err.is_instance_of::<PyOverflowError>(value.py()) {
+                PyValueError::new_err(format!("{name} must be an integer from 0 to {max}, not {value}"))
+            } else {
+                err
+            }
+        })
+    }
+
+    macro_rules! int_args {
+        ($($name:ident: $ty:ty = $max:expr),* $(,)?) => {$(
+            pub(super) fn $name(value: &Bound<'_, PyAny>) -> PyResult<$ty> {
+                in_range(value, stringify!($name), $max as u128)
+            }
+        )*};
+    }
+
+    int_args!(
+        files: u64 = u64::MAX, seed: u64 = u64::MAX, latency_ms: u64 = u64::MAX, port: u16 = u16::MAX,
+        not_found_status: u16 = u16::MAX, log_limit: usize = usize::MAX, burst: Option<u32> = u32::MAX,
+        grow_per_request: u64 = u64::MAX, complete_per_request: u64 = u64::MAX, times: u32 = u32::MAX,
+        status: Option<u16> = u16::MAX, shift_by: Option<u64> = u64::MAX,
+    );
+}
+
+/// The bucket of `MockServer(rate_limit=, burst=, retry_after=)`, if any.
+fn rate_limit(per_second: Option<f64>, burst: Option<u32>, retry_after: Option<f64>) -> PyResult<Option<RateLimit>> {
+    let Some(per_second) = per_second else {
+        return match burst {
+            Some(_) => Err(PyValueError::new_err("burst needs a rate_limit")),
+            None => Ok(None),
+        };
+    };
+    // A second's worth, as governor's `Quota::per_second` has it.
+    let burst = burst.unwrap_or_else(|| per_second.ceil().clamp(1.0, f64::from(u32::MAX)) as u32);
+    Ok(Some(RateLimit { per_second, burst, retry_after }))
+}
+
 #[pymethods]
 impl PyMockServer {
+    // The text signature is written out because PyO3 shows `retry_after`'s default, Some(1.0),
+    // as `...`: keep it in step with the signature.
     #[new]
     #[pyo3(signature = (
         files = 1000, *, seed = 0, token = "test-token", latency_ms = 0, fault_rate = 0.0, statuses = None,
         batch_id = None, host = "127.0.0.1", port = 0, gzip = true, not_found_status = 404, redirect_to = None,
-        processing_seconds = None, log_limit = 100_000,
+        processing_seconds = None, log_limit = 100_000, rate_limit = None, burst = None, retry_after = Some(1.0),
     ))]
+    #[pyo3(text_signature = "(files=1000, *, seed=0, token='test-token', latency_ms=0, fault_rate=0.0, \
+        statuses=None, batch_id=None, host='127.0.0.1', port=0, gzip=True, not_found_status=404, redirect_to=None, \
+        processing_seconds=None, log_limit=100000, rate_limit=None, burst=None, retry_after=1.0)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        files: u64,
-        seed: u64,
+        #[pyo3(from_py_with = int_arg::files)] files: u64,
+        #[pyo3(from_py_with = int_arg::seed)] seed: u64,
         token: &str,
-        latency_ms: u64,
+        #[pyo3(from_py_with = int_arg::latency_ms)] latency_ms: u64,
         fault_rate: f64,
         statuses: Option<HashMap<String, f64>>,
         batch_id: Option<String>,
         host: &str,
-        port: u16,
+        #[pyo3(from_py_with = int_arg::port)] port: u16,
         gzip: bool,
-        not_found_status: u16,
+        #[pyo3(from_py_with = int_arg::not_found_status)] not_found_status: u16,
         redirect_to: Option<String>,
         processing_seconds: Option<f64>,
-        log_limit: usize,
+        #[pyo3(from_py_with = int_arg::log_limit)] log_limit: usize,
+        rate_limit: Option<f64>,
+        #[pyo3(from_py_with = int_arg::burst)] burst: Option<u32>,
+        retry_after: Option<f64>,
     ) -> PyResult<Self> {
+        let rate_limit = self::rate_limit(rate_limit, burst, retry_after)?;
         let config = MockConfig {
             files,
             seed,
@@ -113,6 +178,7 @@ impl PyMockServer {
             redirect_to,
             processing_seconds,
             log_limit,
+            rate_limit,
         };
         let server = py.detach(|| MockServer::start(config)).map_err(to_pyerr)?;
         Ok(PyMockServer {
@@ -124,7 +190,8 @@ impl PyMockServer {
         })
     }
 
-    /// Base URL for a client: `http://127.0.0.1:PORT/transcribe`.
+    /// Base URL for a client: `http://127.0.0.1:PORT/transcribe` (the loopback address when the
+    /// server listens on a wildcard one such as `0.0.0.0`).
     #[getter]
     fn url(&self) -> &str {
         &self.url
@@ -154,6 +221,12 @@ impl PyMockServer {
         self.server().faults_injected()
     }
 
+    /// Requests answered 429 by the rate limit (`rate_limit=`) so far.
+    #[getter]
+    fn throttled(&self) -> u64 {
+        self.server().throttled()
+    }
+
     /// Adds a batch to this server and returns its id.
     ///
     /// `grow_per_request > 0` makes a batch that is still processing: after answering each
@@ -171,12 +244,12 @@ impl PyMockServer {
     fn add_batch(
         &self,
         py: Python<'_>,
-        files: u64,
-        seed: u64,
+        #[pyo3(from_py_with = int_arg::files)] files: u64,
+        #[pyo3(from_py_with = int_arg::seed)] seed: u64,
         batch_id: Option<String>,
-        grow_per_request: u64,
+        #[pyo3(from_py_with = int_arg::grow_per_request)] grow_per_request: u64,
         grow_at: &str,
-        complete_per_request: u64,
+        #[pyo3(from_py_with = int_arg::complete_per_request)] complete_per_request: u64,
         processing_seconds: Option<f64>,
         statuses: Option<HashMap<String, f64>>,
     ) -> PyResult<String> {
@@ -209,11 +282,11 @@ impl PyMockServer {
     fn fail_next(
         &self,
         kind: &str,
-        times: u32,
-        status: Option<u16>,
+        #[pyo3(from_py_with = int_arg::times)] times: u32,
+        #[pyo3(from_py_with = int_arg::status)] status: Option<u16>,
         retry_after: Option<&Bound<'_, PyAny>>,
         stall_s: Option<f64>,
-        shift_by: Option<u64>,
+        #[pyo3(from_py_with = int_arg::shift_by)] shift_by: Option<u64>,
     ) -> PyResult<()> {
         let fault = match kind {
             "status" => {
@@ -248,9 +321,18 @@ impl PyMockServer {
         Ok(())
     }
 
+    /// Drops the `fail_next` faults not injected yet (so that a server shared between tests
+    /// carries none into the next) and returns how many there were.
+    fn clear_faults(&self) -> usize {
+        self.server().clear_faults()
+    }
+
     /// The request log, oldest first (the last `log_limit` requests): dicts with `method`,
     /// `path` (as sent, percent-encoded), `query`, `auth_present`, `authorized`,
-    /// `accept_encoding` and `fault` (what was injected, or None).
+    /// `accept_encoding`, `fault` (what was injected, or None), `in_flight` (requests in flight
+    /// at the server when it arrived, itself included; one stays in flight until its answer is
+    /// built, latency and stalls included), `throttled` (answered 429 by `rate_limit`) and
+    /// `time` (seconds from the server's start to its arrival).
     #[getter]
     fn requests<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let records = self.server().requests();
@@ -265,6 +347,9 @@ impl PyMockServer {
                 d.set_item("authorized", r.authorized)?;
                 d.set_item("accept_encoding", r.accept_encoding)?;
                 d.set_item("fault", r.fault)?;
+                d.set_item("in_flight", r.in_flight)?;
+                d.set_item("throttled", r.throttled)?;
+                d.set_item("time", r.arrived.as_secs_f64())?;
                 Ok(d)
             })
             .collect()
@@ -286,8 +371,12 @@ impl PyMockServer {
         py.detach(|| self.server().stop());
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
+    /// Raises RuntimeError on a stopped server, which would refuse every connection.
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        if slf.get().server().is_stopped() {
+            return Err(PyRuntimeError::new_err("this MockServer was stopped: create a new one"));
+        }
+        Ok(slf)
     }
 
     #[pyo3(signature = (_exc_type, _exc_value, _traceback, /))]

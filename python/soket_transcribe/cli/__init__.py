@@ -25,6 +25,11 @@ __all__ = ["main"]
 STATUSES = ("completed", "failed", "retrying", "processing")
 
 
+def _seconds_or_none(text: str) -> Optional[float]:
+    """`--retry-after`: seconds, or `none` for 429s without the header."""
+    return None if text.lower() == "none" else float(text)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the command line; returns the exit code."""
     try:
@@ -140,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--fault-rate", type=float, default=0.0, metavar="R", help="fraction of requests that fail, 0..1")
     mock.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the records, batch id and faults")
     mock.add_argument("--token", default="test-token", metavar="T", help="token the server accepts (default test-token)")
+    mock.add_argument("--rate-limit", type=float, metavar="R", help="answer 429 above R requests per second (default: no limit)")
+    mock.add_argument("--burst", type=int, metavar="B", help="requests allowed at once above the rate (default: R rounded up)")
+    mock.add_argument(
+        "--retry-after", type=_seconds_or_none, default=1.0, metavar="S", help="Retry-After of those 429s, or none (default 1)"
+    )
     mock.set_defaults(run=commands.mock_server)
 
     demo = subcommands.add_parser(

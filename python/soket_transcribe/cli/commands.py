@@ -264,12 +264,18 @@ def mock_server(args: argparse.Namespace) -> int:
             latency_ms=args.latency_ms,
             fault_rate=args.fault_rate,
             port=args.port,
+            rate_limit=args.rate_limit,
+            burst=args.burst,
+            retry_after=args.retry_after,
         )
     except OSError as e:
         print(f"error: cannot listen on 127.0.0.1:{args.port}: {e}", file=sys.stderr)
         return 1
     with server:
         print(f"soket-transcribe mock server: {args.files:,} files, fault rate {args.fault_rate}, latency {args.latency_ms} ms")
+        if args.rate_limit is not None:
+            retry = "no Retry-After" if args.retry_after is None else f"Retry-After {args.retry_after:g} s"
+            print(f"  rate limit {args.rate_limit:g} requests/s, above it 429 with {retry}")
         print(f"  url       {server.url}")
         print(f"  token     {server.token}")
         print(f"  batch id  {server.batch_id}")
