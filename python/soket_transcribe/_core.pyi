@@ -95,6 +95,9 @@ class Client:
     @property
     def concurrency(self) -> int: ...
     @property
+    def closed(self) -> bool:
+        """Whether `close()` was called (a closed client raises on every call)."""
+    @property
     def max_body_bytes(self) -> int: ...
     @property
     def stats(self) -> Dict[str, int]:

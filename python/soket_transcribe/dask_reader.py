@@ -5,7 +5,7 @@ Imported by `BatchResults.to_dask()` only (never by `import soket_transcribe`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Sequence
 
 from .partitions import BatchPartition
 from .tables import require
@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 __all__ = ["read_partition", "to_dask"]
 
 
-def read_partition(partition: BatchPartition, columns: Optional[Sequence[str]] = None) -> "pd.DataFrame":
-    """One Dask partition. Dask's optimizer passes `columns=` when the frame is projected, so
-    only those columns are built on the worker."""
+def read_partition(partition: BatchPartition, columns: Sequence[str]) -> "pd.DataFrame":
+    """One Dask partition, of the frame's `columns`: a required argument, so Dask passes them
+    always (an empty projection included) and the worker builds only those."""
     return partition.to_pandas(columns)
 
 

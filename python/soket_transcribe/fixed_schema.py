@@ -1,16 +1,19 @@
-"""One table schema for every partition of a distributed read: page 1's columns, plus `extra`.
+"""One table schema for every partition of a distributed read: the sampled pages' columns, plus `extra`.
 
 Dask needs its `meta` before any partition is read, and Ray a schema per read task, so
-every partition is cast to the schema planned from the first page (flattened: dotted
-columns, as `to_pandas()` gives). What page 1 cannot fix is kept, never dropped:
+every partition is cast to the schema planned from the first and last pages of the read
+(flattened: dotted columns, as `to_pandas()` gives; a column only null on the first page
+takes its type from the last). What the samples cannot fix is kept, never dropped:
 
-- a column whose type page 1 cannot tell (only nulls, or only empty lists) is JSON text
+- a column whose type no sample can tell (only nulls, or only empty lists) is JSON text
   (field metadata `{"soket_transcribe.json": "true"}`, `json.loads(cell)` gives the value);
-- a field that first appears after page 1, or a value that no longer fits its column's type
-  (a string where page 1 had numbers, a struct that gained a field), goes to the `extra`
-  column: per row, the JSON text of an object `{"column": value}` of those values, else
-  null. Its column is null for that partition (the whole column of a partition moves when
-  its type moved: Arrow types are per column).
+- a field that first appears on an unsampled page, or a value that no longer fits its
+  column's type (a string where the plan has numbers, a struct that gained a field), goes to
+  the `extra` column: per row, the JSON text of an object `{"column": value}` of those values,
+  else null. Its column is null for that partition (the whole column of a partition moves
+  when its type moved: Arrow types are per column). A record field itself named `extra` is
+  kept there too (as `{"extra": value}`), unless a sampled page has it: then it keeps its
+  column and ours is `_extra`.
 
 pyarrow is imported by the functions that need it, never at import time.
 """
@@ -43,16 +46,34 @@ def _holds_null_type(arrow_type: "pa.DataType") -> bool:
     return any(_holds_null_type(arrow_type.field(i).type) for i in range(arrow_type.num_fields))
 
 
-def plan_schema(sample: "pa.Schema") -> "pa.Schema":
-    """The schema every partition is cast to, from a flattened sample (the first page's table)."""
+def _merged(known: "pa.Field", later: "pa.Field") -> "pa.Field":
+    """A column as two samples see it: the first's type, unless only the later one can tell it
+    (or it widens integers to floats)."""
     import pyarrow as pa
 
+    if _holds_null_type(known.type) and not _holds_null_type(later.type):
+        return later
+    if pa.types.is_integer(known.type) and pa.types.is_floating(later.type):
+        return later
+    return known
+
+
+def plan_schema(*samples: "pa.Schema") -> "pa.Schema":
+    """The schema every partition is cast to, from flattened samples (the first page's table,
+    then the last page's): the first's columns, then those only a later one has."""
+    import pyarrow as pa
+
+    merged: Dict[str, "pa.Field"] = {}
+    for sample in samples:
+        for field in sample:
+            known = merged.get(field.name)
+            merged[field.name] = field if known is None else _merged(known, field)
     fields = []
-    for field in sample:
+    for field in merged.values():
         if _holds_null_type(field.type):
             field = pa.field(field.name, pa.string(), metadata=JSON_FIELD)
         fields.append(field)
-    names = {f.name for f in fields}
+    names = set(merged)
     extra = EXTRA_COLUMN
     while extra in names:  # a record field of that name keeps it; ours steps aside
         extra = "_" + extra
@@ -94,6 +115,30 @@ def _values(column: "pa.ChunkedArray", json_text: bool) -> List[Any]:
     return values
 
 
+def _from_json_text(column: "pa.ChunkedArray", target: "pa.DataType") -> Optional["pa.Array"]:
+    """A JSON text column (a partition's own reading could not type it: say, only nulls) as
+    `target`, if every value fits it."""
+    import pyarrow as pa
+
+    values = _values(column, True)
+    try:
+        typed = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return _cast(typed, target)
+
+
+def _cast(column: Any, target: "pa.DataType") -> Optional[Any]:
+    import pyarrow as pa
+
+    if not _fits(column.type, target):
+        return None
+    try:
+        return column.cast(target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
 def _as_json_text(column: "pa.ChunkedArray", json_text: bool) -> "pa.Array":
     import pyarrow as pa
 
@@ -122,13 +167,10 @@ def conform(table: "pa.Table", schema: "pa.Schema", columns: Optional[Sequence[s
             column = pa.nulls(table.num_rows, target.type)
         elif _is_json(target):
             column = _as_json_text(table[name], _is_json(source))
-        elif not _is_json(source) and _fits(source.type, target.type):
-            try:
-                column = table[name].cast(target.type, safe=True)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                column = None
+        elif _is_json(source):
+            column = _from_json_text(table[name], target.type)
         else:
-            column = None
+            column = _cast(table[name], target.type)
         if column is None:
             if extra in wanted:
                 left_over[name] = _values(table[name], _is_json(source))
@@ -137,7 +179,7 @@ def conform(table: "pa.Table", schema: "pa.Schema", columns: Optional[Sequence[s
         out_columns.append(column)
     if extra in wanted:
         for field in table.schema:
-            if field.name not in schema.names:
+            if field.name not in schema.names or field.name == extra:
                 left_over[field.name] = _values(table[field.name], _is_json(field))
         out_fields.append(schema.field(extra))
         out_columns.append(_extra_values(left_over, table.num_rows))

@@ -1,24 +1,32 @@
 """A batch split into page ranges that workers fetch themselves: `BatchPartition`.
 
-`BatchResults.partitions()` reads the first page once (totals, page count, the limit the
-service applied, a schema sample) and plans page ranges; each `BatchPartition` is a small
-frozen dataclass that pickles (plain pickle and cloudpickle), tokenizes deterministically
-for Dask and fetches exactly its own pages, with one HTTP client per worker process.
-Dask and Ray readers (`dask_reader.py`, `ray_reader.py`) are built on it.
+`BatchResults.partitions()` reads the first and the last page of the read once (totals, page
+count, the limit the service applied, a schema sample) and plans page ranges; each
+`BatchPartition` is a small frozen dataclass that pickles (plain pickle and cloudpickle),
+tokenizes deterministically for Dask and fetches exactly its own pages, with one HTTP client
+per configuration in each worker process. Dask and Ray readers (`dask_reader.py`,
+`ray_reader.py`) are built on it.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
+import hashlib
+import hmac
 import math
+import operator
+import os
 import pickle
+import sys
 import threading
 import warnings
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple
 
 from . import _core
-from .errors import BatchChangedError
+from .errors import BatchChangedError, SoketError
 from .fixed_schema import conform, extra_column, plan_schema
 
 if TYPE_CHECKING:
@@ -27,7 +35,7 @@ if TYPE_CHECKING:
 
     from .client import Client
 
-__all__ = ["BatchQuery", "BatchRead", "BatchPartition", "plan_partitions", "ON_CHANGE"]
+__all__ = ["BatchQuery", "BatchRead", "BatchPartition", "PickledClient", "plan_partitions", "ON_CHANGE"]
 
 #: What a partition does when the batch moved under the plan: raise `BatchChangedError`, or warn.
 ON_CHANGE = ("raise", "warn")
@@ -87,21 +95,92 @@ class BatchRead:
     max_items: Optional[int] = None
 
 
-# -- one client per worker process ---------------------------------------------------------
+# -- the client configuration, and one client per configuration and process -----------------
 
-_clients: Dict[bytes, "Client"] = {}
+# Keys Dask's tokens by the configuration without the token being recoverable from them.
+_TOKEN_KEY = os.urandom(32)
+# A worker keeps the clients of the few most recent configurations; older ones are closed.
+_CACHED_CLIENTS = 4
+
+
+class PickledClient:
+    """A client's pickled configuration, as a partition carries it. It may hold the token, so
+    every generic view sees it opaque: repr, `dataclasses.asdict`, Dask's tokenize (a keyed hash)."""
+
+    __slots__ = ("_config",)
+
+    def __init__(self, config: bytes) -> None:
+        self._config = config
+
+    @classmethod
+    def of(cls, client: _core.Client) -> "PickledClient":
+        return cls(pickle.dumps(client))
+
+    def __repr__(self) -> str:
+        return "PickledClient(<configuration hidden>)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PickledClient) and hmac.compare_digest(self._config, other._config)
+
+    def __hash__(self) -> int:
+        return hash(self._config)
+
+    def __reduce__(self) -> Tuple[Any, Tuple[bytes]]:
+        return (PickledClient, (self._config,))
+
+    def __deepcopy__(self, memo: Any) -> "PickledClient":
+        return self  # immutable (and `dataclasses.asdict` copies, never shows, it)
+
+    def __dask_tokenize__(self) -> str:
+        return hashlib.blake2b(self._config, key=_TOKEN_KEY, digest_size=16).hexdigest()
+
+    def _cache_key(self) -> Tuple[bytes, Optional[str]]:
+        # A client without a token of its own reads SOKET_API_TOKEN when unpickled: a new
+        # value on the worker is a new client.
+        return (self._config, os.environ.get("SOKET_API_TOKEN"))
+
+    def client(self) -> "Client":
+        """This process's client for the configuration: built once, reused by every partition
+        read here, rebuilt if closed (forked children rebuild their connections: the core sees
+        the new pid)."""
+        key = self._cache_key()
+        with _clients_lock:
+            cached = _clients.get(key)
+            if cached is None or cached[0].closed:
+                cached = (pickle.loads(self._config), True)
+            evicted = _remember(key, cached)
+        _close(evicted)
+        return cached[0]
+
+    def adopt(self, client: "Client") -> None:
+        """Partitions read in the planning process use the planning client itself, so its
+        `close()` closes their connections too (no twin left open)."""
+        with _clients_lock:
+            evicted = _remember(self._cache_key(), (client, False))
+        _close(evicted)
+
+
+# key -> (client, built here: ours to close), least recently used first.
+_clients: "collections.OrderedDict[Tuple[bytes, Optional[str]], Tuple[Client, bool]]" = collections.OrderedDict()
 _clients_lock = threading.Lock()
 
 
-def _client_in_this_process(config: bytes) -> "Client":
-    """The client for a pickled configuration, built once per process and then reused: its
-    connections and runtime serve every partition the process reads (forked children rebuild
-    theirs, the core sees the new pid)."""
-    with _clients_lock:
-        client = _clients.get(config)
-        if client is None:
-            client = _clients[config] = pickle.loads(config)
-        return client
+def _remember(key: Tuple[bytes, Optional[str]], entry: Tuple["Client", bool]) -> List["Client"]:
+    """Caches `entry` as the most recent; returns the clients evicted that are ours to close."""
+    _clients[key] = entry
+    _clients.move_to_end(key)
+    evicted = []
+    while len(_clients) > _CACHED_CLIENTS:
+        client, ours = _clients.popitem(last=False)[1]
+        if ours:
+            evicted.append(client)
+    return evicted
+
+
+def _close(clients: List["Client"]) -> None:
+    # A read in flight keeps its own handle on the connections: closing only stops new calls.
+    for client in clients:
+        client.close()
 
 
 # -- the partition ----------------------------------------------------------------------------
@@ -109,17 +188,19 @@ def _client_in_this_process(config: bytes) -> "Client":
 
 @dataclass(frozen=True)
 class BatchPartition:
-    """Pages `pages` of one batch query: `num_rows` records (exact, from the totals of the
-    plan), rows `first_row..first_row + num_rows` of the whole read.
+    """Pages `pages` of one batch query: `num_rows` records (exact, from the plan), rows
+    `first_row..first_row + num_rows` of the whole read.
 
-    Its tables (`to_arrow`, `to_pandas`) have the plan's schema: the first page's columns,
-    flattened (`result.text`), plus an `extra` column of JSON text keeping any field or value
-    the plan has no room for (see `soket_transcribe.fixed_schema`). If the totals it sees
-    differ from the plan's (the batch changed since), it raises `st.BatchChangedError`
-    naming itself, or warns when planned with `on_change="warn"`.
+    Its tables (`to_arrow`, `to_pandas`) have the plan's schema: the columns of the first and
+    last pages, flattened (`result.text`), plus an `extra` column of JSON text keeping any field
+    or value the plan has no room for (see `soket_transcribe.fixed_schema`). If the totals it
+    sees differ from the plan's (the batch changed since), it raises `st.BatchChangedError`
+    naming itself, or warns when planned with `on_change="warn"` (on a Dask worker the warning
+    also reaches the client that computes).
 
-    The client configuration travels pickled: a token passed explicitly travels with it, a
-    token from `SOKET_API_TOKEN` is read again on the worker. It is never in the repr.
+    The client configuration travels pickled (`PickledClient`): a token passed explicitly
+    travels with it, a token from `SOKET_API_TOKEN` is read again on the worker. It is never
+    shown.
     """
 
     query: BatchQuery
@@ -127,14 +208,15 @@ class BatchPartition:
     pages: range
     num_rows: int
     first_row: int
-    planned_total: int
+    #: Totals the first page reported at planning (None: the service does not say).
+    planned_total: Optional[int]
     planned_pages: int
     base_url: str
-    schema: "pa.Schema" = field(repr=False)
+    client_config: PickledClient
+    schema: "pa.Schema"
     on_change: str = "raise"
     #: Rows cut from the end of the last page (`max_items` of the read ends inside it).
     rows_cut: int = 0
-    client_config: bytes = field(default=b"", repr=False)
 
     @property
     def batch_id(self) -> str:
@@ -143,7 +225,7 @@ class BatchPartition:
     @property
     def client(self) -> "Client":
         """This process's client for the partition's configuration (one per process)."""
-        return _client_in_this_process(self.client_config)
+        return self.client_config.client()
 
     def __repr__(self) -> str:
         return (
@@ -152,7 +234,7 @@ class BatchPartition:
         )
 
     def __dask_tokenize__(self) -> Tuple[Any, ...]:
-        # Everything that decides the data, and not the token.
+        # Everything that decides the data or how it is fetched; the client only as a keyed hash.
         return (
             "soket_transcribe.BatchPartition",
             dataclasses.astuple(self.query),
@@ -164,17 +246,41 @@ class BatchPartition:
             self.planned_total,
             self.planned_pages,
             self.base_url,
+            self.client_config.__dask_tokenize__(),
             self.schema.to_string(show_field_metadata=True),
             self.on_change,
             self.rows_cut,
         )
 
+    def _where(self) -> str:
+        first, last = self.pages.start, self.pages.stop - 1
+        pages = f"page {first}" if first == last else f"pages {first}-{last}"
+        return f"partition {self.index} ({pages})"
+
+    @contextlib.contextmanager
+    def _naming_itself(self) -> Iterator[None]:
+        """An error while fetching names the partition too (a worker's traceback names no task)."""
+        try:
+            yield
+        except SoketError as e:
+            if e.args and isinstance(e.args[0], str):
+                e.args = (f"{self._where()} of batch {self.batch_id!r}: {e.args[0]}",) + e.args[1:]
+            raise
+
     def _stream(self, columns: Optional[Sequence[str]] = None) -> _core.PageStream:
         query = self.query
-        if columns and extra_column(self.schema) not in columns:
-            # The projection reaches the decoder: only those paths of each record are read.
-            query = dataclasses.replace(query, fields=tuple(columns))
-        return query.stream(self.client, self.pages.start, self.pages.stop - 1)
+        if columns is not None and extra_column(self.schema) not in columns:
+            # The projection reaches the decoder: only those paths of each record are read (no
+            # column asked for: one, to count the rows).
+            paths = tuple(columns) or self.schema.names[:1]
+            query = dataclasses.replace(query, fields=paths)
+        with self._naming_itself():
+            return query.stream(self.client, self.pages.start, self.pages.stop - 1)
+
+    def _kept(self, rows: int) -> int:
+        """How many of the `rows` read are this partition's: all of them, unless `max_items`
+        ends inside its last page (a moved batch read with `on_change="warn"` keeps every one)."""
+        return min(rows, self.num_rows) if self.rows_cut else rows
 
     def _check(self, stream: _core.PageStream, rows: int) -> None:
         """Raises (or warns) if what this partition saw is not what the plan expected."""
@@ -182,33 +288,30 @@ class BatchPartition:
         seen = (stream.total, stream.total_pages)
         if seen == (self.planned_total, self.planned_pages) and rows == expected_rows and not stream.warnings:
             return
-        first, last = self.pages.start, self.pages.stop - 1
-        where = f"page {first}" if first == last else f"pages {first}-{last}"
         message = (
-            f"batch {self.batch_id!r} changed since the partitions were planned: partition {self.index} "
-            f"({where}) expected {expected_rows} records of a batch of {self.planned_total} "
-            f"records over {self.planned_pages} pages, and read {rows} records while page {first} "
-            f"reported {_show(stream.total)} records over {_show(stream.total_pages)} pages"
+            f"batch {self.batch_id!r} changed since the partitions were planned: {self._where()} "
+            f"expected {expected_rows} records of a batch of {_show(self.planned_total)} "
+            f"records over {self.planned_pages} pages, and read {rows} records while page "
+            f"{self.pages.start} reported {_show(stream.total)} records over {_show(stream.total_pages)} pages"
         )
         if stream.warnings:
             message += " (" + "; ".join(stream.warnings) + ")"
         message += ". Wait for the batch to complete before a distributed read (client.wait(batch_id))"
         if self.on_change == "warn":
-            warnings.warn(message + "; records may be missing or repeated across partitions", RuntimeWarning, stacklevel=3)
+            _warn(message + "; records may be missing or repeated across partitions")
             return
-        raise BatchChangedError(message + ", or plan with on_change='warn'", page=first)
+        raise BatchChangedError(message + ", or plan with on_change='warn'", page=self.pages.start)
 
     def records(self) -> Iterator[Any]:
         """The records of the partition's pages, as dicts, in page order."""
         stream = self._stream()
         rows = 0
-        wanted = self.num_rows
-        for page in stream:
-            items = page.items
-            rows += len(items)
-            if wanted > 0:
-                yield from items[:wanted]
-                wanted -= min(len(items), wanted)
+        with self._naming_itself():
+            for page in stream:
+                items = page.items
+                kept = max(self._kept(rows + len(items)) - rows, 0)
+                rows += len(items)
+                yield from items[:kept]
         self._check(stream, rows)
 
     def _arrow(self, columns: Optional[Sequence[str]] = None) -> Tuple["pa.Table", int]:
@@ -216,9 +319,10 @@ class BatchPartition:
         import pyarrow as pa
 
         stream = self._stream(columns)
-        table = pa.table(_core.read_arrow(stream, flatten=True))
+        with self._naming_itself():
+            table = pa.table(_core.read_arrow(stream, flatten=True))
         self._check(stream, table.num_rows)
-        table = table.slice(0, self.num_rows)
+        table = table.slice(0, self._kept(table.num_rows))
         return conform(table, self.schema, columns), table.num_rows
 
     def to_arrow(self, columns: Optional[Sequence[str]] = None) -> "pa.Table":
@@ -235,22 +339,23 @@ class BatchPartition:
         pa = require("pyarrow")
         stream = self._stream(columns)
         rows = 0
-        for batch in _core.arrow_batches(stream, flatten=True):
-            page = pa.Table.from_batches([pa.record_batch(batch)])
-            kept = max(min(page.num_rows, self.num_rows - rows), 0)
-            rows += page.num_rows
-            if kept:
-                yield conform(page.slice(0, kept), self.schema, columns)
+        with self._naming_itself():
+            for batch in _core.arrow_batches(stream, flatten=True):
+                page = pa.Table.from_batches([pa.record_batch(batch)])
+                kept = max(self._kept(rows + page.num_rows) - rows, 0)
+                rows += page.num_rows
+                if kept:
+                    yield conform(page.slice(0, kept), self.schema, columns)
         self._check(stream, rows)
 
     def to_pandas(self, columns: Optional[Sequence[str]] = None) -> "pd.DataFrame":
-        """The partition as a `pandas.DataFrame` (dtypes as `BatchResults.to_pandas()` gives),
-        indexed by row number in the whole read."""
-        from .tables import arrow_to_pandas, require
+        """The partition as a `pandas.DataFrame` of exactly `empty_pandas()`'s dtypes (nullable
+        `Int64` and `boolean` for integers and booleans), indexed by row number in the read."""
+        from .tables import require
 
         pd = require("pandas")
         table, rows = self._arrow(columns)
-        frame = arrow_to_pandas(table, pd, None)
+        frame = _to_pandas(table, pd)
         if len(frame.columns) == 0:  # no column asked for: the rows still count
             frame = pd.DataFrame(index=range(rows))
         frame.index = pd.RangeIndex(self.first_row, self.first_row + rows)
@@ -258,11 +363,37 @@ class BatchPartition:
 
     def empty_pandas(self, columns: Optional[Sequence[str]] = None) -> "pd.DataFrame":
         """A frame with no rows and the dtypes of `to_pandas()`: Dask's `meta`."""
-        from .tables import arrow_to_pandas, require
+        from .tables import require
 
         pd = require("pandas")
         names = self.schema.names if columns is None else list(columns)
-        return arrow_to_pandas(self.schema.empty_table().select(names), pd, None)
+        return _to_pandas(self.schema.empty_table().select(names), pd)
+
+
+def _to_pandas(table: "pa.Table", pd: Any) -> "pd.DataFrame":
+    """Every partition alike, whatever its values: integers and booleans as pandas' nullable
+    dtypes (any partition may hold a null), nested columns in Arrow memory (`pd.ArrowDtype`)."""
+    import pyarrow as pa
+
+    def dtype(arrow_type: "pa.DataType") -> Any:
+        if pa.types.is_nested(arrow_type):
+            return pd.ArrowDtype(arrow_type)
+        if pa.types.is_boolean(arrow_type):
+            return pd.BooleanDtype()
+        if pa.types.is_integer(arrow_type):
+            return pd.api.types.pandas_dtype(str(arrow_type).capitalize().replace("Uint", "UInt"))
+        return None
+
+    return table.to_pandas(types_mapper=dtype, split_blocks=True, self_destruct=True)
+
+
+def _warn(message: str) -> None:
+    """A warning where the caller sees it: on a Dask worker, sent to the computing client too."""
+    distributed = sys.modules.get("distributed")
+    if distributed is not None:
+        distributed.warn(message, RuntimeWarning)
+    else:
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 def _show(value: Optional[int]) -> str:
@@ -277,45 +408,84 @@ def _rows_on_pages(first: int, last: int, total: int, limit: int) -> int:
     return max(0, min(last * limit, total) - (first - 1) * limit)
 
 
+def _pages_per_partition(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    try:
+        pages = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        pages = None
+    if pages is None or pages < 1:
+        raise ValueError(f"pages_per_partition must be an integer >= 1 or None; got {value!r}")
+    return pages
+
+
+def _check_the_view_holds_still(read: BatchRead, on_change: str) -> None:
+    """A `status=` view of a running batch moves at constant size as files finish: no totals
+    can see it, so partitions would mix snapshots. Refused (or warned of, with "warn")."""
+    status = read.client.status(read.query.batch_id)
+    if not status.in_progress:
+        return
+    message = (
+        f"batch {read.query.batch_id!r} is still {status.status}: its status={read.query.status!r} "
+        "view moves while partitions read it, so they would mix snapshots. Wait for the batch "
+        "(client.wait(batch_id)), or read it unfiltered and filter the frame (ddf[ddf['status'] == ...])"
+    )
+    if on_change == "warn":
+        warnings.warn(message + "; planned anyway: records may be missing or repeated", RuntimeWarning, stacklevel=4)
+        return
+    raise BatchChangedError(message + ", or plan with on_change='warn'")
+
+
+def _read_page(read: BatchRead, query: BatchQuery, page: int) -> Tuple["pa.Table", _core.PageStream]:
+    import pyarrow as pa
+
+    stream = query.stream(read.client, page, page)
+    return pa.table(_core.read_arrow(stream, flatten=True)), stream
+
+
 def plan_partitions(
     read: BatchRead, pages_per_partition: Optional[int] = None, *, on_change: str = "raise"
 ) -> List[BatchPartition]:
-    """Reads the first page of `read` once and splits its pages into partitions (see
+    """Reads the first and last pages of `read` once and splits its pages into partitions (see
     `BatchResults.partitions`)."""
     from .tables import require
 
-    pa = require("pyarrow")
-    if pages_per_partition is not None and (
-        isinstance(pages_per_partition, bool) or not isinstance(pages_per_partition, int) or pages_per_partition < 1
-    ):
-        raise ValueError(f"pages_per_partition must be an integer >= 1 or None; got {pages_per_partition!r}")
+    require("pyarrow")
+    pages_per_partition = _pages_per_partition(pages_per_partition)
     if on_change not in ON_CHANGE:
         raise ValueError(f"on_change must be one of {ON_CHANGE}; got {on_change!r}")
     if read.max_items is not None and read.max_items < 0:
         raise ValueError(f"max_items must be >= 0; got {read.max_items}")
+    if read.query.status is not None:
+        _check_the_view_holds_still(read, on_change)
     query, start = read.query, read.start_page
 
-    first = query.stream(read.client, start, start)
-    sample = pa.table(_core.read_arrow(first, flatten=True))
-    total, total_pages = first.total or 0, first.total_pages or 0
+    sample, first = _read_page(read, query, start)
+    # The core refuses a page without `total_pages`; `total_files` may be missing.
+    reported_total, total_pages = first.total, first.total_pages or 0
     # The service may apply a smaller limit than asked: a full first page tells which.
     limit = sample.num_rows if total_pages > start and sample.num_rows > 0 else query.limit
     if limit != query.limit:
         query = dataclasses.replace(query, limit=limit)
 
-    wanted_rows = _rows_on_pages(start, max(total_pages, start), total, limit)
     last_page = max(total_pages, start)
-    if read.max_items is not None and read.max_items < wanted_rows:
-        wanted_rows = read.max_items
-        last_page = start + max(math.ceil(wanted_rows / limit), 1) - 1
+    if read.max_items is not None:
+        last_page = min(last_page, start + max(math.ceil(read.max_items / limit), 1) - 1)
+    # The last page is a second sample (page 1 may hold only failed files) and, when the
+    # service gives no total, the count of records on the last page.
+    tail = _read_page(read, query, last_page)[0] if last_page > start else sample
+    total = reported_total if reported_total is not None else (last_page - 1) * limit + tail.num_rows
+    wanted_rows = _rows_on_pages(start, last_page, total, limit)
+    if read.max_items is not None:
+        wanted_rows = min(wanted_rows, read.max_items)
+    samples = [sample] if tail is sample else [sample, tail]
     if pages_per_partition is None:
-        bytes_per_row = sample.nbytes / max(sample.num_rows, 1)
-        rows = min(_ROWS_PER_PARTITION, _BYTES_PER_PARTITION / max(bytes_per_row, 1.0))
-        pages_per_partition = max(1, int(rows // limit))
+        pages_per_partition = _default_pages_per_partition(samples, limit)
 
-    schema = plan_schema(sample.schema)
-    config = pickle.dumps(read.client)
-    base_url = read.client.base_url
+    config = PickledClient.of(read.client)
+    config.adopt(read.client)
+    schema = plan_schema(*(s.schema for s in samples))
     partitions: List[BatchPartition] = []
     first_row = 0
     for index, page in enumerate(range(start, last_page + 1, pages_per_partition)):
@@ -329,14 +499,22 @@ def plan_partitions(
                 pages=range(page, end + 1),
                 num_rows=rows,
                 first_row=first_row,
-                planned_total=total,
+                planned_total=reported_total,
                 planned_pages=total_pages,
-                base_url=base_url,
+                base_url=read.client.base_url,
+                client_config=config,
                 schema=schema,
                 on_change=on_change,
                 rows_cut=on_pages - rows,
-                client_config=config,
             )
         )
         first_row += rows
     return partitions
+
+
+def _default_pages_per_partition(samples: Sequence["pa.Table"], limit: int) -> int:
+    """About `_ROWS_PER_PARTITION` records or `_BYTES_PER_PARTITION` bytes of Arrow, whichever is less."""
+    rows = sum(s.num_rows for s in samples)
+    bytes_per_row = sum(s.nbytes for s in samples) / max(rows, 1)
+    per_partition = min(_ROWS_PER_PARTITION, _BYTES_PER_PARTITION / max(bytes_per_row, 1.0))
+    return max(1, int(per_partition // limit))

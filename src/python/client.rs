@@ -183,6 +183,12 @@ impl PyClient {
         awaitable(py, async move { Ok(()) })
     }
 
+    /// Whether `close()` was called (a closed client raises on every call).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     #[getter]
     fn base_url(&self) -> &str {
         self.config.base_url.as_str()
