@@ -325,7 +325,7 @@ class BatchResults:
 
     def partitions(self, pages_per_partition: Optional[int] = None, *, on_change: str = "raise") -> List["BatchPartition"]:
         """The read split into page ranges for workers to fetch (`st.BatchPartition`), planned
-        from the first page, fetched here once. Default size: about 100k records or 64 MiB of
+        from the first and last pages, fetched here once each. Default size: about 100k records or 64 MiB of
         Arrow per partition. `on_change="warn"`: a partition that finds the batch changed warns
         instead of raising `st.BatchChangedError`."""
         from .partitions import plan_partitions
