@@ -2,6 +2,7 @@
 
 import asyncio
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -231,3 +232,36 @@ def test_follow_repr_and_html():
         assert repr(res).startswith("<FollowResults ") and "\n" not in repr(res)
         html = res._repr_html_()
         assert "20 of 20 files final" in html and "<script" not in html
+
+
+def test_cli_follow_writes_a_line_per_file_as_it_turns_final():
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(40, seed=5, statuses={"processing": 1}, processing_seconds=1.0)
+        env = {**os.environ, "SOKET_API_TOKEN": srv.token, "SOKET_BASE_URL": srv.url}
+        proc = subprocess.run(
+            [sys.executable, "-m", "soket_transcribe", "follow", batch, "--poll-interval", "0.2"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = [json.loads(line) for line in proc.stdout.splitlines()]
+        client = st.Client(srv.token, srv.url)
+        assert sorted(f["file_id"] for f in lines) == sorted(final_records(client, batch))
+        assert all(f["status"] in FINAL for f in lines)
+
+
+def test_cli_follow_times_out_with_exit_3():
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(10, statuses={"processing": 1})
+        env = {**os.environ, "SOKET_API_TOKEN": srv.token, "SOKET_BASE_URL": srv.url}
+        proc = subprocess.run(
+            [sys.executable, "-m", "soket_transcribe", "follow", batch, "--poll-interval", "0.1", "--timeout", "0.5"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert proc.returncode == 3 and proc.stdout == ""
+        assert "0 of 10 files final" in proc.stderr

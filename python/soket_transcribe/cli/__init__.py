@@ -1,6 +1,7 @@
 """`soket-transcribe`: follow a batch, export its results or subtitles, run the mock server, or watch the demo.
 
     soket-transcribe wait BATCH_ID && soket-transcribe results BATCH_ID > results.jsonl   # token from SOKET_API_TOKEN
+    soket-transcribe follow BATCH_ID | jq .filename                 # each file as soon as it is final
     soket-transcribe subtitles BATCH_ID -o subs/ --format vtt
     soket-transcribe mock-server --files 5000               # the embedded mock, in the foreground
     soket-transcribe demo                                   # the main job, end to end, locally
@@ -95,6 +96,26 @@ def _parser() -> argparse.ArgumentParser:
     results.add_argument("--concurrency", type=int, default=4, metavar="C", help="pages fetched at once (default 4)")
     results.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     results.set_defaults(run=commands.results)
+
+    follow = subcommands.add_parser(
+        "follow",
+        parents=[service],
+        help="write each file of a running batch as a JSON line as soon as it is final",
+        description="Follow a batch: each file once, as a JSON line flushed as soon as a poll finds it final, "
+        "until every file is. Exit codes: 0 done, 1 the batch failed (or an error), 3 timed out.",
+    )
+    follow.add_argument("batch_id", metavar="BATCH_ID")
+    follow.add_argument(
+        "--poll-interval", type=float, default=5.0, metavar="S", help="seconds between polls (default 5)"
+    )
+    follow.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (default: never)")
+    follow.add_argument("--format", choices=("jsonl",), default="jsonl", help="jsonl (the only one: a line per file)")
+    follow.add_argument("--chunks", action="store_true", help="include chunk-level results")
+    follow.add_argument(
+        "--speech-information", action="store_true", help="include speech segments (speaker, tone, accent, timestamps)"
+    )
+    follow.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    follow.set_defaults(run=commands.follow)
 
     status = subcommands.add_parser(
         "status",

@@ -22,7 +22,7 @@ from ..subtitles import write_subtitles
 from .sinks import Sink, open_sink
 from .terminal import json_for_terminal, printable
 
-__all__ = ["error", "results", "status", "wait", "subtitles", "mock_server", "demo"]
+__all__ = ["error", "results", "follow", "status", "wait", "subtitles", "mock_server", "demo"]
 
 
 def error(e: object) -> None:
@@ -162,6 +162,36 @@ def _silence_stdout() -> None:
 
 
 # -- status and wait -----------------------------------------------------------------------
+
+
+def follow(args: argparse.Namespace) -> int:
+    """Each file as one JSON line as soon as it is final, flushed per line (so `| jq` sees it at once)."""
+    client = _client(args)
+    progress = not args.no_progress and sys.stderr.isatty()
+    followed = client.follow(
+        args.batch_id,
+        poll_interval=args.poll_interval,
+        timeout=args.timeout,
+        chunks=args.chunks or None,
+        speech_information=args.speech_information or None,
+        progress=progress,
+    )
+    out = sys.stdout
+    try:
+        for record in followed:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+    except WaitTimeoutError as e:
+        error(e)
+        return 3
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        _silence_stdout()
+        return 0
+    final = client.status(args.batch_id)  # as `wait`: 1 when the batch as a whole failed
+    if str(final.status).lower() == "failed":
+        error(f"batch {args.batch_id} failed")
+        return 1
+    return 0
 
 
 def status(args: argparse.Namespace) -> int:
