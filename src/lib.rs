@@ -3,6 +3,7 @@
 //! The core (query, fetch, page, pipeline, runtime) knows nothing of Python;
 //! `python` adapts it, `mock` is the embedded test server.
 
+pub mod cache;
 pub mod error;
 pub mod fetch;
 pub mod mock;
