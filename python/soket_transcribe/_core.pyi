@@ -143,8 +143,12 @@ class Client:
         max_retries: Optional[int] = None,
         fields: Optional[Sequence[str]] = None,
         on_change: str = "warn",
+        filter_status: Optional[str] = None,
     ) -> PageStream:
-        """The pages of a batch in order (what `iter_files` and `iter_jobs` read)."""
+        """The pages of a batch in order (what `iter_files` and `iter_jobs` read).
+
+        `status=` without `end_page` reads the whole batch and filters it here while the batch
+        still runs; `filter_status=` always does (page numbers are then the whole batch's)."""
     def status(self, batch_id: str) -> BatchStatus:
         """A batch's progress (`GET /status/batch/{batch_id}`)."""
     def status_async(self, batch_id: str) -> Coroutine[Any, Any, BatchStatus]:

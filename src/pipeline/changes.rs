@@ -10,10 +10,16 @@
 //! totals of the four reads stay within a page of each other. When they do not, or a re-read
 //! fails, the client says records may be missing rather than claim more than holds.
 //! Growth read in order only repeats records, which `seen` drops.
+//!
+//! A view can also move without its totals moving (files leaving and joining at the same
+//! rate, a shift): what no page-to-page check sees, the end does, when fewer unique records
+//! came than the batch announced. A filtered view of a running batch is not read at all for
+//! that reason (the whole batch is, see `filter`).
 
 use crate::error::{Error, Result};
 use crate::page::Page;
 
+use super::workers::Fetched;
 use super::{Held, PagePipeline};
 
 /// What to do when the batch moved under the reader by more than the client can make up for.
@@ -63,6 +69,38 @@ pub(super) struct Reread {
     warned: bool,
 }
 
+/// The pages that repeated records of the pages before them: the view shifted there, so
+/// records may have slid past their ends. The first few are named; the rest only counted.
+#[derive(Debug, Default)]
+pub(super) struct Shifts {
+    named: Vec<u64>,
+    more: u64,
+}
+
+impl Shifts {
+    const NAMED: usize = 10;
+
+    fn push(&mut self, page: u64) {
+        if self.named.len() < Self::NAMED {
+            self.named.push(page);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// ` (the view shifted at page(s) 2, 5 ...)`, or nothing when it never did.
+    fn describe(&self) -> String {
+        if self.named.is_empty() {
+            return String::new();
+        }
+        let mut pages = self.named.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+        if self.more > 0 {
+            pages += &format!(" and {} more", self.more);
+        }
+        format!(" (the view shifted at page(s) {pages}, which repeated records of the page before)")
+    }
+}
+
 #[cold]
 fn wrong_page(asked: u64, answered: u64) -> Error {
     Error::format(format!("asked for page {asked} but the response says page {answered}"), b"", false).on_page(asked)
@@ -82,7 +120,8 @@ impl PagePipeline {
     }
 
     /// Checks a page read for position `number` against the page before it.
-    pub(super) fn check(&mut self, number: u64, page: Page) -> Result<Held> {
+    pub(super) fn check(&mut self, number: u64, fetched: Fetched) -> Result<Held> {
+        let Fetched { page, served } = fetched;
         if page.meta.page != number {
             return Err(wrong_page(number, page.meta.page));
         }
@@ -94,6 +133,7 @@ impl PagePipeline {
                 self.first.get_or_insert(snapshot);
             }
             Some(before) if (before.total, before.total_pages) != (snapshot.total, snapshot.total_pages) => {
+                self.totals_moved = true;
                 self.note_change(&before, &snapshot)?;
                 let moved = before.size(limit).abs_diff(snapshot.size(limit));
                 let warned = moved >= limit;
@@ -106,7 +146,8 @@ impl PagePipeline {
             }
             Some(_) => {}
         }
-        self.progress.total = snapshot.total;
+        // Filtered here, the batch's totals are not the records this read will yield.
+        self.progress.total = snapshot.total.filter(|_| self.options.filter.is_none());
         self.progress.total_pages = Some(snapshot.total_pages);
         // A page count that grows extends the read (files pushed past the last page), while the
         // guarantee still holds: a batch growing faster than it is read would never end.
@@ -117,16 +158,15 @@ impl PagePipeline {
         }
         self.last_page = Some(last);
 
-        let records = page.records.len() as u64;
-        if records < limit && number < snapshot.total_pages {
+        if served < limit && number < snapshot.total_pages {
             let message = format!(
-                "page {number} holds {records} record(s), fewer than its limit of {limit}, though the batch has {} \
+                "page {number} holds {served} record(s), fewer than its limit of {limit}, though the batch has {} \
                  pages: records may be missing",
                 snapshot.total_pages
             );
             self.warn(message, true, number)?;
         }
-        Ok(Held { page, snapshot, reread })
+        Ok(Held { page, served, snapshot, reread })
     }
 
     fn note_change(&mut self, before: &Snapshot, after: &Snapshot) -> Result<()> {
@@ -154,11 +194,10 @@ impl PagePipeline {
     /// (or a later page served from an older snapshot) slid past both first reads.
     pub(super) async fn reread(&self, reread: Reread) -> Result<[Page; 2]> {
         let first = reread.before.number;
-        let projection = self.options.projection.as_deref();
+        let shaping = self.options.shaping();
         let read = async |number: u64| {
-            let page =
-                super::workers::fetch(&self.client, &self.query.with_page(number), &self.options.retry, projection)
-                    .await?;
+            let query = self.query.with_page(number);
+            let page = super::workers::fetch(&self.client, &query, &self.options.retry, &shaping).await?.page;
             if page.meta.page != number {
                 return Err(wrong_page(number, page.meta.page));
             }
@@ -170,7 +209,7 @@ impl PagePipeline {
     /// The page handed over: the records first read, with those only the re-reads found
     /// around them (in page order), repeats dropped, `max_items` applied.
     pub(super) fn deliver(&mut self, held: Held, recovered: Option<[Page; 2]>) -> Result<Page> {
-        let Held { mut page, snapshot, reread } = held;
+        let Held { mut page, served, snapshot, reread } = held;
         let number = snapshot.number;
         let limit = self.page_size(&page);
         // Said (or raised) before anything is marked delivered, so going on after it loses nothing.
@@ -202,18 +241,24 @@ impl PagePipeline {
             }
             self.progress.changed = true;
             self.progress.duplicates_skipped += repeated as u64;
+            self.shifts.push(number);
+        }
+        if self.options.filter.is_some() {
+            page.meta.total = None; // as `progress.total`: the batch's, not this read's
         }
         let progress = &mut self.progress;
+        let before_max = page.records.len();
         if let Some(max) = self.options.max_items {
             page.truncate((max - progress.items_delivered) as usize);
         }
+        let cut = page.records.len() < before_max;
         progress.items_delivered += page.records.len() as u64;
         progress.next_page = number + 1;
         self.previous = Some(snapshot);
         let reached_max = self.options.max_items.is_some_and(|m| progress.items_delivered >= m);
-        let past_the_end = page.records.is_empty() && snapshot.total_pages < number;
+        let past_the_end = served == 0 && snapshot.total_pages < number;
         if number >= self.last_page.unwrap_or(number) || reached_max || past_the_end {
-            if reached_max && page.records.len() < page.meta.count as usize {
+            if cut {
                 // This page was cut short: resuming must start at it again.
                 self.progress.next_page = number;
             }
@@ -222,7 +267,10 @@ impl PagePipeline {
         Ok(page)
     }
 
-    /// The read is over: did it deliver what the batch announced?
+    /// The read is over: did it deliver what the batch announced? Only unique records count
+    /// (a view that shifted repeats some and slides others past every read), and only when
+    /// the announcement held throughout: the totals never moved, the read was not bounded, and
+    /// the records were the batch's own (not filtered here).
     pub(super) fn finish(&mut self) {
         if self.progress.done {
             return;
@@ -230,15 +278,16 @@ impl PagePipeline {
         self.progress.done = true;
         self.abort_in_flight();
         let bounded = self.options.max_items.is_some() || self.options.end_page.is_some();
-        let (Some(first), false, false) = (self.first, self.progress.changed, bounded) else { return };
-        let Some(total) = first.total else { return };
+        let unannounced = self.totals_moved || bounded || self.options.filter.is_some();
+        let (Some(total), false) = (self.first.and_then(|f| f.total), unannounced) else { return };
         let skipped = (self.options.start_page - 1).saturating_mul(u64::from(self.query.limit));
         let expected = total.saturating_sub(skipped);
-        let read = self.progress.items_delivered + self.progress.duplicates_skipped;
+        let read = self.progress.items_delivered;
         if read < expected && self.progress.complete {
             let message = format!(
-                "read {read} record(s) where the batch announced {expected}{}: records may be missing",
-                if skipped > 0 { format!(" from page {}", self.options.start_page) } else { String::new() }
+                "read {read} unique record(s) where the batch announced {expected}{}: records may be missing{}",
+                if skipped > 0 { format!(" from page {}", self.options.start_page) } else { String::new() },
+                self.shifts.describe(),
             );
             if let Err(err) = self.warn(message, true, self.progress.next_page.saturating_sub(1)) {
                 self.pending = Some(err);

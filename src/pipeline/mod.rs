@@ -5,12 +5,15 @@
 //! then does not stall the requests behind it, and memory stays a few pages.
 //!
 //! A batch that changes while it is read (still processing, or a status filter whose view
-//! moves) is checked at every page boundary, in delivery order: see [`changes`].
+//! moves) is checked at every page boundary, in delivery order: see [`changes`]. A `status=`
+//! read of a batch that is still running reads the whole batch instead, which does not move,
+//! and keeps the records of that status itself: see [`filter`] and [`PagePipeline::choose_view`].
 //!
 //! Every method is cancel-safe: a caller may drop a `next()` future (Ctrl-C, an asyncio
 //! cancel) and call again without losing or repeating a page.
 
 mod changes;
+mod filter;
 mod seen;
 mod workers;
 
@@ -23,13 +26,14 @@ use crate::error::{Error, Result};
 use crate::fetch::ApiClient;
 use crate::page::Page;
 use crate::projection::Projection;
-use crate::query::Query;
+use crate::query::{Query, Status};
 use crate::retry::RetryPolicy;
+use crate::status::fetch_status;
 
 pub use changes::OnChange;
-use changes::{Reread, Snapshot};
+use changes::{Reread, Shifts, Snapshot};
 use seen::RecentIds;
-use workers::Workers;
+use workers::{Fetched, Shaping, Workers};
 
 /// Pages fetched or being fetched ahead of the consumer, per allowed request.
 const WINDOW_PER_REQUEST: usize = 3;
@@ -45,6 +49,12 @@ pub struct PipelineOptions {
     pub on_change: OnChange,
     /// Narrow each record to these paths (`fields=`), on the worker threads.
     pub projection: Option<Arc<Projection>>,
+    /// Keep only the records whose `"status"` is this, on the worker threads (before the
+    /// projection); the query then reads the whole batch. Totals then are the whole batch's.
+    pub filter: Option<Status>,
+    /// Before the first page of a `status=` query, ask the status endpoint whether the batch is
+    /// still running; if it is, read the whole batch with `filter` instead (see `choose_view`).
+    pub check_running: bool,
 }
 
 impl PipelineOptions {
@@ -57,7 +67,15 @@ impl PipelineOptions {
             retry,
             on_change: OnChange::Warn,
             projection: None,
+            filter: None,
+            check_running: false,
         }
+    }
+}
+
+impl PipelineOptions {
+    fn shaping(&self) -> Shaping {
+        Shaping { filter: self.filter, projection: self.projection.clone() }
     }
 }
 
@@ -84,6 +102,8 @@ pub struct Progress {
 /// A page read and checked, not yet handed over.
 struct Held {
     page: Page,
+    /// Records the service sent in it, before the filter.
+    served: u64,
     snapshot: Snapshot,
     /// Read the page before and this one again first: the view may have left a gap.
     reread: Option<Reread>,
@@ -97,7 +117,7 @@ pub struct PagePipeline {
     last_page: Option<u64>,
     next_to_fetch: u64,
     /// Pages asked for, in order, each with where its answer will arrive.
-    in_flight: VecDeque<(u64, oneshot::Receiver<Result<Page>>)>,
+    in_flight: VecDeque<(u64, oneshot::Receiver<Result<Fetched>>)>,
     workers: Option<Workers>,
     seen: RecentIds,
     /// The totals of the last page handed over, as it was first read.
@@ -105,6 +125,10 @@ pub struct PagePipeline {
     held: Option<Held>,
     /// The first page read, for the check at the end (did the batch deliver what it announced?).
     first: Option<Snapshot>,
+    /// Some page reported other totals than the page before it.
+    totals_moved: bool,
+    /// Pages that repeated records of the pages before them (the view shifted under them).
+    shifts: Shifts,
     /// An error found once the last page was handed over, raised by the next call.
     pending: Option<Error>,
     progress: Progress,
@@ -139,6 +163,8 @@ impl PagePipeline {
             previous: None,
             held: None,
             first: None,
+            totals_moved: false,
+            shifts: Shifts::default(),
             pending: None,
             progress: Progress {
                 total: None,
@@ -167,6 +193,9 @@ impl PagePipeline {
             if self.progress.done {
                 return Ok(None);
             }
+            if self.options.check_running {
+                self.choose_view().await?;
+            }
             self.fill_window();
             let Some((number, answer)) = self.in_flight.front_mut() else {
                 self.finish();
@@ -177,7 +206,7 @@ impl PagePipeline {
             self.in_flight.pop_front();
             let result =
                 answer.unwrap_or_else(|_| Err(Error::internal(format!("the fetch of page {number} was lost"))));
-            match result.and_then(|page| self.check(number, page)) {
+            match result.and_then(|fetched| self.check(number, fetched)) {
                 Ok(held) => self.held = Some(held),
                 Err(err) => return Err(self.stop_at(number, err)),
             }
@@ -230,13 +259,43 @@ impl PagePipeline {
                 Workers::start(
                     &self.client,
                     &self.options.retry,
-                    self.options.projection.as_ref(),
+                    &self.options.shaping(),
                     self.options.concurrency.max(1),
                 )
             });
             self.in_flight.push_back((number, workers.fetch(self.query.with_page(number))));
             self.next_to_fetch += 1;
         }
+    }
+
+    /// A `status=` read asks once whether the batch still runs. If it does, its filtered view
+    /// moves (files leave and join it as they finish, at any rate, even at a constant size,
+    /// which no check of totals can see), so the whole batch is read, whose files keep their
+    /// places, and filtered here. A finished batch's view cannot move: it is read as asked.
+    /// A server whose status endpoint is missing (or answers something else) is read as asked.
+    async fn choose_view(&mut self) -> Result<()> {
+        let Some(status) = self.query.status else {
+            self.options.check_running = false;
+            return Ok(());
+        };
+        let batch = &self.query.batch_id;
+        match fetch_status(&self.client, batch, &self.options.retry).await {
+            Ok(answer) if answer.in_progress() => {
+                log::info!("status={} of a running batch: reading the whole batch and filtering", status.as_str());
+                self.query.status = None;
+                self.options.filter = Some(status);
+            }
+            Ok(_) => {}
+            Err(err) if status_unknown(&err) => {
+                log::info!(
+                    "status={}: the batch's state is unknown ({err}); reading the filtered view",
+                    status.as_str()
+                )
+            }
+            Err(err) => return Err(err),
+        }
+        self.options.check_running = false;
+        Ok(())
     }
 
     fn abort_in_flight(&mut self) {
@@ -257,6 +316,13 @@ impl PagePipeline {
         self.progress.warnings.push(message);
         Ok(())
     }
+}
+
+/// The status endpoint cannot tell whether the batch runs: it is missing on this server, it
+/// answers another shape, or it does not know the batch (the results endpoint decides then:
+/// with a filter, it may answer an empty page for a missing batch).
+fn status_unknown(err: &Error) -> bool {
+    matches!(err, Error::Api { status: 404 | 405 | 501, .. } | Error::NotFound { .. } | Error::Format { .. })
 }
 
 #[cfg(test)]

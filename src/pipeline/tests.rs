@@ -4,6 +4,7 @@ use super::*;
 use crate::fetch::{parse_base_url, ClientConfig};
 use crate::mock::{FaultKind, MockConfig, MockServer};
 use std::time::Duration;
+use workers::Fetched;
 
 fn client(server: &MockServer, concurrency: usize) -> Arc<ApiClient> {
     Arc::new(
@@ -120,8 +121,9 @@ fn paging_guards() {
         let body = format!(r#"{{"page":{n},"total_pages":{pages},"total_files":9,"files":[{files}]}}"#);
         crate::page::parse_page(bytes::Bytes::from(body), false, n).unwrap()
     };
-    let accept = |pipeline: &mut PagePipeline, n: u64, p: Page| {
-        pipeline.check(n, p).and_then(|held| pipeline.deliver(held, None))
+    let accept = |pipeline: &mut PagePipeline, n: u64, page: Page| {
+        let served = page.records.len() as u64;
+        pipeline.check(n, Fetched { page, served }).and_then(|held| pipeline.deliver(held, None))
     };
     let mut growing = pipeline(1);
     accept(&mut growing, 1, page(1, 3, r#"{"file_id":"a"}"#)).unwrap();
@@ -202,5 +204,91 @@ fn a_shrinking_view_is_read_again_around_each_drop_and_loses_nothing() {
         assert!(pipeline.progress().complete && pipeline.progress().changed);
         let pages = 6;
         assert!(answered <= pages + 2 * (pages - 1), "at most two extra requests per drop: {answered}");
+    }
+}
+
+#[test]
+fn a_shift_that_slides_a_record_past_every_read_is_said_at_the_end() {
+    // Page 2 is served as if one record had been inserted before it: it repeats the last record
+    // of page 1, and the record at its own end slides onto page 3's start unseen. The totals
+    // never move: only the count of unique records shows it.
+    for on_change in [OnChange::Warn, OnChange::Raise] {
+        let server = MockServer::start(MockConfig { files: 30, ..MockConfig::default() }).unwrap();
+        server.fail_next(FaultKind::Stall(Duration::from_millis(1)), 1);
+        server.fail_next(FaultKind::Shift(1), 1);
+        let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+        let mut pipeline =
+            PagePipeline::new(client(&server, 1), query, PipelineOptions { on_change, ..options(1) }).unwrap();
+        let got = read_all(&mut pipeline);
+        let progress = pipeline.progress();
+        assert_eq!((progress.items_delivered, progress.duplicates_skipped), (29, 1));
+        assert!(!progress.complete);
+        let said =
+            "read 29 unique record(s) where the batch announced 30: records may be missing (the view shifted at \
+                    page(s) 2, which repeated records of the page before)";
+        match on_change {
+            OnChange::Warn => {
+                assert_eq!(got.unwrap().iter().map(|p| p.1).sum::<usize>(), 29);
+                assert!(progress.warnings.iter().any(|w| w == said), "{:?}", progress.warnings);
+            }
+            OnChange::Raise => {
+                let err = got.unwrap_err();
+                assert!(matches!(err, Error::BatchChanged { page: Some(3), .. }) && err.to_string() == said, "{err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn repeats_that_lose_nothing_keep_the_read_complete() {
+    // Every page from 2 on shifted alike: repeats only, and the last page has room.
+    let server = MockServer::start(MockConfig { files: 45, ..MockConfig::default() }).unwrap();
+    server.fail_next(FaultKind::Stall(Duration::from_millis(1)), 1);
+    server.fail_next(FaultKind::Shift(2), 100);
+    let query = Query { limit: 10, ..Query::new(server.batch_id()) };
+    let mut pipeline = PagePipeline::new(client(&server, 1), query, options(1)).unwrap();
+    assert_eq!(read_all(&mut pipeline).unwrap().iter().map(|p| p.1).sum::<usize>(), 45);
+    assert!(pipeline.progress().complete && pipeline.progress().duplicates_skipped == 2);
+}
+
+/// A batch of processing files where each answer completes the first and adds one at the end:
+/// its `processing` view keeps its size (300) while it moves by one record per request.
+fn churning(server: &MockServer) -> String {
+    use crate::mock::BatchSpec;
+    let processing = Some(vec![("processing".to_string(), 1.0)]);
+    let spec = BatchSpec {
+        files: 300,
+        seed: 5,
+        statuses: processing,
+        complete_per_request: 1,
+        grow_per_request: 1,
+        ..BatchSpec::default()
+    };
+    server.add_batch(spec).unwrap()
+}
+
+#[test]
+fn a_status_read_of_a_running_batch_reads_the_whole_batch_and_filters_it() {
+    let server = MockServer::start(MockConfig { files: 0, ..MockConfig::default() }).unwrap();
+    let twin = read_ids(
+        &mut PagePipeline::new(client(&server, 1), Query { limit: 200, ..Query::new(churning(&server)) }, options(1))
+            .unwrap(),
+    );
+    for concurrency in [1, 4, 8] {
+        let batch = churning(&server);
+        let query = Query { limit: 50, status: Some(crate::query::Status::Processing), ..Query::new(batch.clone()) };
+        let opts = PipelineOptions { check_running: true, ..options(concurrency) };
+        let mut pipeline = PagePipeline::new(client(&server, concurrency), query, opts).unwrap();
+        let got = read_ids(&mut pipeline);
+        let asked: Vec<_> = server.requests().into_iter().filter(|r| r.path.contains(&batch)).collect();
+        assert!(asked[0].path.contains("/status/batch/"), "the batch's state is asked first");
+        assert!(asked[1..].iter().all(|r| r.path.contains("/results/batch/") && !r.query.contains("status=")));
+        // Each answer completed the first file still processing: those after them stayed throughout.
+        let stayed = &twin[asked.len().min(300)..300];
+        let unique: std::collections::HashSet<u64> = got.iter().copied().collect();
+        assert_eq!(unique.len(), got.len(), "each record once");
+        assert!(stayed.iter().all(|id| unique.contains(id)), "every file processing throughout");
+        let progress = pipeline.progress();
+        assert!(progress.complete && progress.total.is_none(), "{progress:?}");
     }
 }

@@ -272,7 +272,11 @@ impl PyClient {
 
     /// The pages of a batch in order, `concurrency` fetched at a time (what `iter_files` and
     /// `iter_jobs` read). `end_page`: the last page read; `on_change`: "warn" or "raise".
-    #[pyo3(signature = (batch_id, *, raw=false, status=None, limit=200, chunks=None, speech_information=None, start_page=1, end_page=None, max_items=None, max_retries=None, fields=None, on_change="warn"))]
+    /// `status=` without `end_page` first asks whether the batch still runs: if so, the whole
+    /// batch is read and filtered by the client (its filtered view moves). With `end_page`, page
+    /// numbers are the filtered view's, read as asked. `filter_status=`: read the whole batch's
+    /// pages and keep the records of that status (never with `status=`).
+    #[pyo3(signature = (batch_id, *, raw=false, status=None, limit=200, chunks=None, speech_information=None, start_page=1, end_page=None, max_items=None, max_retries=None, fields=None, on_change="warn", filter_status=None))]
     #[allow(clippy::too_many_arguments)]
     fn stream(
         &self,
@@ -288,7 +292,11 @@ impl PyClient {
         max_retries: Option<u32>,
         fields: Option<Vec<String>>,
         on_change: &str,
+        filter_status: Option<&str>,
     ) -> PyResult<PyPageStream> {
+        if status.is_some() && filter_status.is_some() {
+            return Err(PyValueError::new_err("pass status= (the service filters) or filter_status=, not both"));
+        }
         let start_page = positive_page("start_page", start_page)?;
         let end_page = end_page.map(|e| positive_page("end_page", e)).transpose()?;
         let query = build_query(batch_id, start_page, limit, status, raw, chunks, speech_information)?;
@@ -301,6 +309,8 @@ impl PyClient {
             max_items,
             on_change: OnChange::parse(on_change).py_err()?,
             projection: fields.map(|f| Projection::new(&f).map(Arc::new)).transpose().py_err()?,
+            filter: filter_status.map(Status::parse).transpose().py_err()?,
+            check_running: status.is_some() && end_page.is_none(),
             ..PipelineOptions::new(self.config.concurrency, self.retry(max_retries))
         };
         let pipeline = PagePipeline::new(self.api()?, query, options).py_err()?;
