@@ -244,6 +244,25 @@ pub fn error_body(status: u16, message: String, body: &[u8]) -> Error {
     }
 }
 
+/// The error a 2xx answer stands for, if it is an error body: one whose only meaning is the
+/// error, an object with an `"error"` string and none of `fields`, the answer's own (non-null).
+/// An answer that has them is an answer, its `"error"` one field among others (a failed file's
+/// reason, a failed batch's cause). The rule of every endpoint: a page's own field is its array.
+pub fn error_answer(status: u16, body: &[u8], fields: &[&str]) -> Option<Error> {
+    let message = error_message(body)?;
+    let mut jiter = Jiter::new(body);
+    let mut key = jiter.next_object().ok()?.map(str::to_owned);
+    while let Some(k) = key {
+        let null = jiter.peek().ok()? == Peek::Null;
+        if !null && fields.contains(&k.as_str()) {
+            return None;
+        }
+        jiter.next_skip().ok()?;
+        key = jiter.next_key().ok()?.map(str::to_owned);
+    }
+    Some(error_body(status, message, body))
+}
+
 /// The `"error"` member of a JSON error body, if it is one.
 pub fn error_message(body: &[u8]) -> Option<String> {
     let mut jiter = Jiter::new(body);

@@ -178,3 +178,77 @@ def test_written_names_open_on_this_os(tmp_path):
         path.write_text("", encoding="utf-8")
         assert path.exists()
     assert len(list(tmp_path.iterdir())) == len(names)
+
+
+# -- hostile or odd records ----------------------------------------------------------------
+
+
+def test_a_speaker_id_cannot_add_or_break_cues():
+    injected = "S1\n\n2\n00:00:00,000 --> 99:00:00,000\nInjected\r\n\x1b[2J\x00"
+    record = {**RECORD, "result": {"segments": [{"start": 0.0, "end": 1.0, "text": "hello", "speaker_id": injected}]}}
+    label = "S1 2 00:00:00,000 --> 99:00:00,000 Injected [2J"
+    assert srt_cues(st.to_srt(record)) == [(0.0, 1.0, f"{label}: hello")]
+    assert vtt_cues(st.to_vtt(record)) == [(0.0, 1.0, f"{label.replace('>', '&gt;')}: hello")]
+
+
+def test_control_characters_never_reach_a_cue():
+    record = {**RECORD, "result": {"segments": [{"start": 0, "end": 1, "text": "a\x1b]0;PWNED\x07b\x0cc\x85d"}]}}
+    assert srt_cues(st.to_srt(record)) == [(0.0, 1.0, "a]0;PWNEDb\nc\nd")]
+
+
+@pytest.mark.parametrize("end", [float("inf"), 1e15, 360_000, -1, float("nan")])
+def test_times_no_reader_takes_are_a_value_error(end):
+    record = {**RECORD, "result": {"segments": [{"start": 0.0, "end": end, "text": "x"}]}}
+    for render in (st.to_srt, st.to_vtt):
+        with pytest.raises(ValueError, match=r"f-1: segment 0 needs numeric start and end in seconds, from 0 to 360,000"):
+            render(record)
+    longest = {**RECORD, "result": {"segments": [{"start": 0.0, "end": 359_999.999, "text": "x"}]}}
+    assert srt_cues(st.to_srt(longest)) == [(0.0, 359_999.999, "x")]
+
+
+def record(file_id, segments):
+    result = {"text": "x"} if segments is None else {"segments": segments}
+    return {"file_id": file_id, "filename": f"{file_id}.wav", "status": "completed", "result": result}
+
+
+def test_records_without_usable_segments_are_skipped_and_counted(tmp_path):
+    from soket_transcribe.subtitles import write_subtitles
+
+    segment = {"start": 0.0, "end": 1.0, "text": "hi"}
+    records = [record("a", [segment]), record("b", None), record("c", [{**segment, "end": float("inf")}]), record("d", [segment])]
+    with pytest.warns(RuntimeWarning, match=r"^2 completed files had no subtitles to write and were skipped: b has no speech"
+                                            r" segments: .* \(and 1 more: see .skipped\)$"):
+        written = write_subtitles(records, tmp_path)
+    assert [p.name for p in written] == ["a.srt", "d.srt"] == sorted(p.name for p in tmp_path.iterdir())
+    assert [(file_id, why.split(":")[0]) for file_id, why in written.skipped] == [("b", "b has no speech segments"), ("c", "c")]
+    with pytest.raises(ValueError, match="none of the 1 completed files has speech segments: fetch with speech_information=True"):
+        write_subtitles([record("b", None)], tmp_path / "none")
+
+
+def test_write_subtitles_refuses_a_batch_already_read(tmp_path):
+    with MockServer(30, seed=3) as server:
+        client = st.Client(server.token, server.url)
+        res = client.iter_files(server.batch_id, speech_information=True)
+        assert len(list(res)) == 30
+        with pytest.raises(RuntimeError, match="already read"):
+            res.write_subtitles(tmp_path)
+        res = client.iter_files(server.batch_id, speech_information=True)
+        assert res.write_subtitles(tmp_path)
+        with pytest.raises(RuntimeError, match="already read"):
+            res.write_subtitles(tmp_path)
+
+
+def test_write_subtitles_replaces_a_link_never_what_it_points_to(tmp_path):
+    from soket_transcribe.subtitles import write_subtitles
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me", encoding="utf-8")
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "a.srt").symlink_to("../outside.txt")
+    (subs / "b.srt").symlink_to("../missing.txt")  # a dangling link: nothing created where it points
+    written = write_subtitles([record("a", [{"start": 0, "end": 1, "text": "hi"}]), record("b", [])], subs)
+    assert outside.read_text(encoding="utf-8") == "keep me" and not (tmp_path / "missing.txt").exists()
+    assert [p.is_symlink() for p in written] == [False, False]
+    assert srt_cues((subs / "a.srt").read_text(encoding="utf-8")) == [(0.0, 1.0, "hi")]
+    assert sorted(p.name for p in subs.iterdir()) == ["a.srt", "b.srt"]  # no temporary file left

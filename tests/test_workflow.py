@@ -1,12 +1,14 @@
 """The workflow around the results: a batch's status, waiting for it, one file (over TCP, the mock)."""
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
@@ -105,8 +107,9 @@ def test_wait_times_out_with_the_last_status(server, client):
     with pytest.raises(st.WaitTimeoutError, match=f"batch {server.batch_id} still processing after 0.5 s") as e:
         client.wait(server.batch_id, poll_interval=0.1, timeout=0.5)
     assert 0.5 <= time.monotonic() - began < 3
-    # The estimate (minutes) stretches the wait past the timeout: one poll, then one at the deadline.
-    assert polls(server, server.batch_id) == 2
+    # The estimate (minutes) puts the next poll past the deadline: one poll, then the time is
+    # slept out (a poll at the deadline could not be answered within it).
+    assert polls(server, server.batch_id) == 1
     assert isinstance(e.value.status, st.BatchStatus) and e.value.status.in_progress
     assert e.value.status.total_files == 1234
 
@@ -246,3 +249,183 @@ def test_the_token_never_shows_in_workflow_errors(server):
         with pytest.raises(st.AuthenticationError) as e:
             call()
         assert "sk-wrong-0123456789abcdef" not in str(e.value) + repr(e.value.body)
+
+
+# -- what is final (the core's rule) -------------------------------------------------------
+
+
+def answers(*bodies):
+    """A scripted answer that sends `bodies` in turn (as JSON), then the last one again; and the
+    count of requests made."""
+    sent = []
+
+    def answer(query):
+        sent.append(query)
+        return json.dumps(bodies[min(len(sent), len(bodies)) - 1]).encode()
+
+    return answer, sent
+
+
+def batch(word, total=3, completed=0, failed=0, **more):
+    return {"batch_id": "b", "status": word, "total_files": total, "files_completed": completed, "files_failed": failed, **more}
+
+
+def test_wait_polls_on_through_states_that_are_not_final(scripted_server, caplog):
+    answer, sent = answers(
+        batch("queued"), batch("PROCESSING", completed=1), batch(""), batch("cancelled", completed=2), batch("Completed", completed=3)
+    )
+    client = st.Client("t", scripted_server(answer))
+    with caplog.at_level("WARNING", logger="soket_transcribe.wait"):
+        final = client.wait("b", poll_interval=0.01, timeout=60)
+    assert final.status == "Completed" and final.is_final and not final.in_progress
+    assert len(sent) == 5
+    unknown = [r.getMessage() for r in caplog.records if "not one the service documents" in r.getMessage()]
+    assert unknown == ["batch b: status 'queued' is not one the service documents; waiting until it says completed or"
+                       " failed, or every file is counted done"]  # logged once, for the first such word
+
+
+def test_any_word_is_final_once_every_file_is_counted_done(scripted_server):
+    answer, sent = answers(batch("cancelled", completed=2, failed=1))
+    final = st.Client("t", scripted_server(answer)).wait("b", poll_interval=0.01, timeout=60)
+    assert final.status == "cancelled" and final.is_final and len(sent) == 1
+
+
+@pytest.mark.parametrize(
+    "word, total, done, stage",
+    [
+        ("completed", 3, 0, "final"),
+        ("FAILED", None, 0, "final"),
+        ("processing", 3, 3, "running"),  # the service's word outranks the counts: files may still come
+        ("Retrying", 3, 1, "running"),
+        ("queued", 3, 2, "unknown"),
+        ("queued", 3, 3, "final"),
+        ("", 0, 0, "unknown"),  # no files yet is not every file done
+        ("cancelled", None, 5, "unknown"),
+    ],
+)
+def test_batch_status_is_final_by_the_cores_rule(word, total, done, stage):
+    status = st.BatchStatus.from_dict(batch(word, total=total, completed=done))
+    assert status.stage == stage
+    assert status.is_final == (stage == "final") and status.in_progress == (stage != "final")
+
+
+# -- wait's deadline -----------------------------------------------------------------------
+# Each case would take 8 to 20 s without the deadline; the bounds are loose (a loaded 2-core
+# machine) but well below what an unbounded wait takes.
+
+
+def test_a_slow_status_answer_does_not_outlast_the_timeout(server, client):
+    server.fail_next("stall", stall_s=8)
+    began = time.monotonic()
+    with pytest.raises(st.WaitTimeoutError, match=f"batch {server.batch_id}: no status answer within 1 s$") as e:
+        client.wait(server.batch_id, timeout=1)
+    assert 1 <= time.monotonic() - began < 5
+    assert e.value.status is None
+
+
+def test_retry_after_does_not_outlast_the_timeout(server, client):
+    server.fail_next("429", retry_after=20)
+    began = time.monotonic()
+    with pytest.raises(st.WaitTimeoutError):
+        asyncio.run(client.wait_async(server.batch_id, timeout=1))
+    assert 1 <= time.monotonic() - began < 5
+
+
+def test_failures_while_waiting_are_retried_until_the_deadline(server, client):
+    batch_id = server.add_batch(20, statuses={"completed": 1.0})
+    server.fail_next("status", 3, status=503)  # as many as a call with max_retries=2 tries
+    with pytest.raises(st.ServerError):
+        client.status(batch_id)
+    server.fail_next("status", 4, status=503)
+    assert client.wait(batch_id, timeout=600).is_final
+    assert polls(server, batch_id) == 3 + 5
+
+
+def test_without_a_timeout_only_the_first_poll_gives_up(server, client):
+    server.fail_next("status", 3, status=503)
+    with pytest.raises(st.ServerError, match="after 2 retries"):
+        client.wait(server.batch_id)  # a service that fails from the start (or a wrong URL): at once
+    batch_id = server.add_batch(20, statuses={"processing": 1.0}, processing_seconds=0.5)
+    server.clear_requests()
+    fail_after_first = [lambda: server.fail_next("status", 5, status=502)]
+    final = client.wait(batch_id, poll_interval=0.05, progress=lambda *_: fail_after_first and fail_after_first.pop()())
+    assert final.is_final and final.files_done == 20
+    assert [r["fault"] for r in server.requests].count("status:502") == 5
+
+
+def test_the_deadline_message_says_why_the_status_did_not_come(scripted_server):
+    client = st.Client("t", scripted_server(lambda query: b"not json"), max_retries=0)
+    failed = "the last status request failed: the batch status answer is not valid JSON: expected ident"
+    with pytest.raises(st.WaitTimeoutError, match=f"^batch b: no status answer within 0.5 s; {failed}"):
+        client.wait("b", timeout=0.5)
+
+
+# -- answers from other services -----------------------------------------------------------
+
+
+def test_the_timeout_message_says_what_is_known(scripted_server):
+    answer, _ = answers({"status": "processing", "files_completed": 4})
+    with pytest.raises(st.WaitTimeoutError) as e:
+        st.Client("t", scripted_server(answer)).wait("b", poll_interval=0.05, timeout=0.2)
+    assert str(e.value) == "batch b still processing after 0.2 s (4 files done, total not known)"
+
+
+def test_counts_sent_as_floats_are_counts_when_whole(scripted_server):
+    answer, _ = answers(batch("processing", total=3.0, completed=2.0, failed=1e0))
+    status = st.Client("t", scripted_server(answer)).status("b")
+    assert (status.total_files, status.files_completed, status.files_failed) == (3, 2, 1)
+    assert all(type(n) is int for n in (status.total_files, status.files_completed, status.files_failed))
+    answer, _ = answers(batch("processing", total=3.5))
+    with pytest.raises(st.ResponseFormatError, match="3.5 is not a count of files"):
+        st.Client("t", scripted_server(answer)).status("b")
+
+
+def test_an_error_field_beside_the_answer_is_part_of_it(scripted_server):
+    failed = batch("failed", failed=3, error="quota exceeded")
+    status = st.Client("t", scripted_server(answers(failed)[0])).wait("b", timeout=10)
+    assert status.status == "failed" and status.extra["error"] == "quota exceeded"
+    record = {"file_id": "f", "filename": "a.wav", "status": "failed", "errors": ["x"], "error": "decode failed"}
+    assert st.Client("t", scripted_server(answers(record)[0])).get_file("f") == record
+    page = {"batch_id": "b", "page": 1, "total_pages": 1, "total_files": 1, "count": 1, "files": [record], "error": "partial"}
+    assert list(st.Client("t", scripted_server(answers(page)[0])).iter_files("b")) == [record]
+
+
+@pytest.mark.parametrize("body", [{"error": "quota exceeded"}, {"error": "quota exceeded", "batch_id": "b", "detail": "x"}])
+def test_an_answer_that_is_only_an_error_is_an_error(scripted_server, body):
+    client = st.Client("t", scripted_server(answers(body)[0]))
+    with pytest.raises(st.APIError, match="service error \\(HTTP 200\\): quota exceeded"):
+        client.status("b")
+    with pytest.raises(st.APIError, match="quota exceeded"):
+        client.get_file("f")
+
+
+# -- the poll plan -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("estimate, delay", [(None, 5.0), (2.0, 5.0), (30.0, 30.0), (7200.0, 60.0), (float("inf"), 5.0), (-3.0, 5.0)])
+def test_polls_are_never_more_than_a_minute_apart(estimate, delay):
+    from soket_transcribe.waiting import MAX_POLL_GAP, _PollPlan, poll_delay
+
+    status = st.BatchStatus.from_dict(batch("processing", estimated_completion_seconds=estimate))
+    assert poll_delay(status, 5.0) == delay
+    assert _PollPlan("b", 5.0, 3600, False).delay(status) == delay <= MAX_POLL_GAP == 60
+
+
+def test_hours_estimated_still_poll_within_a_minute(scripted_server, monkeypatch):
+    from soket_transcribe import waiting
+
+    class Enough(Exception):
+        pass
+
+    slept = []
+
+    def sleep(seconds):  # the pauses wait() asks for, not slept
+        slept.append(seconds)
+        if len(slept) == 3:
+            raise Enough
+
+    monkeypatch.setattr(waiting, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    answer, sent = answers(batch("processing", estimated_completion_seconds=36_000))
+    with pytest.raises(Enough):
+        st.Client("t", scripted_server(answer)).wait("b", poll_interval=1)
+    assert slept == [60.0, 60.0, 60.0] and len(sent) == 3

@@ -12,6 +12,9 @@ __version__: str
 def _shutdown() -> None:
     """Stops the Rust runtime's threads; registered with `atexit`."""
 
+def _batch_stage(status: str, total_files: Optional[int], files_completed: Optional[int], files_failed: Optional[int]) -> str:
+    """`"final"`, `"running"` or `"unknown"`: the core's rule behind `BatchStatus.is_final`."""
+
 @final
 class Page:
     """One page of results, as the service sent it."""
@@ -153,6 +156,12 @@ class Client:
         """A batch's progress (`GET /status/batch/{batch_id}`)."""
     def status_async(self, batch_id: str) -> Coroutine[Any, Any, BatchStatus]:
         """`status` for asyncio."""
+    def _poll_status(self, batch_id: str, seconds: Optional[float], persist: bool) -> Tuple[Optional[BatchStatus], Optional[str]]:
+        """One poll of `wait`: `(status, None)`, or `(None, why)` once `seconds` ran out."""
+    def _poll_status_async(
+        self, batch_id: str, seconds: Optional[float], persist: bool
+    ) -> Coroutine[Any, Any, Tuple[Optional[BatchStatus], Optional[str]]]:
+        """`_poll_status` for asyncio."""
     @overload
     def get_file(
         self,

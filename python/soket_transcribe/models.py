@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
+from . import _core
+
 __all__ = ["FileResult", "JobResult", "BatchStatus"]
 
 
@@ -76,8 +78,10 @@ class JobResult:
 class BatchStatus:
     """A batch's progress (`GET /status/batch/{batch_id}`). Unnamed fields are kept in `extra`.
 
-    `status` is `processing` or `retrying` while files are in flight (`in_progress`), then the
-    batch's final state. The estimates are in seconds, None when the service does not say.
+    `status` is `processing` or `retrying` while files are in flight, then `completed` or
+    `failed`. `is_final` (what `wait` waits for) is the core's rule: a final word in any case,
+    or, whatever other word the service sends, every file counted done. The estimates are in
+    seconds, None when the service does not say.
     """
 
     batch_id: Optional[str]
@@ -100,9 +104,21 @@ class BatchStatus:
     )
 
     @property
+    def stage(self) -> str:
+        """`"final"`, `"running"` (`processing`, `retrying`) or `"unknown"`: a word the service
+        does not document, with files not all counted done (not final: waiting may change it)."""
+        return _core._batch_stage(self.status, self.total_files, self.files_completed, self.files_failed)
+
+    @property
+    def is_final(self) -> bool:
+        """True once waiting can no longer change the answer: `completed` or `failed` (in any
+        case), or any other word with `files_completed + files_failed == total_files` (> 0)."""
+        return self.stage == "final"
+
+    @property
     def in_progress(self) -> bool:
-        """True while files are still being transcribed (`processing` or `retrying`)."""
-        return self.status in ("processing", "retrying")
+        """`not is_final`: files may still be in flight."""
+        return not self.is_final
 
     @property
     def files_done(self) -> int:

@@ -6,17 +6,25 @@ in seconds, `text`, and `speaker_id` when the service tells the speaker apart.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import secrets
 import unicodedata
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Optional, Set, Tuple, TypeGuard, Union
 
 from .models import FileResult, JobResult
 
-__all__ = ["to_srt", "to_vtt", "write_subtitles", "safe_filename", "FORMATS"]
+__all__ = ["to_srt", "to_vtt", "write_subtitles", "safe_filename", "SubtitleFiles", "FORMATS"]
 
 FORMATS = ("srt", "vtt")
+
+# Two digits of hours, as every SRT and WebVTT reader takes them: far past any recording.
+_MAX_SECONDS = 100 * 3600
+# Control characters but tab (C0, DEL, C1), left in a line once it is split: nothing to show.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 Record = Union[Mapping[str, Any], FileResult, JobResult]
 
@@ -55,7 +63,7 @@ def _cues(record: Record) -> List[Tuple[float, float, str]]:
         raise ValueError(f"{name} has no result (status {status!r}): only completed files have subtitles")
     segments = result.get("segments")
     if segments is None:
-        raise ValueError(f"{name} has no speech segments: fetch it with speech_information=True")
+        raise _NoSegments(f"{name} has no speech segments: fetch it with speech_information=True")
     if not isinstance(segments, list):
         raise ValueError(f"{name}: result.segments is not a list")
     cues = []
@@ -64,19 +72,38 @@ def _cues(record: Record) -> List[Tuple[float, float, str]]:
             raise ValueError(f"{name}: segment {i} is not an object")
         start, end = segment.get("start"), segment.get("end")
         if not (_seconds(start) and _seconds(end)):
-            raise ValueError(f"{name}: segment {i} needs numeric start and end >= 0; got {start!r}, {end!r}")
-        text = "\n".join(line.strip() for line in str(segment.get("text") or "").splitlines() if line.strip())
+            raise ValueError(
+                f"{name}: segment {i} needs numeric start and end in seconds, from 0 to {_MAX_SECONDS:,} (100 hours);"
+                f" got {start!r}, {end!r}"
+            )
+        text = "\n".join(_lines(segment.get("text")))
         if not text:
             continue  # a cue with nothing to show; a blank line would also end the cue early
-        speaker = segment.get("speaker_id")
-        if speaker not in (None, ""):
+        speaker = " ".join(" ".join(_lines(segment.get("speaker_id"))).split())  # a label: one line
+        if speaker:
             text = f"{speaker}: {text}"
         cues.append((float(start), max(float(start), float(end)), text))
     return cues
 
 
+class _NoSegments(ValueError):
+    """A record fetched without `speech_information=True`."""
+
+
+def _lines(value: Any) -> List[str]:
+    """The lines of a text bound for a cue: stripped, without control characters, none blank
+    (a blank line ends a cue, and what follows it would be read as a cue of its own)."""
+    lines = ("" if value is None else str(value)).splitlines()  # every line break, CR and NEL too
+    return [clean for clean in (_CONTROL.sub("", line).strip() for line in lines) if clean]
+
+
 def _seconds(value: Any) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value < _MAX_SECONDS
+    )
 
 
 def _clock(seconds: float, comma: str) -> str:
@@ -147,27 +174,90 @@ def _unique(name: str, suffix: str, taken: Set[str]) -> str:
     return candidate
 
 
-def write_subtitles(records: Iterable[Record], directory: Union[str, "os.PathLike[str]"], format: str = "srt") -> List[Path]:
+class SubtitleFiles(List[Path]):
+    """What `write_subtitles` returns: the paths written, in record order, and in `skipped`
+    the completed records it could not make subtitles of, as `(file_id, why)`."""
+
+    skipped: List[Tuple[str, str]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped = []
+
+
+def write_subtitles(records: Iterable[Record], directory: Union[str, "os.PathLike[str]"], format: str = "srt") -> SubtitleFiles:
     """Writes one subtitle file per completed record into `directory` (created if missing).
 
     Files are named after `filename` (see `safe_filename`; `file_id` when it has none); names
     that collide get ` (2)`, ` (3)`... in the order the records come, so the same batch always
-    gives the same names. Existing files of those names are replaced. Returns the paths written.
+    gives the same names. Existing files of those names are replaced (a link among them is
+    replaced itself: what it points to is left alone). A completed record without usable
+    segments is skipped, listed in `.skipped` of the list returned, and one `RuntimeWarning` at
+    the end says how many; when no record had segments at all, that is a `ValueError` (fetch
+    with `speech_information=True`).
     """
     if format not in FORMATS:
         raise ValueError(f"format must be 'srt' or 'vtt'; got {format!r}")
+    _check_unread(records)
     render = to_srt if format == "srt" else to_vtt
     suffix = "." + format
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     taken: Set[str] = set()
-    written: List[Path] = []
+    written = SubtitleFiles()
+    unsegmented = 0
     for record in records:
         if _field(record, "status") != "completed":
             continue
-        text = render(record)
+        try:
+            text = render(record)
+        except ValueError as e:
+            unsegmented += isinstance(e, _NoSegments)
+            written.skipped.append((str(_field(record, "file_id") or _field(record, "filename")), str(e)))
+            continue
         fallback = str(_field(record, "file_id") or f"file-{len(written) + 1}")
         path = folder / _unique(safe_filename(_field(record, "filename"), suffix, fallback), suffix, taken)
-        path.write_text(text, encoding="utf-8", newline="\n")
+        _replace(path, text)
         written.append(path)
+    _report(written, unsegmented)
     return written
+
+
+def _check_unread(records: Iterable[Record]) -> None:
+    """A `BatchResults` already read (iterated, or into a table) would write nothing, or only
+    the records a loop left: refused as `to_pandas` refuses it."""
+    from .results import BatchResults  # results imports this module
+
+    if isinstance(records, BatchResults):
+        records._check_unread()
+
+
+def _replace(path: Path, text: str) -> None:
+    """Writes `text` to a new file beside `path`, then renames it over `path`: a rename replaces
+    a link at `path` itself, where writing to `path` would write through it."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(text.encode("utf-8"))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _report(written: SubtitleFiles, unsegmented: int) -> None:
+    skipped = written.skipped
+    if not skipped:
+        return
+    if not written and unsegmented == len(skipped):
+        raise ValueError(
+            f"none of the {len(skipped):,} completed files has speech segments: fetch with speech_information=True"
+            f" ({skipped[0][1]})"
+        )
+    more = f" (and {len(skipped) - 1:,} more: see .skipped)" if len(skipped) > 1 else ""
+    warnings.warn(
+        f"{len(skipped):,} completed files had no subtitles to write and were skipped: {skipped[0][1]}{more}",
+        RuntimeWarning,
+        stacklevel=3,
+    )

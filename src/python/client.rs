@@ -335,6 +335,37 @@ impl PyClient {
         })
     }
 
+    /// One poll of `wait` (see `crate::status::poll_status`): `(status, None)`, or `(None, why)`
+    /// once `seconds` ran out.
+    fn _poll_status<'py>(
+        &self,
+        py: Python<'py>,
+        batch_id: &str,
+        seconds: Option<f64>,
+        persist: bool,
+    ) -> PyResult<super::status::WaitPoll<'py>> {
+        let (api, retry, batch_id) = (self.api()?, self.retry(None), batch_id.to_owned());
+        let within = super::status::within(seconds);
+        let poll = async move { crate::status::poll_status(&api, &batch_id, &retry, within, persist).await };
+        super::status::polled(py, wait(py, poll)?.py_err()?)
+    }
+
+    /// `_poll_status` for asyncio.
+    fn _poll_status_async<'py>(
+        &self,
+        py: Python<'py>,
+        batch_id: &str,
+        seconds: Option<f64>,
+        persist: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (api, retry, batch_id) = (self.api()?, self.retry(None), batch_id.to_owned());
+        let within = super::status::within(seconds);
+        awaitable(py, async move {
+            let answer = crate::status::poll_status(&api, &batch_id, &retry, within, persist).await.py_err()?;
+            Python::attach(|py| super::status::polled(py, answer).map(|(status, why)| (status.map(Bound::unbind), why)))
+        })
+    }
+
     /// One file's record (`GET /results/file/{file_id}`): a dict, or an `st.FileResult`.
     #[pyo3(signature = (file_id, *, chunks=None, speech_information=None, as_dataclass=false))]
     fn get_file<'py>(

@@ -1,17 +1,18 @@
 //! The answers of `Client.status` and `Client.get_file` as Python objects: `st.BatchStatus`,
 //! and a file's record as a dict (or `st.FileResult`).
 
+use std::time::Duration;
+
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 
 use crate::error::Error;
-use crate::status::BatchStatus;
+use crate::status::{BatchStatus, Polled, Stage};
 
 use super::errors::to_pyerr;
 // One record: jiter alone (exact for integers beyond 64 bits); orjson's edge is on whole pages.
 use super::page::PARSER;
-
 
 static MODELS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
@@ -35,5 +36,47 @@ pub fn file_record<'py>(py: Python<'py>, json: &[u8], as_dataclass: bool) -> PyR
         model(py, "FileResult")?.call_method1("from_dict", (record,))
     } else {
         Ok(record)
+    }
+}
+
+/// One poll of `wait` for Python: `(st.BatchStatus, None)`, or `(None, why)` when the time
+/// ran out first (`why`: the last failure's message, None when no request failed).
+pub type WaitPoll<'py> = (Option<Bound<'py, PyAny>>, Option<String>);
+
+pub fn polled<'py>(py: Python<'py>, polled: Polled) -> PyResult<WaitPoll<'py>> {
+    match polled {
+        Polled::Answered(status) => Ok((Some(batch_status(py, &status)?), None)),
+        Polled::OutOfTime(failure) => Ok((None, failure.map(|e| e.to_string()))),
+    }
+}
+
+/// The time a poll may take: `seconds` left (none: unbounded; a deadline passed: none left).
+pub fn within(seconds: Option<f64>) -> Option<Duration> {
+    seconds.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX))
+}
+
+/// `st.BatchStatus.stage`: the core's rule ([`BatchStatus::stage`]) on the Python object's fields.
+#[pyfunction]
+#[pyo3(signature = (status, total_files, files_completed, files_failed))]
+pub fn _batch_stage(
+    status: &str,
+    total_files: Option<u64>,
+    files_completed: Option<u64>,
+    files_failed: Option<u64>,
+) -> &'static str {
+    let answer = BatchStatus {
+        batch_id: None,
+        status: status.to_owned(),
+        total_files,
+        files_completed,
+        files_failed,
+        estimated_audio_seconds: None,
+        estimated_completion_seconds: None,
+        extra: serde_json::Map::new(),
+    };
+    match answer.stage() {
+        Stage::Final => "final",
+        Stage::Running => "running",
+        Stage::Unknown => "unknown",
     }
 }
