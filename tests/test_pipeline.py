@@ -3,6 +3,8 @@ while it is read (src/pipeline/changes.rs): every record present throughout is y
 and no message claims more than holds."""
 
 import json
+import logging
+import re
 import subprocess
 import sys
 import warnings
@@ -174,3 +176,109 @@ with MockServer(files=0) as srv:
     assert run.returncode == 0, run.stderr
     assert run.stdout.split()[1] == "True"
     assert run.stderr == ""
+
+
+# -- status= while the batch runs: the whole batch is read and filtered by the client ---------
+
+
+def churning(srv):
+    """300 processing files; each answer completes the first still processing and adds a new
+    processing one at the end: the `processing` view keeps its size and moves by one a request."""
+    return srv.add_batch(300, seed=5, statuses={"processing": 1.0}, complete_per_request=1, grow_per_request=1)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 8])
+def test_a_status_view_moving_at_constant_size_loses_nothing(concurrency, caplog):
+    with MockServer(files=0) as srv:
+        order = batch_order(srv, 300, seed=5, statuses={"processing": 1.0})
+        for _ in range(RUNS // 4):
+            batch = churning(srv)
+            res = st.Client(srv.token, srv.url, concurrency=concurrency).iter_files(batch, status="processing", limit=50)
+            with caplog.at_level(logging.INFO, logger="soket_transcribe"):
+                got, said = read_changing(res)
+            stayed = order[len(requests_to(srv, batch)) :]
+            assert_exactly_once(got, stayed)
+            # The whole batch grew at its end meanwhile: said, and harmless (no file moved).
+            assert res.complete and all("may be missing" not in w for w in said), said
+            assert res.total is None and res.__length_hint__() == 0  # the filtered count is unknowable
+            asked = requests_to(srv, batch)
+            assert "/status/batch/" in asked[0]["path"]
+            assert all("/results/batch/" in r["path"] and "status=" not in r["query"] for r in asked[1:])
+            assert "status=processing of a running batch: reading the whole batch and filtering" in caplog.text
+
+
+def test_a_status_read_of_a_finished_batch_reads_the_filtered_view(server, client):
+    # The default batch has files processing for ever: a twin whose files are all final.
+    batch = server.add_batch(1000, seed=2, statuses={"completed": 0.8, "failed": 0.2})
+    failed = [f for f in client.iter_files(batch) if f["status"] == "failed"]
+    server.clear_requests()
+    res = client.iter_files(batch, status="failed", limit=50)
+    assert list(res) == failed and res.total == len(failed) and res.complete
+    pages = -(-len(failed) // 50)
+    # One status request, then the filtered pages and nothing more.
+    assert [r["path"].split("/")[2] for r in server.requests] == ["status"] + ["results"] * pages
+    assert sorted(r["query"] for r in server.requests[1:]) == sorted(
+        f"status=failed&page={p}&limit=50" for p in range(1, pages + 1)
+    )
+
+
+def test_a_server_without_the_status_endpoint_is_read_as_asked(scripted_server, caplog):
+    asked = []
+
+    def answer(query):
+        asked.append(query)
+        if "page" not in query:  # the status endpoint: not what this server knows
+            return b'{"detail": "no such route"}'
+        files = [{"file_id": f"f{i}", "status": "failed"} for i in range(3)]
+        return json.dumps({"page": 1, "total_pages": 1, "total_files": 3, "files": files}).encode()
+
+    client = st.Client("t0ken", scripted_server(answer))
+    with caplog.at_level(logging.INFO, logger="soket_transcribe"):
+        got, said = read_changing(client.iter_files("b", status="failed"))
+    assert got == ["f0", "f1", "f2"] and said == []
+    assert [q.get("status") for q in asked] == [None, "failed"]
+    assert "reading the filtered view" in caplog.text
+
+
+def test_filtered_by_the_client_fields_and_max_items_apply_to_the_records_kept(server, client):
+    everything = list(client.iter_files(server.batch_id, limit=100))
+    failed = [f["file_id"] for f in everything if f["status"] == "failed"]
+    res = client.iter_files(server.batch_id, status="failed", limit=100, fields=["file_id"], max_items=50)
+    server.clear_requests()
+    assert [f for f in res] == [{"file_id": i} for i in failed[:50]]
+    # The default batch runs (some files process for ever): filtered here, not by the service.
+    assert not any("status=" in r["query"] for r in server.requests)
+
+
+def test_stream_filter_status_reads_the_whole_batch_pages(server, client):
+    stream = client.stream(server.batch_id, filter_status="failed", limit=100, start_page=3, end_page=4)
+    kept = [f for page in stream for f in page.items]
+    whole = [f for p in (3, 4) for f in client.get_page(server.batch_id, page=p, limit=100).items]
+    assert kept == [f for f in whole if f["status"] == "failed"] and kept
+    assert not any("/status/" in r["path"] for r in server.requests), "no status request: the caller chose"
+    with pytest.raises(ValueError, match="not both"):
+        client.stream(server.batch_id, status="failed", filter_status="failed")
+    with pytest.raises(ValueError, match="status must be one of"):
+        client.stream(server.batch_id, filter_status="done")
+
+
+# -- the end check: unique records against the announced total ------------------------------
+
+
+def test_a_record_slid_past_every_read_by_a_shift_is_said(server, client):
+    batch = server.add_batch(30, seed=1)
+    for on_change in ("warn", "raise"):
+        # Page 1 stalls a moment; page 2 is served shifted by one: it repeats page 1's last record,
+        # and its own last slides onto page 3's start, never served. The totals never move.
+        server.fail_next("stall", 1, stall_s=0.01)
+        server.fail_next("shift", 1)
+        res = st.Client(server.token, server.url, concurrency=1).iter_files(batch, limit=10, on_change=on_change)
+        message = "read 29 unique record(s) where the batch announced 30: records may be missing"
+        if on_change == "warn":
+            got, said = read_changing(res)
+            assert len(got) == len(set(got)) == 29 and res.duplicates_skipped == 1
+            assert not res.complete
+            assert any(message in w and "shifted at page(s) 2" in w for w in said), said
+        else:
+            with pytest.raises(st.BatchChangedError, match=re.escape(message)):
+                read_changing(res)
