@@ -218,7 +218,7 @@ class FollowResults:
     ) -> None:
         self._client = client
         self._plan = _FollowPlan(batch_id, poll_interval, timeout, fields)
-        self._query = dict(limit=limit, chunks=chunks, speech_information=speech_information, fields=self._plan.fields)
+        self._query: Dict[str, Any] = dict(limit=limit, chunks=chunks, speech_information=speech_information, fields=self._plan.fields)
         client.stream(batch_id, **self._query)  # validates every argument now, sends nothing
         self._dataclass: Optional[Type[FileResult]] = FileResult if as_dataclass else None
         if progress is not True:
