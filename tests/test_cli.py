@@ -412,6 +412,23 @@ def test_subtitles_writes_a_file_per_completed_file(server, client, tmp_path, fo
     assert first.read_text(encoding="utf-8") == (st.to_srt if format == "srt" else st.to_vtt)(completed[0])
 
 
+def test_subtitles_skips_a_record_without_segments_and_says_so(scripted_server, tmp_path):
+    segment = {"start": 0.0, "end": 1.5, "text": "hello", "speaker_id": "S1"}
+    files = [
+        {"file_id": "f1", "filename": "a.wav", "status": "completed", "result": {"text": "hello", "segments": [segment]}},
+        {"file_id": "f2", "filename": "b.wav", "status": "completed", "result": {"text": "no segments"}},
+    ]
+    page = {"batch_id": "b1", "page": 1, "limit": 200, "total_pages": 1, "total_files": 2, "count": 2, "files": files}
+    url = scripted_server(lambda query: json.dumps(page).encode())
+    out = run("subtitles", "b1", "-o", str(tmp_path / "subs"), env={"SOKET_API_TOKEN": "t", "SOKET_BASE_URL": url})
+    assert out.returncode == 0, out.stderr
+    assert [p.name for p in (tmp_path / "subs").iterdir()] == ["a.srt"]
+    lines = out.stderr.splitlines()
+    assert lines[0] == f"1 srt files written to {tmp_path / 'subs'}"
+    assert lines[1].startswith("1 completed files skipped: f2: ")
+    assert "Warning" not in out.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

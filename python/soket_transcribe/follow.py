@@ -95,7 +95,7 @@ class _FollowPlan:
             self._moved = False
             self._pending = None
             return [(1, 1)]
-        return _run_ranges(list(self._pending))
+        return _run_ranges(list(self._pending or {}))
 
     def end_page(self, last: int) -> Optional[int]:
         """The last page a stream reads: a whole read goes on to the page count its pages report."""

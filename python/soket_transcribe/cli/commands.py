@@ -269,10 +269,20 @@ def subtitles(args: argparse.Namespace) -> int:
             bar(done, records.total)
 
     try:
-        paths = write_subtitles(counted(), args.output, args.format)
+        with warnings.catch_warnings():  # what was skipped is said below, once
+            warnings.simplefilter("ignore", RuntimeWarning)
+            paths = write_subtitles(counted(), args.output, args.format)
     finally:
         bar.close()
     print(f"{len(paths):,} {args.format} files written to {args.output}", file=sys.stderr)
+    skipped = getattr(paths, "skipped", [])
+    if skipped:
+        file_id, why = skipped[0]
+        more = f" (and {len(skipped) - 1:,} more)" if len(skipped) > 1 else ""
+        print(
+            f"{len(skipped):,} completed files skipped: {printable(str(file_id))}: {printable(why)}{more}",
+            file=sys.stderr,
+        )
     return 0
 
 
