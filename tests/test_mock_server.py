@@ -709,3 +709,50 @@ def test_mock_server_cli_rate_limit() -> None:
         proc.terminate()
         proc.communicate(timeout=10)
 
+
+def test_a_batch_of_given_records_is_served_exactly(srv: MockServer) -> None:
+    records = [
+        {"file_id": "f1", "status": "completed", "a.b": 1, "a": {"b": 2}, "flag": True},
+        {"file_id": "f2", "status": "failed", "m": {"x.y": 3}, "flag": None, "text": "नमस्ते"},
+        {"file_id": "f3", "status": "completed", "flag": None, "big": 2**70},
+        {"file_id": "f4", "status": "completed", "flag": True},
+    ]
+    batch_id = srv.add_batch(records=records)
+    pages = [results(srv, f"page={n}&limit=2", batch_id=batch_id).json() for n in (1, 2, 3)]
+    assert [p["files"] for p in pages] == [records[:2], records[2:], []]
+    assert [(p["total_files"], p["total_pages"], p["count"]) for p in pages] == [(4, 2, 2), (4, 2, 2), (4, 2, 0)]
+    completed = results(srv, "status=completed&limit=10", batch_id=batch_id).json()
+    assert (completed["total_files"], completed["files"]) == (3, [records[0], *records[2:]])
+    assert results(srv, "raw=true", batch_id=batch_id).json()["jobs"] == records
+    assert get(srv.url, "/results/file/f2").json() == records[1]
+    status = get(srv.url, f"/status/batch/{batch_id}").json()
+    assert (status["status"], status["total_files"], status["files_completed"], status["files_failed"]) == (
+        "completed",
+        4,
+        3,
+        1,
+    )
+    client = st.Client(srv.token, srv.url)
+    assert list(client.iter_files(batch_id, limit=3)) == records
+
+
+def test_pages_without_totals(srv: MockServer) -> None:
+    batch_id = srv.add_batch(450, totals=False)
+    page = results(srv, "limit=200&page=3", batch_id=batch_id).json()
+    assert list(page) == ["batch_id", "page", "limit", "total_pages", "count", "files"]
+    assert (page["total_pages"], page["count"]) == (3, 50)
+    assert "total_jobs" not in results(srv, "raw=true", batch_id=batch_id).json()
+    given = srv.add_batch(records=[{"x": 1}], totals=False)
+    assert "total_files" not in results(srv, batch_id=given).json()
+    assert "total_files" in results(srv).json(), "the other batches keep theirs"
+
+
+def test_given_records_are_checked(srv: MockServer) -> None:
+    with pytest.raises(ValueError, match=r"records\[1\] must be a dict, not list"):
+        srv.add_batch(records=[{}, [1]])
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        srv.add_batch(records=[{"x": float("nan")}])
+    with pytest.raises(ValueError, match="records= serves exactly the records given"):
+        srv.add_batch(5, records=[{}])
+    with pytest.raises(ValueError, match="records= serves exactly the records given"):
+        srv.add_batch(records=[{}], grow_per_request=1)

@@ -233,7 +233,7 @@ class MockServer:
     def throttled(self) -> int: ...
     def add_batch(
         self,
-        files: int,
+        files: int = 0,
         *,
         seed: int = 0,
         batch_id: Optional[str] = None,
@@ -242,6 +242,8 @@ class MockServer:
         complete_per_request: int = 0,
         processing_seconds: Optional[float] = None,
         statuses: Optional[Dict[str, float]] = None,
+        records: Optional[Sequence[Dict[str, Any]]] = None,
+        totals: bool = True,
     ) -> str: ...
     def fail_next(
         self,

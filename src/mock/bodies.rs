@@ -10,31 +10,49 @@ use super::query::ResultsQuery;
 pub(crate) const BATCH_NOT_FOUND: &[u8] = br#"{"error":"batch not found"}"#;
 pub(crate) const FILE_NOT_FOUND: &[u8] = br#"{"error":"file not found"}"#;
 
-/// One page of results: `{batch_id, page, limit, total_pages, total_files|total_jobs, count, files|jobs}`.
-pub(crate) fn page(batch_id: &str, q: &ResultsQuery, seed: u64, sel: &Selection) -> Vec<u8> {
+/// One page of results: `{batch_id, page, limit, total_pages, total_files|total_jobs, count, files|jobs}`
+/// (without `total_files|total_jobs` when `totals` is false).
+pub(crate) fn page(batch_id: &str, q: &ResultsQuery, seed: u64, sel: &Selection, totals: bool) -> Vec<u8> {
     let include = Include { chunks: q.chunks, speech: q.speech_information };
-    let mut out = Vec::with_capacity(256 + sel.items.len() * 700);
+    page_of(batch_id, q, sel.total, totals, sel.items.len(), |out, n| {
+        let item = sel.items[n];
+        match item.chunk {
+            Some(_) => push_job(out, batch_id, seed, item, include),
+            None => push_file(out, seed, item, include),
+        }
+    })
+}
+
+/// A page of `count` records (of `total` in the view) that `push_record(out, n)` writes.
+pub(crate) fn page_of(
+    batch_id: &str,
+    q: &ResultsQuery,
+    total: u64,
+    totals: bool,
+    count: usize,
+    mut push_record: impl FnMut(&mut Vec<u8>, usize),
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + count * 700);
     out.extend_from_slice(b"{\"batch_id\":");
     push_str(&mut out, batch_id);
-    for (key, value) in [("page", q.page), ("limit", q.limit), ("total_pages", sel.total.div_ceil(q.limit))] {
+    for (key, value) in [("page", q.page), ("limit", q.limit), ("total_pages", total.div_ceil(q.limit))] {
         out.extend_from_slice(b",\"");
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\":");
         push_uint(&mut out, u128::from(value));
     }
-    out.extend_from_slice(if q.raw { b",\"total_jobs\":" } else { b",\"total_files\":" });
-    push_uint(&mut out, u128::from(sel.total));
+    if totals {
+        out.extend_from_slice(if q.raw { b",\"total_jobs\":" } else { b",\"total_files\":" });
+        push_uint(&mut out, u128::from(total));
+    }
     out.extend_from_slice(b",\"count\":");
-    push_uint(&mut out, sel.items.len() as u128);
+    push_uint(&mut out, count as u128);
     out.extend_from_slice(if q.raw { b",\"jobs\":[" } else { b",\"files\":[" });
-    for (n, item) in sel.items.iter().enumerate() {
+    for n in 0..count {
         if n > 0 {
             out.push(b',');
         }
-        match item.chunk {
-            Some(_) => push_job(&mut out, batch_id, seed, *item, include),
-            None => push_file(&mut out, seed, *item, include),
-        }
+        push_record(&mut out, n);
     }
     out.extend_from_slice(b"]}");
     out
@@ -108,7 +126,7 @@ mod tests {
         for (page_no, count) in [(1, 50), (3, 5), (4, 0)] {
             let q = query(page_no, 50, false);
             let sel = batch.select_files(None, (page_no - 1) * 50, 50);
-            let v: Value = serde_json::from_slice(&page("b\"1", &q, 0, &sel)).unwrap();
+            let v: Value = serde_json::from_slice(&page("b\"1", &q, 0, &sel, true)).unwrap();
             assert_eq!(v["batch_id"], "b\"1");
             assert_eq!((v["page"].as_u64(), v["limit"].as_u64()), (Some(page_no), Some(50)));
             assert_eq!(v["total_pages"], 3);
@@ -117,13 +135,18 @@ mod tests {
             assert_eq!(v["files"].as_array().unwrap().len(), count as usize);
         }
         let sel = batch.select_jobs(None, 0, 200);
-        let v: Value = serde_json::from_slice(&page("b", &query(1, 200, true), 0, &sel)).unwrap();
+        let v: Value = serde_json::from_slice(&page("b", &query(1, 200, true), 0, &sel, true)).unwrap();
         assert_eq!(v["total_jobs"].as_u64(), Some(sel.total));
         assert!(sel.total > 105 && sel.total <= 315);
         assert!(v.get("files").is_none() && v["jobs"].as_array().unwrap().len() as u64 == sel.total.min(200));
         let empty = Selection::default();
-        let v: Value = serde_json::from_slice(&page("b", &query(1, 50, false), 0, &empty)).unwrap();
+        let v: Value = serde_json::from_slice(&page("b", &query(1, 50, false), 0, &empty, true)).unwrap();
         assert_eq!((v["total_pages"].as_u64(), v["count"].as_u64()), (Some(0), Some(0)));
+        let sel = batch.select_files(None, 0, 50);
+        let v: Value = serde_json::from_slice(&page("b", &query(1, 50, false), 0, &sel, false)).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["batch_id", "count", "files", "limit", "page", "total_pages"]);
+        assert_eq!(v["total_pages"], 3);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod data;
 mod faults;
 mod json;
 mod query;
+mod records;
 mod rng;
 mod server;
 #[cfg(test)]
@@ -119,4 +120,10 @@ pub struct BatchSpec {
     pub processing_seconds: Option<f64>,
     /// As [`MockConfig::statuses`]; `None` = the server's.
     pub statuses: Option<Vec<(String, f64)>>,
+    /// `Some`: the batch serves exactly these records (JSON objects, in order) in both views,
+    /// selected by their `"status"` and found by their `"file_id"`; it never changes, so
+    /// `files`, `statuses` and the changes above must be left at their defaults.
+    pub records: Option<Vec<String>>,
+    /// Pages leave out `total_files`/`total_jobs`, as some services do (`total_pages` stays).
+    pub without_totals: bool,
 }

@@ -1,6 +1,6 @@
 //! The HTTP server: routing, auth, faults, gzip, and the thread and runtime it lives on.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
@@ -31,6 +31,7 @@ use super::bodies;
 use super::data::{batch_uuid, status_cdf, status_index, Include, Item, DEFAULT_WEIGHTS};
 use super::faults::{malform, Fault, FaultKind, FaultPlan};
 use super::query::{parse_file_query, parse_results_query};
+use super::records::Records;
 use super::throttle::{retry_after_headers, Bucket};
 use super::{BatchSpec, MockConfig, RateLimit};
 
@@ -188,6 +189,10 @@ struct State {
     /// Each batch with its rank of creation (the first created wins a file id two share).
     batches: Mutex<HashMap<String, (u64, Arc<Mutex<Batch>>)>>,
     batches_created: AtomicU64,
+    /// Batches of records given by the caller, apart from the generated ones.
+    records: Mutex<HashMap<String, Arc<Records>>>,
+    /// Batches whose pages leave out their totals.
+    without_totals: Mutex<HashSet<String>>,
     faults: Mutex<FaultPlan>,
     faults_injected: AtomicU64,
     log: Mutex<VecDeque<RequestRecord>>,
@@ -238,6 +243,15 @@ fn check_rate_limit(limit: &RateLimit) -> io::Result<()> {
     }
 }
 
+/// Whether a spec asks for no generated files and no changes (what a batch of records allows).
+fn spec_is_plain(spec: &BatchSpec) -> bool {
+    spec.files == 0
+        && spec.grow_per_request == 0
+        && spec.complete_per_request == 0
+        && spec.processing_seconds.is_none()
+        && spec.statuses.is_none()
+}
+
 fn processing_time(seconds: Option<f64>) -> io::Result<Option<Duration>> {
     seconds
         .map(|s| {
@@ -268,6 +282,8 @@ impl State {
             processing: processing_time(config.processing_seconds)?,
             batches: Mutex::new(HashMap::new()),
             batches_created: AtomicU64::new(0),
+            records: Mutex::new(HashMap::new()),
+            without_totals: Mutex::new(HashSet::new()),
             faults: Mutex::new(FaultPlan::new(config.seed, config.fault_rate)),
             faults_injected: AtomicU64::new(0),
             log: Mutex::new(VecDeque::new()),
@@ -281,7 +297,13 @@ impl State {
         })
     }
 
-    fn add_batch(&self, spec: BatchSpec) -> io::Result<String> {
+    fn add_batch(&self, mut spec: BatchSpec) -> io::Result<String> {
+        let records = spec.records.take().map(Records::new).transpose()?;
+        if records.is_some() && !spec_is_plain(&spec) {
+            return Err(invalid(
+                "records= serves exactly the records given: leave files, statuses and changes out".to_string(),
+            ));
+        }
         let cdf = match &spec.statuses {
             Some(statuses) => status_weights(Some(statuses))?,
             None => self.cdf,
@@ -298,9 +320,34 @@ impl State {
         };
         let rank = self.batches_created.fetch_add(1, Ordering::Relaxed);
         let id = spec.batch_id.unwrap_or_else(|| batch_uuid(spec.seed, rank));
-        let batch = Batch::new(spec.seed, spec.files, changes, cdf);
-        lock(&self.batches).insert(id.clone(), (rank, Arc::new(Mutex::new(batch))));
+        if spec.without_totals {
+            lock(&self.without_totals).insert(id.clone());
+        } else {
+            lock(&self.without_totals).remove(&id);
+        }
+        if let Some(records) = records {
+            lock(&self.batches).remove(&id);
+            lock(&self.records).insert(id.clone(), Arc::new(records));
+        } else {
+            let batch = Batch::new(spec.seed, spec.files, changes, cdf);
+            lock(&self.records).remove(&id);
+            lock(&self.batches).insert(id.clone(), (rank, Arc::new(Mutex::new(batch))));
+        }
         Ok(id)
+    }
+
+    fn records(&self, id: &str) -> Option<Arc<Records>> {
+        lock(&self.records).get(id).map(Arc::clone)
+    }
+
+    fn totals(&self, id: &str) -> bool {
+        !lock(&self.without_totals).contains(id)
+    }
+
+    /// The record with this `"file_id"` in a batch of given records.
+    fn record_file(&self, file_id: &str) -> Option<Vec<u8>> {
+        let all: Vec<Arc<Records>> = lock(&self.records).values().map(Arc::clone).collect();
+        all.iter().find_map(|records| records.find(file_id).map(|json| json.as_bytes().to_vec()))
     }
 
     fn batch(&self, id: &str) -> Option<Arc<Mutex<Batch>>> {
@@ -569,7 +616,10 @@ fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
         Route::WrongMethod => Reply::json(StatusCode::METHOD_NOT_ALLOWED, bodies::detail("Method Not Allowed"))
             .with_header(header::ALLOW, "GET"),
         Route::Status(id) => match state.batch(&id) {
-            None => Reply::json(state.not_found_status, bodies::BATCH_NOT_FOUND.to_vec()),
+            None => match state.records(&id) {
+                Some(records) => Reply::json(StatusCode::OK, records.status(&id)),
+                None => Reply::json(state.not_found_status, bodies::BATCH_NOT_FOUND.to_vec()),
+            },
             Some(batch) => {
                 let mut batch = lock(&batch);
                 batch.advance();
@@ -584,7 +634,10 @@ fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
                 Err(body) => return Reply::json(StatusCode::UNPROCESSABLE_ENTITY, body.to_string().into_bytes()),
             };
             match state.file(&id) {
-                None => Reply::json(state.not_found_status, bodies::FILE_NOT_FOUND.to_vec()),
+                None => match state.record_file(&id) {
+                    Some(record) => Reply::json(StatusCode::OK, record),
+                    None => Reply::json(state.not_found_status, bodies::FILE_NOT_FOUND.to_vec()),
+                },
                 Some((seed, item)) => Reply::json(StatusCode::OK, bodies::file(seed, item, Include { chunks, speech })),
             }
         }
@@ -593,13 +646,21 @@ fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
                 Ok(q) => q,
                 Err(body) => return Reply::json(StatusCode::UNPROCESSABLE_ENTITY, body.to_string().into_bytes()),
             };
+            let offset = (q.page - 1).saturating_mul(q.limit).saturating_sub(shift);
+            let totals = state.totals(&id);
+            if let Some(records) = state.records(&id) {
+                let (total, page) = records.select(q.status, offset, q.limit);
+                let body = bodies::page_of(&id, &q, total, totals, page.len(), |out, n| {
+                    out.extend_from_slice(page[n].as_bytes())
+                });
+                return Reply::json(StatusCode::OK, body);
+            }
             let Some(batch) = state.batch(&id) else {
                 return match q.status {
                     None => Reply::json(state.not_found_status, bodies::BATCH_NOT_FOUND.to_vec()),
-                    Some(_) => Reply::json(StatusCode::OK, bodies::page(&id, &q, 0, &Default::default())),
+                    Some(_) => Reply::json(StatusCode::OK, bodies::page(&id, &q, 0, &Default::default(), true)),
                 };
             };
-            let offset = (q.page - 1).saturating_mul(q.limit).saturating_sub(shift);
             let (selection, seed) = {
                 let mut batch = lock(&batch);
                 batch.advance();
@@ -611,7 +672,7 @@ fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
                 batch.answered();
                 (selection, batch.seed)
             };
-            Reply::json(StatusCode::OK, bodies::page(&id, &q, seed, &selection))
+            Reply::json(StatusCode::OK, bodies::page(&id, &q, seed, &selection, totals))
         }
     }
 }

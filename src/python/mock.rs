@@ -115,6 +115,26 @@ mod int_arg {
     );
 }
 
+/// `add_batch(records=)`: each dict as JSON text, written by Python's `json` (strict: NaN and
+/// infinities are refused, as JSON has none).
+fn records_json(records: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    let py = records.py();
+    let dumps = py.import("json")?.getattr("dumps")?;
+    let options = PyDict::new(py);
+    options.set_item("ensure_ascii", false)?;
+    options.set_item("allow_nan", false)?;
+    let mut texts = Vec::new();
+    for (n, record) in records.try_iter()?.enumerate() {
+        let record = record?;
+        if !record.is_instance_of::<PyDict>() {
+            let kind = record.get_type().name()?;
+            return Err(PyValueError::new_err(format!("records[{n}] must be a dict, not {kind}")));
+        }
+        texts.push(dumps.call((record,), Some(&options))?.extract()?);
+    }
+    Ok(texts)
+}
+
 /// The bucket of `MockServer(rate_limit=, burst=, retry_after=)`, if any.
 fn rate_limit(per_second: Option<f64>, burst: Option<u32>, retry_after: Option<f64>) -> PyResult<Option<RateLimit>> {
     let Some(per_second) = per_second else {
@@ -236,9 +256,15 @@ impl PyMockServer {
     /// request, the first N files (in batch order) that are `processing` become `completed`
     /// (before files are gained). `processing_seconds` and `statuses` are as for the server
     /// (None: the server's). Every change is exact and deterministic for an order of requests.
+    ///
+    /// `records=[{...}, ...]` makes a batch that serves exactly those dicts, in order, in both
+    /// views (`status=` selects them by their `"status"`, `/results/file/` finds them by their
+    /// `"file_id"`), for shapes generated records never take; leave `files`, `statuses` and the
+    /// changes out. `totals=False`: pages leave out `total_files`/`total_jobs` (`total_pages`
+    /// stays), as some services do.
     #[pyo3(signature = (
-        files, *, seed = 0, batch_id = None, grow_per_request = 0, grow_at = "end",
-        complete_per_request = 0, processing_seconds = None, statuses = None,
+        files = 0, *, seed = 0, batch_id = None, grow_per_request = 0, grow_at = "end",
+        complete_per_request = 0, processing_seconds = None, statuses = None, records = None, totals = true,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn add_batch(
@@ -252,7 +278,10 @@ impl PyMockServer {
         #[pyo3(from_py_with = int_arg::complete_per_request)] complete_per_request: u64,
         processing_seconds: Option<f64>,
         statuses: Option<HashMap<String, f64>>,
+        records: Option<&Bound<'_, PyAny>>,
+        totals: bool,
     ) -> PyResult<String> {
+        let records = records.map(records_json).transpose()?;
         let grow_at = match grow_at {
             "end" => GrowAt::End,
             "front" => GrowAt::Front,
@@ -267,6 +296,8 @@ impl PyMockServer {
             complete_per_request,
             processing_seconds,
             statuses: statuses.map(|weights| weights.into_iter().collect()),
+            records,
+            without_totals: !totals,
         };
         py.detach(|| self.server().add_batch(spec)).map_err(to_pyerr)
     }
