@@ -1,13 +1,18 @@
 //! One response body: its envelope read in Rust, its records kept as byte spans
 //! so they are parsed once, straight into the consumer's final form.
 
+use std::cell::Cell;
 use std::hash::BuildHasher;
 use std::ops::Range;
 
 use bytes::Bytes;
-use jiter::{Jiter, NumberInt, Peek};
+use jiter::{Jiter, JiterError, JiterErrorType, JsonErrorType, NumberInt, Peek};
 
 use crate::error::{excerpt_bytes, Error, Missing, Result};
+
+mod lenient;
+
+pub use lenient::{unescape, without_lone_surrogates};
 
 /// The envelope of a results page (every field but the records).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +35,9 @@ pub struct Record {
     /// The record has a run of 19+ digits: it may hold an integer beyond 64 bits, which only
     /// an exact parser keeps (checked here, off the GIL, so the fast path can be chosen safely).
     pub long_numbers: bool,
+    /// The record holds a lone surrogate escape (`"\ud83d"`, a string JavaScript cut mid-emoji),
+    /// which Python's `json` reads and most parsers refuse.
+    pub lone_surrogates: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -134,10 +142,20 @@ fn id_hash(id: &str) -> u64 {
 }
 
 /// Reads a page body. Errors name no page; the caller stamps it.
+///
+/// Records are read by jiter; one it refuses is read again by `lenient::read_record`, as
+/// Python's `json` would (lone surrogates, nesting beyond jiter's 200 levels), and the body is
+/// read on after it by a new jiter (`base`: where that one starts).
 pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
     let shape = names(raw);
+    let base = Cell::new(0);
     let format_error = |message: String, malformed: bool| Error::format(message, &body, malformed);
-    let json_error = |e: jiter::JiterError| format_error(format!("response body is not valid JSON: {e}"), true);
+    let json_error = |mut e: JiterError| {
+        e.index += base.get();
+        // Nesting beyond a parser's limit is no transient fault: asking again cannot help.
+        let deterministic = matches!(e.error_type, JiterErrorType::JsonError(JsonErrorType::RecursionLimitExceeded));
+        format_error(format!("response body is not valid JSON: {e}"), !deterministic)
+    };
 
     let mut jiter = Jiter::new(&body);
     let mut meta =
@@ -178,20 +196,29 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
             }
             k if k == shape.total => meta.total = read_count(&mut jiter).map_err(json_error)?,
             k if k == shape.items => {
-                let start = jiter.current_index();
+                let start = base.get() + jiter.current_index();
                 if jiter.peek().map_err(json_error)? != Peek::Array {
                     return Err(field_error("an array"));
                 }
                 let mut peek = jiter.known_array().map_err(json_error)?;
                 while let Some(p) = peek {
-                    let begin = jiter.current_index();
-                    let key = read_record(&mut jiter, p, shape.id).map_err(json_error)?;
-                    let span = begin..jiter.current_index();
+                    let begin = base.get() + jiter.current_index();
+                    let (key, lone_surrogates) = match read_record(&mut jiter, p, shape.id) {
+                        Ok(key) => (key, false),
+                        Err(refused) => {
+                            let refused = || not_json(json_error(refused));
+                            let record = lenient::read_record(&body, begin, shape.id).ok_or_else(refused)?;
+                            base.set(record.end);
+                            jiter = Jiter::new(&body[record.end..]);
+                            (record.key, record.lone_surrogates)
+                        }
+                    };
+                    let span = begin..base.get() + jiter.current_index();
                     let long_numbers = has_digit_run(&body[span.clone()], 19);
-                    records.push(Record { span, key, long_numbers });
+                    records.push(Record { span, key, long_numbers, lone_surrogates });
                     peek = jiter.array_step().map_err(json_error)?;
                 }
-                array = Some(start..jiter.current_index());
+                array = Some(start..base.get() + jiter.current_index());
             }
             _ => jiter.next_skip().map_err(json_error)?,
         }
@@ -220,6 +247,15 @@ pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
         meta.count = records.len() as u64;
     }
     Ok(Page { meta, body, array, records, intact: true })
+}
+
+/// A record neither jiter nor the lenient reader reads is not JSON, whatever jiter said first
+/// (a body cut inside deep nesting is refused by jiter for its depth): worth a retry.
+fn not_json(error: Error) -> Error {
+    match error {
+        Error::Format { message, excerpt, page, .. } => Error::Format { message, excerpt, page, malformed: true },
+        other => other,
+    }
 }
 
 /// The error for a `{"error": ...}` body: `batch not found` and `file not found` get their own type.
@@ -447,9 +483,38 @@ mod tests {
     }
 
     #[test]
-    fn hostile_nesting_is_an_error_not_a_crash() {
-        let deep = format!(r#"{{"total_pages":1,"files":[{}{}]}}"#, "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(parse(&deep, false), Err(Error::Format { .. })));
+    fn hostile_nesting_is_read_without_recursion() {
+        let deep = format!(
+            r#"{{"total_pages":1,"files":[{}{},{{"file_id":"b"}}]}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let page = parse(&deep, false).unwrap();
+        assert_eq!(page.records.len(), 2);
+        assert_eq!(page.record_json(1), br#"{"file_id":"b"}"#, "read on after the deep one");
+        let unbalanced = format!(r#"{{"total_pages":1,"files":[{}]}}"#, "[".repeat(100_000));
+        assert!(matches!(parse(&unbalanced, false), Err(Error::Format { malformed: true, .. })));
+        // Outside the records, nesting beyond jiter's limit is deterministic: never retried.
+        let envelope = format!(r#"{{"total_pages":1,"x":{}{},"files":[]}}"#, "[".repeat(300), "]".repeat(300));
+        let err = parse(&envelope, false).unwrap_err();
+        assert!(matches!(err, Error::Format { malformed: false, .. }) && !err.is_retryable(), "{err:?}");
+    }
+
+    #[test]
+    fn records_python_reads_are_read_and_the_page_kept() {
+        // A lone surrogate (a string JavaScript cut mid-emoji) and 250 levels: jiter refuses both.
+        let deep = format!(r#"{{"file_id":"c","d":{}1{}}}"#, "[".repeat(250), "]".repeat(250));
+        let body = format!(
+            r#"{{"total_pages":1,"files":[{{"file_id":"a","t":"cut \ud83d"}} , {{"file_id":"b"}},{deep},{{"n":12345678901234567890}}]}}"#
+        );
+        let page = parse(&body, false).unwrap();
+        assert_eq!(page.record_json(0), br#"{"file_id":"a","t":"cut \ud83d"}"#);
+        assert_eq!(page.record_json(2), deep.as_bytes());
+        let keys: Vec<_> = page.records.iter().map(|r| r.key).collect();
+        assert_eq!(keys, [Some(id_hash("a")), Some(id_hash("b")), Some(id_hash("c")), None]);
+        let flags: Vec<_> = page.records.iter().map(|r| (r.lone_surrogates, r.long_numbers)).collect();
+        assert_eq!(flags, [(true, false), (false, false), (false, false), (false, true)]);
+        assert_eq!(&page.body[page.array.clone()], &body.as_bytes()[25..body.len() - 1]);
     }
 
     #[test]
@@ -519,6 +584,54 @@ mod tests {
             fn fuzz_structural_noise(pieces in proptest::collection::vec(
                 prop::sample::select(vec!["{", "}", "[", "]", ",", ":", "\"files\"", "\"total_pages\"", "1", "-1", "\"x\"", "null", "\"\\u", "1e999", "\"error\""]), 0..64)) {
                 check(pieces.concat().into_bytes(), false);
+            }
+        }
+
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            use serde_json::Value;
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+                "[a-z\"\\\\/\n\té👋]{0,6}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 32, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    proptest::collection::btree_map("[a-z_.]{0,4}|file_id", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            // On valid input the page parser agrees with serde_json: the same records, values
+            // and ids, however the body is laid out.
+            #[test]
+            fn records_are_serde_jsons(
+                records in proptest::collection::vec(json_value(), 0..6),
+                pretty in any::<bool>(),
+                raw in any::<bool>(),
+            ) {
+                let (items, id) = if raw { ("jobs", "job_id") } else { ("files", "file_id") };
+                let body = serde_json::json!({"page": 3, "total_pages": 4, items: records, "count": records.len()});
+                let text = if pretty { serde_json::to_vec_pretty(&body) } else { serde_json::to_vec(&body) }.unwrap();
+                let whole: serde_json::Value = serde_json::from_slice(&text).unwrap();
+                let records = whole[items].as_array().unwrap().clone();
+                let page = parse_page(Bytes::from(text), raw, 1).unwrap();
+                prop_assert_eq!((page.meta.page, page.meta.total_pages, page.meta.count), (3, 4, records.len() as u64));
+                prop_assert_eq!(page.records.len(), records.len());
+                for (i, expected) in records.iter().enumerate() {
+                    let got: serde_json::Value = serde_json::from_slice(page.record_json(i)).unwrap();
+                    prop_assert_eq!(&got, expected);
+                    prop_assert_eq!(page.records[i].key, expected.get(id).and_then(|v| v.as_str()).map(id_hash));
+                    prop_assert!(!page.records[i].lone_surrogates);
+                }
+                let array: serde_json::Value = serde_json::from_slice(&page.records_json()).unwrap();
+                prop_assert_eq!(array, serde_json::Value::Array(records));
             }
         }
 

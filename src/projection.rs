@@ -1,15 +1,19 @@
-//! `fields=`: each record narrowed to the dotted paths asked for, in Rust, on the runtime's
-//! worker threads, so only those values ever become Python objects (or Arrow columns).
+//! `fields=`: each record narrowed to the paths asked for, in Rust, on the runtime's worker
+//! threads, so only those values ever become Python objects (or Arrow columns).
 //!
-//! Records keep their nesting (`result.text` gives `{"result": {"text": ...}}`); a path missing
-//! from a record is absent from it; a path that goes through a value that is not an object
-//! (`null`, a list) stops there and is absent too. Values are copied as the service sent them.
+//! Paths are flattened names (`result.text`; a dot inside a key written `\.`, see
+//! `table::split_flat_name`). Records keep their nesting (`result.text` gives
+//! `{"result": {"text": ...}}`); a path missing from a record is absent from it, and so is an
+//! object left with nothing asked for; a path that goes through a value that is not an object
+//! (`null`, a list) stops there and is absent too. A key given twice counts once, with its last
+//! value, as whole records (Python's `json`) have it. Values are copied as the service sent them.
 
 use bytes::Bytes;
-use jiter::{Jiter, JiterResult, Peek};
 
 use crate::error::{Error, Result};
 use crate::page::{has_digit_run, Page, Record};
+use crate::table::scan::{Scan, Scanner};
+use crate::table::split_flat_name;
 
 /// The paths asked for, as a tree of keys.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -32,7 +36,7 @@ struct Child {
 }
 
 impl Projection {
-    /// Dotted paths (`"file_id"`, `"result.text"`): at least one, none with an empty segment.
+    /// Flattened names (`"file_id"`, `"result.text"`): at least one, none with an empty key.
     pub fn new<S: AsRef<str>>(paths: &[S]) -> Result<Projection> {
         if paths.is_empty() {
             return Err(Error::invalid("fields must name at least one field (or be None for whole records)"));
@@ -40,12 +44,13 @@ impl Projection {
         let mut root = Node::default();
         for path in paths {
             let path = path.as_ref();
-            if path.split('.').any(str::is_empty) {
+            let keys = split_flat_name(path)?;
+            if keys.iter().any(String::is_empty) {
                 return Err(Error::invalid(format!(
-                    "fields: {path:?} is not a dotted path (empty segment); e.g. \"result.text\""
+                    "fields: {path:?} is not a dotted path (empty segment); e.g. \"result.text\" (a dot inside a key is written \\.)"
                 )));
             }
-            root.insert(path.split('.'));
+            root.insert(keys.iter().map(String::as_str));
         }
         Ok(Projection { root })
     }
@@ -66,7 +71,7 @@ impl Projection {
             })?;
             let span = start..body.len();
             let long_numbers = record.long_numbers && has_digit_run(&body[span.clone()], 19);
-            records.push(Record { span, key: record.key, long_numbers });
+            records.push(Record { span, key: record.key, long_numbers, lone_surrogates: record.lone_surrogates });
         }
         body.push(b']');
         let array = 0..body.len();
@@ -74,13 +79,13 @@ impl Projection {
     }
 
     /// One record narrowed into `out` (a record that is not an object is kept whole).
-    fn record(&self, json: &[u8], out: &mut Vec<u8>) -> JiterResult<()> {
-        let mut jiter = Jiter::new(json);
-        if jiter.peek()? != Peek::Object {
+    fn record(&self, json: &[u8], out: &mut Vec<u8>) -> Scan<()> {
+        let mut scanner = Scanner::new(json);
+        if scanner.peek()? != b'{' {
             out.extend_from_slice(json);
             return Ok(());
         }
-        object(&mut jiter, json, &self.root, out)
+        object(&mut scanner, json, &self.root, out).map(drop)
     }
 }
 
@@ -106,44 +111,74 @@ impl Node {
     }
 }
 
-/// Copies the asked-for members of the object at the jiter's position into `out`.
-fn object(jiter: &mut Jiter, json: &[u8], node: &Node, out: &mut Vec<u8>) -> JiterResult<()> {
+/// Copies the asked-for members of the object whose `{` is next into `out`; returns how many.
+/// A member asked for again replaces the first one where it stood (or removes it, if the
+/// last value gives nothing).
+fn object(scanner: &mut Scanner, json: &[u8], node: &Node, out: &mut Vec<u8>) -> Scan<usize> {
     out.push(b'{');
-    let mut written = false;
-    let mut key = jiter.known_object()?.map(|k| node.children.iter().position(|c| c.name == k));
-    while let Some(wanted) = key {
-        match wanted.map(|at| &node.children[at]) {
-            Some(child) => {
-                let peek = jiter.peek()?;
-                match &child.only {
-                    None => {
-                        let start = jiter.current_index();
-                        jiter.known_skip(peek)?;
-                        comma(out, &mut written);
-                        out.extend_from_slice(&child.key);
-                        out.extend_from_slice(json[start..jiter.current_index()].trim_ascii_start());
-                    }
-                    Some(only) if peek == Peek::Object => {
-                        comma(out, &mut written);
-                        out.extend_from_slice(&child.key);
-                        object(jiter, json, only, out)?;
-                    }
-                    Some(_) => jiter.known_skip(peek)?,
-                }
-            }
-            None => jiter.next_skip()?,
+    // Where each child's member was written (key to value, no comma), in `out`.
+    let mut written: Vec<Option<(usize, usize)>> = vec![None; node.children.len()];
+    scanner.object(|scanner, key| {
+        let Some(at) = node.children.iter().position(|c| key.means(&c.name)) else { return scanner.skip_value() };
+        let child = &node.children[at];
+        let before = out.len();
+        if out[before - 1] != b'{' {
+            out.push(b',');
         }
-        key = jiter.next_key()?.map(|k| node.children.iter().position(|c| c.name == k));
-    }
+        let start = out.len();
+        out.extend_from_slice(&child.key);
+        let kept = match &child.only {
+            None => {
+                scanner.peek()?;
+                let value = scanner.at;
+                scanner.skip_value()?;
+                out.extend_from_slice(&json[value..scanner.at]);
+                true
+            }
+            Some(only) if scanner.peek()? == b'{' => object(scanner, json, only, out)? > 0,
+            Some(_) => {
+                scanner.skip_value()?;
+                false
+            }
+        };
+        let member = if kept { out[start..].to_vec() } else { Vec::new() };
+        match written[at] {
+            None if kept => written[at] = Some((start, out.len())),
+            None => out.truncate(before),
+            Some(first) => {
+                out.truncate(before);
+                replace_member(out, &mut written, at, first, member);
+            }
+        }
+        Ok(())
+    })?;
     out.push(b'}');
-    Ok(())
+    Ok(written.iter().flatten().count())
 }
 
-fn comma(out: &mut Vec<u8>, written: &mut bool) {
-    if *written {
-        out.push(b',');
+/// The member of child `at`, written at `first`, replaced by `member` (its last value), or
+/// removed with a comma beside it if that gave nothing; the members after it move.
+fn replace_member(
+    out: &mut Vec<u8>,
+    written: &mut [Option<(usize, usize)>],
+    at: usize,
+    first: (usize, usize),
+    member: Vec<u8>,
+) {
+    let (start, end) = first;
+    let (removed, inserted) = if !member.is_empty() {
+        (start..end, member.len())
+    } else if out[start - 1] == b',' {
+        (start - 1..end, 0)
+    } else {
+        (start..end + usize::from(out.get(end) == Some(&b',')), 0)
+    };
+    let (from, gone) = (removed.start, removed.len());
+    written[at] = (inserted > 0).then_some((start, start + inserted));
+    out.splice(removed, member);
+    for range in written.iter_mut().flatten().filter(|(s, _)| *s > from) {
+        *range = (range.0 + inserted - gone, range.1 + inserted - gone);
     }
-    *written = true;
 }
 
 #[cfg(test)]
@@ -175,9 +210,44 @@ mod tests {
     fn missing_paths_are_absent() {
         assert_eq!(project(&["file_id", "result.text"], r#"{"file_id":"a","result":null}"#), r#"{"file_id":"a"}"#);
         assert_eq!(project(&["x.y"], r#"{"x":[{"y":1}]}"#), "{}");
-        assert_eq!(project(&["result.text"], r#"{"result":{}}"#), r#"{"result":{}}"#);
+        assert_eq!(project(&["result.text"], r#"{"result":{}}"#), "{}");
+        assert_eq!(
+            project(&["file_id", "result.nope"], r#"{"file_id":"a","result":{"text":"x"}}"#),
+            r#"{"file_id":"a"}"#
+        );
+        assert_eq!(project(&["r.a.b", "s"], r#"{"r":{"a":{"c":1},"x":2},"s":3}"#), r#"{"s":3}"#, "nothing left inside");
         assert_eq!(project(&["a"], r#" { "b" : 1 , "a" : [ 1 ] } "#), r#"{"a":[ 1 ]}"#);
         assert_eq!(project(&["a"], "7"), "7", "a record that is not an object is kept");
+    }
+
+    #[test]
+    fn a_key_given_twice_counts_with_its_last_value() {
+        assert_eq!(project(&["r.t"], r#"{"r":{"t":"x"},"r":5}"#), "{}", "as json.loads: r is 5");
+        assert_eq!(project(&["r"], r#"{"r":{"t":"x"},"q":1,"r":5}"#), r#"{"r":5}"#);
+        assert_eq!(
+            project(&["r", "q"], r#"{"r":1,"q":2,"r":{"n":[3]}}"#),
+            r#"{"r":{"n":[3]},"q":2}"#,
+            "in its first place"
+        );
+        assert_eq!(project(&["r.t", "q"], r#"{"r":{"t":1},"q":2,"r":{"u":3}}"#), r#"{"q":2}"#);
+        assert_eq!(project(&["q", "r.t"], r#"{"q":2,"r":{"t":1},"r":[]}"#), r#"{"q":2}"#);
+        assert_eq!(project(&["q", "r.t"], r#"{"r":7,"q":2,"r":{"t":1,"t":[2]}}"#), r#"{"q":2,"r":{"t":[2]}}"#);
+    }
+
+    #[test]
+    fn paths_escape_dots_and_keys_may_be_escaped() {
+        let record = r#"{"a.b":1,"a":{"b":2},"m":{"x.y":3},"k\u0000":4,"c\\d":5}"#;
+        assert_eq!(project(&["a\\.b"], record), r#"{"a.b":1}"#);
+        assert_eq!(project(&["a.b"], record), r#"{"a":{"b":2}}"#);
+        assert_eq!(project(&["m.x\\.y"], record), r#"{"m":{"x.y":3}}"#);
+        assert_eq!(project(&["k\\0", "c\\\\d"], record), r#"{"k\u0000":4,"c\\d":5}"#);
+        assert_eq!(project(&["a"], r#"{"\u0061":6}"#), r#"{"a":6}"#);
+    }
+
+    #[test]
+    fn records_jiter_refuses_are_projected() {
+        let deep = format!(r#"{{"file_id":"a","d":{}1{},"t":"cut \ud83d"}}"#, "[".repeat(300), "]".repeat(300));
+        assert_eq!(project(&["t", "file_id"], &deep), r#"{"file_id":"a","t":"cut \ud83d"}"#);
     }
 
     #[test]
@@ -186,6 +256,7 @@ mod tests {
         for bad in ["", "a..b", ".a", "a."] {
             assert!(Projection::new(&[bad]).unwrap_err().to_string().contains("dotted path"), "{bad}");
         }
+        assert!(Projection::new(&["a\\b", "a\\x"]).unwrap_err().to_string().contains("backslash"));
     }
 
     #[test]

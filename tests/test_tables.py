@@ -401,9 +401,10 @@ def test_an_error_mid_way_names_the_page_and_allows_resuming():
         with pytest.raises(st.ServerError) as e:
             res.to_arrow(progress=fail_after_first_page)
         failed = e.value.page
-        assert failed is not None and 2 <= failed <= 5 and res.next_page == failed
+        # The table handed nothing over: resuming starts where it began (tests/test_results.py).
+        assert failed is not None and 2 <= failed <= 5 and res.next_page == 1
         rest = client.iter_files(srv.batch_id, limit=100, start_page=res.next_page).to_arrow()
-        assert rest.num_rows == 500 - (failed - 1) * 100
+        assert rest.num_rows == 500
 
 
 def test_missing_pandas_names_the_extra(client, mock, monkeypatch):
@@ -471,3 +472,118 @@ def test_streamed_schemas_only_widen(records_server):
     assert "late" in first.schema.names and pa.types.is_null(first.schema.field("late").type)
     assert pa.types.is_struct(second.schema.field("late").type)
     assert second.schema.field("v").metadata == {JSON_TEXT: b"true"}
+
+
+# -- edge cases: explode while streaming, deep nesting, odd strings and keys --------------
+
+SEGMENTS = [
+    '{"file_id": "a", "status": "failed"}',
+    '{"file_id": "b", "result": {"segments": [{"s": 1}, {"s": 2}]}}',
+    '{"file_id": "c", "result": {"segments": 5}}',
+    '{"file_id": "d", "result": {"segments": [{"s": 3}]}}',
+]
+
+
+def test_streamed_explode_fails_where_the_table_fails(records_server):
+    client = records_server(SEGMENTS)
+    for path in ("nope", "segments"):
+        with pytest.raises(ValueError) as whole:
+            client.iter_files("b", limit=2).to_arrow(explode=path)
+        with pytest.raises(ValueError) as streamed:
+            list(client.iter_files("b", limit=2).iter_arrow_batches(explode=path))
+        assert str(streamed.value).split(";")[0] == str(whole.value).split(";")[0]
+    valid = records_server(SEGMENTS[:2] + SEGMENTS[3:])
+    rows = [b.num_rows for b in valid.iter_files("b", limit=1).iter_arrow_batches(explode="segments")]
+    assert rows == [2, 1], "a page before the list shows gives no batch"
+
+
+def nested(levels, leaf="1"):
+    return "[" * levels + leaf + "]" * levels
+
+
+def test_deep_nesting_reads_as_python_does_and_becomes_json_text_in_tables(scripted_server):
+    records = ['{"file_id": "a", "d": %s}' % nested(250), '{"file_id": "b", "d": %s}' % nested(70)]
+    served = []
+
+    def answer(query):
+        served.append(query)
+        return ('{"page":1,"total_pages":1,"files":[%s]}' % ",".join(records)).encode()
+
+    client = st.Client("t", scripted_server(answer))
+    assert list(client.iter_files("b")) == [json.loads(r) for r in records]
+    for table in (client.iter_files("b").to_arrow(), pa.table(client.iter_files("b").to_pandas())):
+        assert table.num_rows == 2
+    assert len(served) == 3, "each read fetched its page once, nothing retried"
+    depth, column = 0, client.iter_files("b").to_arrow().column("d").to_pylist()
+    while isinstance(column[0], list):
+        depth, column = depth + 1, [c[0] for c in column]
+    assert json.loads(column[0]) == json.loads(nested(250 - depth))
+
+
+def test_a_record_python_cannot_read_names_its_page_and_is_not_retried(scripted_server):
+    served = []
+
+    def answer(query):
+        served.append(query)
+        return ('{"page":1,"total_pages":1,"files":[{"file_id":"a","d":%s}]}' % nested(100_000)).encode()
+
+    client = st.Client("t", scripted_server(answer), max_retries=3)
+    with pytest.raises(st.ResponseFormatError) as e:
+        list(client.iter_files("b"))
+    assert e.value.page == 1 and len(served) == 1
+    assert client.iter_files("b").to_arrow().num_rows == 1, "a table holds it as JSON text"
+
+
+def test_a_lone_surrogate_loses_nothing(records_server):
+    client = records_server(['{"file_id": "a", "t": "cut \\ud83d"}', '{"file_id": "b", "t": "ok"}'])
+    assert list(client.iter_files("b")) == [{"file_id": "a", "t": "cut \ud83d"}, {"file_id": "b", "t": "ok"}]
+    assert list(client.iter_files("b", fields=["t"])) == [{"t": "cut \ud83d"}, {"t": "ok"}]
+    assert client.iter_files("b").to_arrow().column("t").to_pylist() == ["cut \ufffd", "ok"]
+    assert client.iter_files("b").to_polars()["t"].to_list() == ["cut \ufffd", "ok"]
+
+
+def test_keys_with_dots_nul_and_backslashes_name_unique_columns(records_server):
+    record = '{"file_id": "a", "a.b": 1, "a": {"b": 2}, "m": {"x.y": 3}, "k\\u0000": 4, "c\\\\d": 5}'
+    client = records_server([record])
+    expected = ["file_id", "a\\.b", "a.b", "m.x\\.y", "k\\0", "c\\\\d"]
+    assert list(client.iter_files("b").to_pandas().columns) == expected
+    assert client.iter_files("b").to_polars().columns == expected
+    assert [st._core.split_flat_name(n) for n in expected] == [
+        ["file_id"], ["a.b"], ["a", "b"], ["m", "x.y"], ["k\0"], ["c\\d"]
+    ]
+    assert [st._core.flat_name(st._core.split_flat_name(n)) for n in expected] == expected
+    assert client.iter_files("b").to_arrow().schema.names == ["file_id", "a.b", "a", "m", "k\\0", "c\\\\d"]
+    assert list(client.iter_files("b", fields=["a\\.b", "m.x\\.y"])) == [{"a.b": 1, "m": {"x.y": 3}}]
+    with pytest.raises(ValueError, match="backslash"):
+        client.iter_files("b", fields=["a\\b"])
+
+
+def test_fields_leave_out_what_is_missing_and_take_the_last_of_a_repeated_key(records_server):
+    client = records_server(['{"file_id": "a", "result": {"text": "x"}}', '{"file_id": "b", "r": {"t": "x"}, "r": 5}'])
+    assert list(client.iter_files("b", fields=["file_id", "result.nope"])) == [{"file_id": "a"}, {"file_id": "b"}]
+    assert client.iter_files("b", fields=["file_id", "result.nope"]).to_arrow().schema.names == ["file_id"]
+    whole = list(client.iter_files("b"))
+    assert whole[1]["r"] == 5
+    assert list(client.iter_files("b", fields=["r"])) == [{}, {"r": 5}]
+    assert list(client.iter_files("b", fields=["r.t"])) == [{}, {}]
+
+
+def test_an_exploded_element_keeps_its_own_file_id_apart(records_server):
+    client = records_server(['{"file_id": "a", "result": {"segments": [{"file_id": "x", "s": 1}]}}'])
+    assert list(client.iter_files("b").to_pandas(explode="segments").columns) == ["file_id", "segments.file_id", "s"]
+    assert client.iter_files("b").to_polars(explode="segments").row(0) == ("a", "x", 1)
+
+
+def test_integers_with_nulls_stay_exact_in_pandas(records_server):
+    client = records_server(['{"file_id": "a", "n": 9007199254740993}', '{"file_id": "b", "n": null}'])
+    column = client.iter_files("b").to_pandas()["n"]
+    assert str(column.dtype) == "Int64"
+    assert column.iloc[0] == 9007199254740993 and column.iloc[1] is pd.NA
+
+
+def test_explode_hints(records_server):
+    client = records_server(['{"file_id": "a", "chunk_results": [{"i": 1}], "result": {"segments": [1]}}', '{"result": "odd"}'])
+    with pytest.raises(ValueError, match='"chunk_results", with chunks=True'):
+        client.iter_files("b").to_pandas(explode="chunks")
+    with pytest.raises(ValueError, match=r'\["result"\] hold JSON text.*differ in type'):
+        client.iter_files("b").to_pandas(explode="segments")

@@ -194,6 +194,12 @@ class Client:
 def as_dataclasses(items: List[Any], cls: type, names: Tuple[str, ...]) -> List[Any]:
     """Parsed records turned in place into instances of the dataclass `cls` (fields `names` + `extra`)."""
 
+def flat_name(keys: List[str]) -> str:
+    """The flattened column name of the path `keys` (a dot in a key written `\\.`, a backslash `\\\\`, a NUL `\\0`)."""
+
+def split_flat_name(name: str) -> List[str]:
+    """The keys of a flattened column name or `fields=` path; ValueError on a bad escape."""
+
 @disjoint_base
 class MockServer:
     """The embedded mock of the results API (`soket_transcribe.testing.MockServer`)."""

@@ -43,7 +43,9 @@ def arrow_to_pandas(table: Any, pd: Any, dtype_backend: Optional[str]) -> Any:
     if dtype_backend not in _BACKENDS:
         raise ValueError(f"dtype_backend must be one of {_BACKENDS}; got {dtype_backend!r}")
     pa = require("pyarrow")
-    scalars: Dict[Any, Any] = {}
+    # int64 as pandas' nullable Int64: numpy would turn a column with nulls into float64
+    # (9007199254740993 -> 9007199254740992.0).
+    scalars: Dict[Any, Any] = {pa.int64(): pd.Int64Dtype()}
     if dtype_backend == "numpy_nullable":
         scalars = {
             pa.int64(): pd.Int64Dtype(),

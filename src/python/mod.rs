@@ -3,6 +3,7 @@
 mod client;
 mod errors;
 mod mock;
+mod names;
 mod page;
 mod records;
 mod status;
@@ -52,5 +53,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wait::register(m)?;
     mock::register(m)?;
     table::register(m)?;
+    names::register(m)?;
     Ok(())
 }

@@ -72,28 +72,55 @@ fn orjson_loads(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
 /// orjson builds Python objects faster than jiter on these pages (bench/breakdown.py), so
 /// it goes first; but it turns integers beyond 64 bits into floats, so the records that may
 /// hold one (`long_numbers`, flagged off the GIL) are read again by jiter, which keeps them
-/// exact. jiter also serves when orjson is missing, and has the last word on JSON orjson
-/// refuses.
+/// exact. jiter also serves when orjson is missing. A page either refuses (a lone surrogate,
+/// nesting beyond 1024 levels for orjson or 200 for jiter) is read a record at a time, each by
+/// the first parser that takes it, Python's `json` last: a record is read as `json.loads` reads it.
 fn parse_records<'py>(py: Python<'py>, page: &Page) -> PyResult<Bound<'py, PyList>> {
     let json = page.records_json();
     let _gc = GcPause::new(py)?;
-    if let Some(loads) = orjson_loads(py) {
-        let parsed = loads.call1((PyBytes::new(py, &json),)).and_then(|v| Ok(v.cast_into::<PyList>()?));
-        if let Some(list) = parsed.ok().filter(|list| list.len() == page.records.len()) {
-            for (i, _) in page.records.iter().enumerate().filter(|(_, r)| r.long_numbers) {
-                list.set_item(i, jiter_parse(py, page, page.record_json(i))?)?;
-            }
-            return Ok(list);
+    let whole = match orjson_loads(py) {
+        Some(loads) => loads.call1((PyBytes::new(py, &json),)).ok(),
+        None => PARSER.python_parse(py, &json).ok(),
+    };
+    if let Some(list) = whole.and_then(|v| v.cast_into::<PyList>().ok()).filter(|l| l.len() == page.records.len()) {
+        for (i, _) in page.records.iter().enumerate().filter(|(_, r)| r.long_numbers || r.lone_surrogates) {
+            list.set_item(i, parse_record(py, page, i)?)?;
         }
+        return Ok(list);
     }
-    Ok(jiter_parse(py, page, &json)?.cast_into::<PyList>()?)
+    let list = PyList::empty(py);
+    for i in 0..page.records.len() {
+        list.append(parse_record(py, page, i)?)?;
+    }
+    Ok(list)
 }
 
-fn jiter_parse<'py>(py: Python<'py>, page: &Page, json: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    PARSER.python_parse(py, json).map_err(|e| {
-        to_pyerr(Error::format(format!("a record is not valid JSON: {e}"), json, true).on_page(page.meta.page))
+/// One record: orjson where it is exact, else jiter, else Python's `json` (lone surrogates kept,
+/// as it keeps them); a record none can read (nested beyond Python's recursion limit) is a
+/// `ResponseFormatError` naming the page, never retried (the next answer would be the same).
+fn parse_record<'py>(py: Python<'py>, page: &Page, i: usize) -> PyResult<Bound<'py, PyAny>> {
+    let json = page.record_json(i);
+    let record = &page.records[i];
+    if !record.lone_surrogates {
+        if let Some(value) = (!record.long_numbers)
+            .then(|| orjson_loads(py))
+            .flatten()
+            .and_then(|loads| loads.call1((PyBytes::new(py, json),)).ok())
+        {
+            return Ok(value);
+        }
+        if let Ok(value) = PARSER.python_parse(py, json) {
+            return Ok(value);
+        }
+    }
+    let loads = JSON_LOADS.get_or_try_init(py, || py.import("json")?.getattr("loads").map(Bound::unbind))?;
+    loads.bind(py).call1((PyBytes::new(py, json),)).map_err(|e| {
+        let message = format!("a record cannot be read: {e}");
+        to_pyerr(Error::format(message, json, false).on_page(page.meta.page))
     })
 }
+
+static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 static GC: PyOnceLock<Option<[Py<PyAny>; 3]>> = PyOnceLock::new();
 

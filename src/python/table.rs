@@ -135,6 +135,7 @@ pub struct PyArrowBatches {
     stream: Py<PyPageStream>,
     batcher: Mutex<PageBatcher>,
     shape: Shape,
+    exploder: Option<Mutex<table::BatchExploder>>,
 }
 
 /// The remaining pages of `stream` as record batches, one per page (empty pages skipped).
@@ -150,7 +151,8 @@ pub fn arrow_batches(
     explode: Option<String>,
 ) -> PyArrowBatches {
     let batcher = Mutex::new(PageBatcher::new(schema.map(PySchema::into_inner)));
-    PyArrowBatches { stream, batcher, shape: Shape { flatten, explode } }
+    let exploder = explode.clone().map(|path| Mutex::new(table::BatchExploder::new(path)));
+    PyArrowBatches { stream, batcher, shape: Shape { flatten, explode }, exploder }
 }
 
 #[pymethods]
@@ -167,16 +169,18 @@ impl PyArrowBatches {
             // Reading the page into Arrow needs no GIL: other threads run meanwhile.
             let batch = py
                 .detach(|| -> Result<Option<Option<RecordBatch>>> {
-                    let Some(page) = page else { return Ok(None) };
+                    let Some(page) = page else {
+                        // The end: a list that no page had fails, as it fails a whole table.
+                        let exploder = self.exploder.as_ref().map(|e| e.lock().unwrap_or_else(|p| p.into_inner()));
+                        return exploder.map_or(Ok(()), |e| e.finish()).map(|()| None);
+                    };
                     if page.records.is_empty() {
                         return Ok(Some(None));
                     }
                     let batch = self.batcher.lock().unwrap_or_else(|p| p.into_inner()).batch(&page)?;
-                    // A page where no record has the exploded list gives no rows: skip it.
-                    if let Some(path) = &self.shape.explode {
-                        if !table::has_list(&batch, path) {
-                            return Ok(Some(None));
-                        }
+                    // Pages before the exploded list first shows give no rows; see BatchExploder.
+                    if let Some(exploder) = &self.exploder {
+                        return exploder.lock().unwrap_or_else(|p| p.into_inner()).explode(&batch).map(Some);
                     }
                     self.shape.apply(batch).map(|b| Some(Some(b)))
                 })

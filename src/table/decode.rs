@@ -10,7 +10,7 @@ use arrow_schema::{ArrowError, SchemaRef};
 use indexmap::IndexMap;
 
 use crate::error::{Error, Result};
-use crate::page::Page;
+use crate::page::{without_lone_surrogates, Page};
 
 use super::infer::Kind;
 use super::scan::{Scan, Scanner};
@@ -167,16 +167,6 @@ impl RecordDecoder {
         Ok(None)
     }
 
-    /// Adds every record of a page; returns the batches completed on the way.
-    pub fn push_page(&mut self, page: &Page, out: &mut Vec<RecordBatch>) -> Result<()> {
-        for i in 0..page.records.len() {
-            if let Some(batch) = self.push(page.record_json(i)).map_err(|e| e.on_page(page.meta.page))? {
-                out.push(batch);
-            }
-        }
-        Ok(())
-    }
-
     /// The rows added since the last batch, if any.
     pub fn flush(&mut self) -> Result<Option<RecordBatch>> {
         self.decoder.flush().map_err(|e| Error::Format {
@@ -188,12 +178,39 @@ impl RecordDecoder {
     }
 }
 
-/// One page as one batch.
-pub(super) fn decode_page(mut decoder: RecordDecoder, page: &Page) -> Result<RecordBatch> {
+/// A page as batches of at most `max_bytes` of records' JSON (a record over it is a batch
+/// alone), each with its bytes; at least one batch, maybe empty.
+pub(super) fn decode_page(
+    mut decoder: RecordDecoder,
+    page: &Page,
+    max_bytes: usize,
+) -> Result<Vec<(RecordBatch, usize)>> {
+    let on_page = |e: Error| e.on_page(page.meta.page);
     let mut batches = Vec::new();
-    decoder.push_page(page, &mut batches)?;
-    batches.extend(decoder.flush().map_err(|e| e.on_page(page.meta.page))?);
-    Ok(batches.pop().unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(decoder.schema()))))
+    let mut bytes = 0;
+    for (i, record) in page.records.iter().enumerate() {
+        let size = record.span.len();
+        if bytes > 0 && bytes + size > max_bytes {
+            batches.extend(decoder.flush().map_err(on_page)?.map(|b| (b, bytes)));
+            bytes = 0;
+        }
+        bytes += size;
+        let json = page.record_json(i);
+        // Arrow strings are UTF-8: a lone surrogate is read as U+FFFD.
+        let pushed = match record.lone_surrogates {
+            true => decoder.push(&without_lone_surrogates(json)),
+            false => decoder.push(json),
+        };
+        if let Some(batch) = pushed.map_err(on_page)? {
+            batches.push((batch, bytes));
+            bytes = 0;
+        }
+    }
+    batches.extend(decoder.flush().map_err(on_page)?.map(|b| (b, bytes)));
+    if batches.is_empty() {
+        batches.push((RecordBatch::new_empty(Arc::clone(decoder.schema())), 0));
+    }
+    Ok(batches)
 }
 
 #[cfg(test)]
@@ -208,12 +225,27 @@ mod tests {
         let records: Vec<String> = (0..5).map(|i| format!(r#"{{"file_id": "f{i}"}}"#)).collect();
         let mut p = page(1, &records.iter().map(String::as_str).collect::<Vec<_>>());
         p.truncate(3);
-        let mut decoder =
-            RecordDecoder::new(Arc::new(Schema::new(vec![Field::new("file_id", DataType::Utf8, true)])), 2).unwrap();
-        let mut batches = Vec::new();
-        decoder.push_page(&p, &mut batches).unwrap();
-        batches.extend(decoder.flush().unwrap());
-        assert_eq!(batches.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), [2, 1]);
+        let schema = Arc::new(Schema::new(vec![Field::new("file_id", DataType::Utf8, true)]));
+        let rows = |batches: Vec<(RecordBatch, usize)>| batches.iter().map(|(b, _)| b.num_rows()).collect::<Vec<_>>();
+        assert_eq!(
+            rows(decode_page(RecordDecoder::new(Arc::clone(&schema), 2).unwrap(), &p, usize::MAX).unwrap()),
+            [2, 1]
+        );
+        let record = records[0].len();
+        let split = decode_page(RecordDecoder::new(schema, 8).unwrap(), &p, 2 * record).unwrap();
+        assert_eq!(
+            split.iter().map(|(b, bytes)| (b.num_rows(), *bytes)).collect::<Vec<_>>(),
+            [(2, 2 * record), (1, record)]
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_read_as_replacement_characters() {
+        let body = r#"{"total_pages":1,"files":[{"t":"cut \ud83d","\udc00k":1},{"t":"ok \ud83d\ude00"}]}"#;
+        let p = crate::page::parse_page(bytes::Bytes::from(body), false, 1).unwrap();
+        let batch = PageBatcher::new(None).batch(&p).unwrap();
+        assert_eq!(batch.schema().field(1).name(), "\u{FFFD}k");
+        assert_eq!(texts(&batch, 0), [Some("cut \u{FFFD}".into()), Some("ok 😀".into())]);
     }
 
     #[test]

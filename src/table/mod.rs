@@ -12,8 +12,9 @@
 
 mod decode;
 mod infer;
+mod names;
 mod reshape;
-mod scan;
+pub(crate) mod scan;
 mod unify;
 
 use std::collections::HashMap;
@@ -27,9 +28,15 @@ use crate::page::Page;
 
 pub use decode::RecordDecoder;
 pub use infer::SchemaInference;
-pub use reshape::{explode, flatten, has_list};
+pub use names::{field_name, flat_name, split_flat_name};
+pub use reshape::{explode, flatten, BatchExploder};
 
 use decode::decode_page;
+use names::with_field_names;
+
+/// Record bytes a batch holds at most (the records' JSON, about the size of their Arrow
+/// strings): below the 2 GiB a Utf8 column can hold, with room for JSON text written longer.
+const BATCH_BYTES: usize = 1 << 30;
 
 /// Field metadata marking a column of JSON text. Not the `arrow.json` extension type: pyarrow's
 /// pandas conversion and older polars stumble on extension types; a plain string column does not.
@@ -79,40 +86,72 @@ impl PageBatcher {
                 self.inference.decoder(page.records.len())?
             }
         };
-        decode_page(decoder, page)
+        let (batch, _) = decode_page(decoder, page, usize::MAX)?.pop().expect("one batch, there being no bound");
+        match self.fixed {
+            Some(_) => Ok(batch),
+            None => with_field_names(batch),
+        }
     }
 }
 
-/// One page read into Arrow on its own, on any thread: its batch, under the schema of its own
-/// records, and what was learnt of them.
+/// Pages read into Arrow on their own, on any thread: their batches, under the schema of their
+/// own records, and what was learnt of them.
 pub struct PageTable {
     inference: SchemaInference,
-    batch: RecordBatch,
+    /// Each with the bytes of its records' JSON.
+    batches: Vec<(RecordBatch, usize)>,
 }
 
 impl PageTable {
     pub fn read(page: &Page) -> Result<PageTable> {
+        PageTable::read_within(page, BATCH_BYTES)
+    }
+
+    /// A page as batches of at most `max_bytes` of records (one record over it is a batch alone).
+    fn read_within(page: &Page, max_bytes: usize) -> Result<PageTable> {
         let mut inference = SchemaInference::new();
         inference.observe_page(page)?;
-        let batch = decode_page(inference.decoder(page.records.len())?, page)?;
-        Ok(PageTable { inference, batch })
+        let batches = decode_page(inference.decoder(page.records.len())?, page, max_bytes)?;
+        Ok(PageTable { inference, batches })
     }
 
     /// Consecutive pages as one, their batches brought to their common schema and joined
-    /// (fewer, larger batches: each one costs its consumer a few objects more).
+    /// (fewer, larger batches: each one costs its consumer a few objects more), as long as a
+    /// batch stays within `BATCH_BYTES` (else a string column would overflow its offsets).
     pub fn concat(pages: Vec<PageTable>) -> Result<PageTable> {
+        PageTable::concat_within(pages, BATCH_BYTES)
+    }
+
+    fn concat_within(pages: Vec<PageTable>, max_bytes: usize) -> Result<PageTable> {
         let mut inference = SchemaInference::new();
         pages.iter().for_each(|p| inference.absorb(&p.inference));
         let schema = inference.schema();
-        let batches =
-            pages.into_iter().map(|p| inference.conform(p.batch, &p.inference, &schema)).collect::<Result<Vec<_>>>()?;
-        let batch = arrow_select::concat::concat_batches(&schema, &batches)
-            .map_err(|e| Error::Internal(format!("joining pages into one batch: {e}")))?;
-        Ok(PageTable { inference, batch })
+        let mut runs: Vec<(Vec<RecordBatch>, usize)> = Vec::new();
+        for page in pages {
+            for (batch, bytes) in page.batches {
+                let batch = inference.conform(batch, &page.inference, &schema)?;
+                match runs.last_mut() {
+                    Some((run, size)) if *size + bytes <= max_bytes => {
+                        run.push(batch);
+                        *size += bytes;
+                    }
+                    _ => runs.push((vec![batch], bytes)),
+                }
+            }
+        }
+        let batches = runs
+            .into_iter()
+            .map(|(run, bytes)| {
+                let joined = arrow_select::concat::concat_batches(&schema, &run)
+                    .map_err(|e| Error::Internal(format!("joining pages into one batch: {e}")))?;
+                Ok((joined, bytes))
+            })
+            .collect::<Result<_>>()?;
+        Ok(PageTable { inference, batches })
     }
 
     pub fn rows(&self) -> usize {
-        self.batch.num_rows()
+        self.batches.iter().map(|(b, _)| b.num_rows()).sum()
     }
 }
 
@@ -135,17 +174,20 @@ impl TableBuilder {
         self.pages.push(page);
     }
 
-    /// The schema and the batches, at least one (maybe empty), all of that schema.
+    /// The schema and the batches, at least one (maybe empty), all of that schema, every field
+    /// named as `names` says.
     pub fn finish(self) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let schema = self.inference.schema();
         let mut batches = Vec::with_capacity(self.pages.len().max(1));
         for page in self.pages {
-            batches.push(self.inference.conform(page.batch, &page.inference, &schema)?);
+            for (batch, _) in page.batches {
+                batches.push(with_field_names(self.inference.conform(batch, &page.inference, &schema)?)?);
+            }
         }
         if batches.is_empty() {
-            batches.push(RecordBatch::new_empty(Arc::clone(&schema)));
+            batches.push(with_field_names(RecordBatch::new_empty(Arc::clone(&schema)))?);
         }
-        Ok((schema, batches))
+        Ok((batches[0].schema(), batches))
     }
 }
 
@@ -327,6 +369,26 @@ mod tests {
         let err = PageTable::read(&page(3, &[r#"{"a": 1}"#, "7"])).err().unwrap();
         assert!(matches!(err, Error::Format { page: Some(3), .. }), "{err:?}");
         assert!(err.to_string().contains("not a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn batches_stay_within_the_byte_bound_a_string_column_needs() {
+        // The bound is 1 GiB (a Utf8 column holds 2 GiB); here 100 bytes stand for it.
+        let records: Vec<String> = (0..7).map(|i| format!(r#"{{"id": {i}, "text": "{}"}}"#, "x".repeat(30))).collect();
+        let records: Vec<&str> = records.iter().map(String::as_str).collect();
+        let pages: Vec<PageTable> = records
+            .chunks(3)
+            .enumerate()
+            .map(|(i, r)| PageTable::read_within(&page(i as u64 + 1, r), 100).unwrap())
+            .collect();
+        assert_eq!(pages.iter().map(|p| p.batches.len()).collect::<Vec<_>>(), [2, 2, 1], "a page split");
+        let joined = PageTable::concat_within(pages, 100).unwrap();
+        assert!(joined.batches.iter().all(|(_, bytes)| *bytes <= 100) && joined.batches.len() == 4);
+        let mut builder = TableBuilder::new();
+        builder.push(joined);
+        let (schema, batches) = builder.finish().unwrap();
+        let whole = arrow_select::concat::concat_batches(&schema, &batches).unwrap();
+        assert_eq!(rows(&whole), values(&records));
     }
 
     #[test]

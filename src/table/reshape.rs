@@ -1,5 +1,5 @@
-//! Reshaping tables for dataframes: struct columns flattened into dotted columns, and a list
-//! column exploded into one row per element.
+//! Reshaping tables for dataframes: struct columns flattened into dotted columns (named as
+//! `names` says), and a list column exploded into one row per element.
 
 use std::sync::Arc;
 
@@ -9,13 +9,16 @@ use arrow_schema::{ArrowError, DataType, FieldRef, Fields, Schema};
 
 use crate::error::{Error, Result};
 
+use super::is_json;
+use super::names::{flat_field, flat_name, join, split_flat_name};
+
 /// Struct columns replaced by their fields, recursively, named `parent.child`; a null parent
 /// makes its fields null. Lists are left as they are.
 pub fn flatten(batch: &RecordBatch) -> Result<RecordBatch> {
     let mut fields = Vec::new();
     let mut columns = Vec::new();
     for (f, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        flatten_into(f.name(), f, Arc::clone(column), &mut fields, &mut columns)?;
+        flatten_into(&flat_field(f.name()), f, Arc::clone(column), &mut fields, &mut columns)?;
     }
     with_columns(fields, columns, batch.num_rows())
 }
@@ -31,7 +34,7 @@ fn flatten_into(
         let array = column.as_any().downcast_ref::<StructArray>().expect("a struct column is a StructArray");
         for (i, child) in children.iter().enumerate() {
             let values = with_parent_nulls(array.column(i), array.nulls())?;
-            flatten_into(&format!("{name}.{}", child.name()), child, values, fields, columns)?;
+            flatten_into(&join(name, child.name()), child, values, fields, columns)?;
         }
         return Ok(());
     }
@@ -60,24 +63,73 @@ fn arrow_error(e: ArrowError) -> Error {
     Error::Internal(format!("Arrow: {e}"))
 }
 
-/// `name` (flattened, dotted) is `path` or ends with it.
+/// `name` (flattened, dotted) is `path` or ends with it after a dot that is not escaped.
 fn names_path(name: &str, path: &str) -> bool {
-    name.strip_suffix(path).is_some_and(|head| head.is_empty() || head.ends_with('.'))
+    name.strip_suffix(path).is_some_and(|head| {
+        let backslashes = head.strip_suffix('.').map(|h| h.len() - h.trim_end_matches('\\').len());
+        head.is_empty() || backslashes.is_some_and(|n| n % 2 == 0)
+    })
 }
 
-/// True when `batch` has a list column that `explode(batch, path)` would explode.
-pub fn has_list(batch: &RecordBatch, path: &str) -> bool {
-    fn find(fields: &Fields, prefix: &str, path: &str) -> bool {
-        fields.iter().any(|f| {
-            let name = format!("{prefix}{}", f.name());
-            match f.data_type() {
-                DataType::Struct(children) => find(children, &format!("{name}."), path),
-                DataType::List(_) | DataType::LargeList(_) => names_path(&name, path),
-                _ => false,
-            }
-        })
+/// `explode` over a stream of batches (a page's each, whose schema only grows), failing where
+/// `explode` over the whole table would: a page before the list first shows gives no rows; a
+/// stream where it never shows, or where it stops showing (its parent turned JSON text), fails.
+pub struct BatchExploder {
+    path: String,
+    seen: bool,
+    json_text: Vec<String>,
+}
+
+impl BatchExploder {
+    pub fn new(path: String) -> BatchExploder {
+        BatchExploder { path, seen: false, json_text: Vec::new() }
     }
-    find(batch.schema().fields(), "", path)
+
+    /// The batch exploded, or None while no column is at the path yet.
+    pub fn explode(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+        if self.seen || has_path(batch.schema().fields(), "", &self.path) {
+            self.seen = true;
+            return explode(batch, &self.path).map(Some);
+        }
+        self.json_text = batch.schema().fields().iter().filter(|f| is_json(f)).map(|f| f.name().clone()).collect();
+        Ok(None)
+    }
+
+    /// At the end of the stream: an error if no batch had the column.
+    pub fn finish(&self) -> Result<()> {
+        if self.seen {
+            return Ok(());
+        }
+        Err(no_column_to_explode(&self.path, &self.json_text.iter().map(String::as_str).collect::<Vec<_>>()))
+    }
+}
+
+/// True if a field (at any level, by its flattened name) is at `path`.
+fn has_path(fields: &Fields, prefix: &str, path: &str) -> bool {
+    fields.iter().any(|f| {
+        let name = if prefix.is_empty() { flat_field(f.name()).into_owned() } else { join(prefix, f.name()) };
+        names_path(&name, path)
+            || matches!(f.data_type(), DataType::Struct(children) if has_path(children, &name, path))
+    })
+}
+
+/// The error when no column is at `path`, with a hint at how to get one.
+fn no_column_to_explode(path: &str, json_text: &[&str]) -> Error {
+    let hint = match path {
+        "segments" => " (they come with speech_information=True, for completed files)".to_owned(),
+        "chunk_results" => " (they come with chunks=True)".to_owned(),
+        "chunks" => " (the chunks of each file are in \"chunk_results\", with chunks=True)".to_owned(),
+        _ => String::new(),
+    };
+    let inside_text = match json_text {
+        [] => String::new(),
+        names => format!(
+            "; {names:?} hold JSON text, not columns, because their values differ in type between records \
+             (an object in one, a string in another), so nothing inside them can be exploded: \
+             read those records by iteration"
+        ),
+    };
+    Error::InvalidArgument(format!("these results have no {path:?} column to explode{hint}{inside_text}"))
 }
 
 /// The top-level columns that name a row, carried onto exploded rows.
@@ -90,12 +142,8 @@ pub fn explode(batch: &RecordBatch, path: &str) -> Result<RecordBatch> {
     let flat = flatten(batch)?;
     let schema = flat.schema();
     let Some(index) = schema.fields().iter().position(|f| names_path(f.name(), path)) else {
-        let hint = match path {
-            "segments" => " (they come with speech_information=True, for completed files)",
-            "chunk_results" => " (they come with chunks=True)",
-            _ => "",
-        };
-        return Err(Error::InvalidArgument(format!("these results have no {path:?} column to explode{hint}")));
+        let texts: Vec<&str> = schema.fields().iter().filter(|f| is_json(f)).map(|f| f.name().as_str()).collect();
+        return Err(no_column_to_explode(path, &texts));
     };
     let list_field = schema.field(index);
     let column = flat.column(index);
@@ -107,6 +155,13 @@ pub fn explode(batch: &RecordBatch, path: &str) -> Result<RecordBatch> {
         DataType::LargeList(_) => {
             let list = column.as_any().downcast_ref::<arrow_array::LargeListArray>().expect("a large list column");
             (list.value_offsets().to_vec(), Arc::clone(list.values()))
+        }
+        _ if is_json(list_field) => {
+            return Err(Error::InvalidArgument(format!(
+                "column {:?} holds JSON text, not a list, because its values differ in type between records \
+                 (a list in one, something else in another): cannot explode it; read those records by iteration",
+                list_field.name()
+            )))
         }
         other => {
             return Err(Error::InvalidArgument(format!(
@@ -141,18 +196,27 @@ pub fn explode(batch: &RecordBatch, path: &str) -> Result<RecordBatch> {
         _ => unreachable!(),
     };
     let taken = take(values.as_ref(), &elements)?;
+    let keys = fields.len();
+    let keys_of_list = split_flat_name(list_field.name())?;
+    let short = flat_name(&keys_of_list[keys_of_list.len() - 1..]);
     match element_field.data_type() {
         DataType::Struct(children) => {
             let array = taken.as_any().downcast_ref::<StructArray>().expect("a struct list");
             for (i, child) in children.iter().enumerate() {
                 let values = with_parent_nulls(array.column(i), array.nulls())?;
-                flatten_into(child.name(), child, values, &mut fields, &mut columns)?;
+                flatten_into(&flat_field(child.name()), child, values, &mut fields, &mut columns)?;
             }
         }
         _ => {
-            let short = path.rsplit('.').next().unwrap_or(path);
-            fields.push(Arc::new(element_field.as_ref().clone().with_name(short)));
+            fields.push(Arc::new(element_field.as_ref().clone().with_name(&short)));
             columns.push(taken);
+        }
+    }
+    // An element's own `file_id` is named apart from the row's: `segments.file_id`.
+    for at in keys..fields.len() {
+        if fields[..keys].iter().any(|key| key.name() == fields[at].name()) {
+            let name = join(&short, fields[at].name());
+            fields[at] = Arc::new(fields[at].as_ref().clone().with_name(name));
         }
     }
     with_columns(fields, columns, parents.len())
@@ -195,10 +259,61 @@ mod tests {
         assert_eq!(segments.column(1).as_primitive::<Float64Type>().values(), &[0.0, 1.5, 2.0]);
         assert_eq!(explode(&batch, "result.segments").unwrap().num_rows(), 3);
         assert_eq!(explode(&batch, "chunk_results").unwrap().num_rows(), 1);
-        assert!(has_list(&batch, "segments") && has_list(&batch, "result.segments") && !has_list(&batch, "file_id"));
-        assert!(!has_list(&batch, "ments"));
+        assert!(!names_path("result.segments", "ments") && names_path("result.segments", "segments"));
+        assert!(!names_path("result\\.segments", "segments") && names_path("a\\\\.segments", "segments"));
         let err = explode(&batch, "words").unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+
+    #[test]
+    fn flattened_names_are_unique_and_escaped() {
+        let (_, batch) = table(&[&[r#"{"a.b": 1, "a": {"b": 2, "c.d": {"e": 3}}, "k\\": {"x": 4}}"#]]);
+        let flat = flatten(&batch).unwrap();
+        let names: Vec<_> = flat.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["a\\.b", "a.b", "a.c\\.d.e", "k\\\\.x"]);
+        let keys: Vec<_> = names.iter().map(|n| split_flat_name(n).unwrap()).collect();
+        assert_eq!(keys, [vec!["a.b"], vec!["a", "b"], vec!["a", "c.d", "e"], vec!["k\\", "x"]]);
+    }
+
+    #[test]
+    fn an_elements_own_file_id_is_named_apart() {
+        let (_, batch) = table(&[&[r#"{"file_id": "a", "result": {"segments": [{"file_id": "x", "s": 1}]}}"#]]);
+        let segments = explode(&batch, "segments").unwrap();
+        let names: Vec<_> = segments.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["file_id", "segments.file_id", "s"]);
+        assert_eq!(texts(&segments, 1), [Some("x".into())]);
+    }
+
+    #[test]
+    fn explode_says_why_a_path_is_not_a_list() {
+        let (_, batch) = table(&[&[r#"{"file_id": "a", "result": {"segments": [{"s": 1}]}}"#, r#"{"result": "odd"}"#]]);
+        let err = explode(&batch, "segments").unwrap_err().to_string();
+        assert!(err.contains(r#"["result"] hold JSON text"#) && err.contains("differ in type"), "{err}");
+        let err = explode(&batch, "chunks").unwrap_err().to_string();
+        assert!(err.contains(r#"in "chunk_results", with chunks=True"#), "{err}");
+        let (_, batch) = table(&[&[r#"{"result": {"segments": [1]}}"#, r#"{"result": {"segments": 5}}"#]]);
+        let err = explode(&batch, "segments").unwrap_err().to_string();
+        assert!(err.contains(r#""result.segments" holds JSON text, not a list"#), "{err}");
+    }
+
+    #[test]
+    fn a_stream_explodes_as_a_whole_table_does() {
+        let batches = |pages: &[&[&str]]| {
+            let mut batcher = super::super::PageBatcher::new(None);
+            let mut exploder = BatchExploder::new("segments".into());
+            let mut rows = Vec::new();
+            for (i, records) in pages.iter().enumerate() {
+                let batch = batcher.batch(&super::super::tests::page(i as u64 + 1, records)).unwrap();
+                rows.push(exploder.explode(&batch)?.map(|b| b.num_rows()));
+            }
+            exploder.finish().map(|()| rows)
+        };
+        let before = [r#"{"file_id": "a", "status": "failed"}"#];
+        let with = [r#"{"file_id": "b", "result": {"segments": [{"s": 1}, {"s": 2}]}}"#];
+        let odd = [r#"{"file_id": "c", "result": {"segments": 5}}"#];
+        assert_eq!(batches(&[&before, &with]).unwrap(), [None, Some(2)], "no rows before the list shows");
+        assert!(batches(&[&before, &before]).unwrap_err().to_string().contains("no \"segments\" column"));
+        assert!(batches(&[&with, &odd]).unwrap_err().to_string().contains("not a list"), "as a whole table");
     }
 
     #[test]

@@ -7,26 +7,23 @@
 
 use std::borrow::Cow;
 
-/// Deeper than this is refused (the page parser refuses it before us).
-pub(super) const MAX_DEPTH: usize = 512;
-
-pub(super) type Scan<T> = std::result::Result<T, &'static str>;
+pub(crate) type Scan<T> = std::result::Result<T, &'static str>;
 
 /// A JSON reader for what inference and rewriting need: structure, keys, the first byte of
 /// each value, number texts; strings are skipped with memchr. Records were validated when their
 /// page was parsed, and arrow-json validates them again: this reader only has to be safe.
-pub(super) struct Scanner<'a> {
+pub(crate) struct Scanner<'a> {
     json: &'a [u8],
-    pub(super) at: usize,
+    pub(crate) at: usize,
 }
 
 impl<'a> Scanner<'a> {
-    pub(super) fn new(json: &'a [u8]) -> Scanner<'a> {
+    pub(crate) fn new(json: &'a [u8]) -> Scanner<'a> {
         Scanner { json, at: 0 }
     }
 
     /// The next byte that is not whitespace (not consumed).
-    pub(super) fn peek(&mut self) -> Scan<u8> {
+    pub(crate) fn peek(&mut self) -> Scan<u8> {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.json.get(self.at) {
             self.at += 1;
         }
@@ -42,7 +39,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Passes over the string whose `"` is next; true if it has escapes.
-    pub(super) fn skip_string(&mut self) -> Scan<bool> {
+    pub(crate) fn skip_string(&mut self) -> Scan<bool> {
         self.at += 1;
         let mut escaped = false;
         loop {
@@ -68,7 +65,7 @@ impl<'a> Scanner<'a> {
         Ok(Key { quoted: &self.json[start..self.at], escaped })
     }
 
-    pub(super) fn number(&mut self) -> Scan<&'a [u8]> {
+    pub(crate) fn number(&mut self) -> Scan<&'a [u8]> {
         let start = self.at;
         while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.json.get(self.at) {
             self.at += 1;
@@ -80,7 +77,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Calls `member` for each key of the object whose `{` is next, with the value next.
-    pub(super) fn object(&mut self, mut member: impl FnMut(&mut Self, Key<'a>) -> Scan<()>) -> Scan<()> {
+    pub(crate) fn object(&mut self, mut member: impl FnMut(&mut Self, Key<'a>) -> Scan<()>) -> Scan<()> {
         let mut more = self.open(b'}')?;
         while more {
             if self.peek()? != b'"' {
@@ -95,7 +92,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Calls `element` for each element of the array whose `[` is next.
-    pub(super) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Scan<()>) -> Scan<()> {
+    pub(crate) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Scan<()>) -> Scan<()> {
         let mut more = self.open(b']')?;
         while more {
             element(self)?;
@@ -131,7 +128,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Passes over one value, counting brackets.
-    pub(super) fn skip_value(&mut self) -> Scan<()> {
+    pub(crate) fn skip_value(&mut self) -> Scan<()> {
         let mut depth = 0usize;
         loop {
             match self.peek()? {
@@ -169,21 +166,29 @@ impl<'a> Scanner<'a> {
 }
 
 /// A key as written, quotes included.
-pub(super) struct Key<'a> {
+pub(crate) struct Key<'a> {
     quoted: &'a [u8],
     escaped: bool,
 }
 
 impl<'a> Key<'a> {
     /// True if the key is `name` (cheap: no UTF-8 check for the common case).
-    pub(super) fn is(&self, name: &str) -> bool {
+    pub(crate) fn is(&self, name: &str) -> bool {
         !self.escaped && &self.quoted[1..self.quoted.len() - 1] == name.as_bytes()
     }
 
-    /// The key's text, unescaped only when it has escapes.
-    pub(super) fn text(&self) -> Scan<Cow<'a, str>> {
+    /// True if the key's text is `name`, escapes read.
+    pub(crate) fn means(&self, name: &str) -> bool {
+        match self.escaped {
+            true => self.text().is_ok_and(|text| text == name),
+            false => self.is(name),
+        }
+    }
+
+    /// The key's text, unescaped only when it has escapes (a lone surrogate read as U+FFFD).
+    pub(crate) fn text(&self) -> Scan<Cow<'a, str>> {
         if self.escaped {
-            serde_json::from_slice::<String>(self.quoted).map(Cow::Owned).map_err(|_| "bad string")
+            crate::page::unescape(self.quoted).map(Cow::Owned).ok_or("bad string")
         } else {
             std::str::from_utf8(&self.quoted[1..self.quoted.len() - 1]).map(Cow::Borrowed).map_err(|_| "bad UTF-8")
         }
