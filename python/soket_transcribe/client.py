@@ -140,7 +140,7 @@ class Client(_core.Client):
     ) -> BatchResults:
         stream = query.stream(self, start_page, None, max_items=max_items, on_change=on_change)
         read = BatchRead(self, query, start_page, max_items)
-        return BatchResults(stream, raw=query.raw, as_dataclass=as_dataclass, read=read)
+        return BatchResults(stream, raw=query.raw, as_dataclass=as_dataclass, read=read, on_change=on_change)
 
 
 def _fields(fields: Optional[Sequence[str]]) -> Optional[tuple[str, ...]]:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import warnings
+import weakref
+from operator import length_hint
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Generator, Iterator, List, Optional, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Type, TypeVar, Union
 
 from . import _core, subtitles
+from .errors import ResponseFormatError
 from .models import FileResult, JobResult
 from .progress import ProgressArg, close_progress, progress_callback
-from .tables import arrow_to_pandas, require
+from .tables import arrow_to_pandas, check_dtype_backend, require, require_async
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -24,29 +28,67 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchResults"]
 
+_T = TypeVar("_T")
+
+_IN_USE = (
+    "this BatchResults is already being read by another consumer (a thread or a task); "
+    "each BatchResults is single-consumer: call iter_files() again for a second reader"
+)
+
+# Results being read in this process: a forked child must not go on with them (the parent's
+# fetches never answer there), not even with the records of a page already in memory.
+_reading: "weakref.WeakSet[BatchResults]" = weakref.WeakSet()
+
+
+def _forget_readers_in_child() -> None:
+    for results in list(_reading):
+        results._owner = None  # every next step takes the slow path, which names the process
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_readers_in_child)
+
 
 class BatchResults:
     """The records of one batch query, fetched `concurrency` pages at a time and yielded in order.
 
-    Iterate it once, with `for` or `async for` (not both, and from one consumer at a time).
+    Iterate it with `for` or `async for`, from one consumer at a time (another loop, thread or
+    task reading at the same time gets a `RuntimeError`); a loop that stops (`break`, an error,
+    a cancel) leaves the rest to the next one, from the record after the last yielded.
     `total` and `total_pages` are known once the first page has arrived; `next_page` is the
     first page not yet fully yielded: after an error, pass it as `start_page=` to resume
     without losing or repeating a record.
     """
 
     def __init__(
-        self, stream: _core.PageStream, *, raw: bool, as_dataclass: bool, read: Optional["BatchRead"] = None
+        self,
+        stream: _core.PageStream,
+        *,
+        raw: bool,
+        as_dataclass: bool,
+        read: Optional["BatchRead"] = None,
+        on_change: str = "warn",
     ) -> None:
         self._stream = stream
-        self._read = read  # what partitions are planned from
+        self._read = read  # what partitions are planned from, and a failed table read restarts from
+        self._on_change = on_change
         self._raw = raw
         self._dataclass: Union[Type[FileResult], Type[JobResult], None] = None
         if as_dataclass:
             self._dataclass = JobResult if raw else FileResult
-        self._next_page = stream.next_page
-        self._iterator: Optional[Generator[Any, None, None]] = None
+        self._pid = os.getpid()
+        # One cursor for every loop, sync or async: the records of the current page not yet
+        # yielded (the list iterator keeps the position) and that page's number.
+        self._cursor: Iterator[Any] = iter(())
+        self._cursor_page = 0
+        # The loop reading now (a weak reference: a loop that ends drops its reader), and the
+        # lock that makes taking over from it one step.
+        self._owner: Optional["weakref.ref[_Reader]"] = None
+        self._lock = threading.Lock()
+        self._handed_out = False  # a record or a page was handed out: tables would miss them
+        self._table_start: Optional[int] = None  # a table read is under way from this page
+        self._table_done = False
         self._warned = 0
-        self._table_read = False
 
     # -- what the caller can read at any time -------------------------------------------
 
@@ -62,8 +104,13 @@ class BatchResults:
 
     @property
     def next_page(self) -> int:
-        """The first page not yet fully yielded: resume with `start_page=next_page`."""
-        return self._next_page
+        """The first page not yet fully yielded: resume with `start_page=next_page`. A table
+        read hands over nothing until it returns: until then (or after it failed), its first page."""
+        if self._table_start is not None:
+            return self._table_start
+        if length_hint(self._cursor):
+            return self._cursor_page
+        return self._stream.next_page
 
     @property
     def changed_while_reading(self) -> bool:
@@ -89,116 +136,196 @@ class BatchResults:
 
     def __length_hint__(self) -> int:
         total = self._stream.total
-        return 0 if total is None else max(total - self._stream.items_delivered, 0)
+        waiting = length_hint(self._cursor)
+        return waiting if total is None else max(total - self._stream.items_delivered, 0) + waiting
 
     def __repr__(self) -> str:
         kind = "jobs" if self._raw else "files"
         return f"<BatchResults {kind} total={self.total} total_pages={self.total_pages} next_page={self.next_page}>"
 
-    # -- pages ---------------------------------------------------------------------------
-
-    def _report(self) -> None:
+    def _report(self, stacklevel: int) -> None:
         fresh = self._stream.warnings[self._warned :]
         for message in fresh:
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
         self._warned += len(fresh)
+
+    # -- one consumer at a time ------------------------------------------------------------
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise RuntimeError(f"this BatchResults belongs to process {self._pid}; start a new read in this one")
+
+    def _claim(self, reader: "_Reader") -> None:
+        """Makes `reader` the one loop reading, unless another one is alive or a table is being read."""
+        self._check_process()
+        with self._lock:
+            owner = self._owner() if self._owner is not None else None
+            if (owner is not None and owner is not reader) or self._table_start is not None:
+                raise RuntimeError(_IN_USE)
+            self._owner = reader.ref
+        _reading.add(self)
+
+    def _release(self, reader: "_Reader") -> None:
+        """A loop that raised (an error, the end, a cancel, Ctrl-C) is over: the next may take over."""
+        if self._owner is reader.ref:
+            self._owner = None
+
+    # -- records and pages, through the one cursor -----------------------------------------
+
+    def _open(self, page: _core.Page) -> None:
+        """`page` becomes the cursor's: its records are the next ones yielded."""
+        self._report(stacklevel=5)
+        items = page.items
+        if self._dataclass is not None:
+            _check_objects(items, page.page, self._dataclass)
+            items = _core.as_dataclasses(items, self._dataclass, self._dataclass._NAMED)
+        self._cursor = iter(items)
+        self._cursor_page = page.page
+        self._handed_out = True
+
+    def _whole(self, page: _core.Page) -> _core.Page:
+        if length_hint(self._cursor):
+            raise RuntimeError(
+                f"page {self._cursor_page} is partly read by a loop over records: go on with that loop "
+                "(or `for f in results`) before reading pages"
+            )
+        self._report(stacklevel=5)
+        self._handed_out = True
+        return page
+
+    def _step(self, reader: "_Reader", take: Callable[[], _T]) -> _T:
+        """One step of a sync loop: `take()` as `reader`, which stops owning the cursor if it raises."""
+        self._claim(reader)
+        try:
+            return take()
+        except BaseException:
+            self._release(reader)
+            raise
+
+    def _next_record(self) -> Any:
+        for record in self._cursor:
+            return record
+        while True:
+            self._open(next(self._stream))
+            for record in self._cursor:
+                return record
+
+    def _next_whole_page(self) -> _core.Page:
+        return self._whole(next(self._stream))
+
+    async def _anext_record(self, reader: "_Reader") -> Any:
+        self._claim(reader)
+        try:
+            for record in self._cursor:
+                return record
+            while True:
+                # Let the loop's other tasks run between pages (a page already fetched is taken
+                # without suspending); a cancel here, or while the page is awaited, loses nothing.
+                await asyncio.sleep(0)
+                fetched = await self._stream.__anext__()
+                self._open(fetched.parse())
+                for record in self._cursor:
+                    return record
+        except BaseException:
+            self._release(reader)
+            raise
+
+    async def _anext_whole_page(self, reader: "_Reader") -> _core.Page:
+        self._claim(reader)
+        try:
+            await asyncio.sleep(0)
+            fetched = await self._stream.__anext__()
+            return self._whole(fetched.parse())
+        except BaseException:
+            self._release(reader)
+            raise
+
+    def __iter__(self) -> Iterator[Any]:
+        # Every loop shares the cursor: after a `break` or an error, a new loop goes on from the
+        # record after the last yielded, with what was learnt so far (the totals, the ids seen).
+        return _Records(self)
+
+    def __next__(self) -> Any:
+        return next(_Records(self))
+
+    def __aiter__(self) -> "_Records":
+        return _Records(self)
 
     def pages(self) -> "_Pages":
         """The pages themselves (`st.Page`), for `for` or `async for`."""
         return _Pages(self)
 
-    # Both faces share the bookkeeping: `_opened` before a page's records are handed out,
-    # `_closed` once they all were (so `next_page` is the page to resume at, whatever happens).
-
-    def _opened(self, page: _core.Page) -> Any:
-        self._report()
-        self._next_page = page.page
-        if self._dataclass is None:
-            return page.items
-        return _core.as_dataclasses(page.items, self._dataclass, self._dataclass._NAMED)
-
-    def _closed(self) -> None:
-        self._next_page = self._stream.next_page
-
-    def _handed_whole(self, page: _core.Page) -> _core.Page:
-        self._report()
-        self._closed()
-        return page
-
-    def _sync_pages(self) -> Iterator[_core.Page]:
-        return self._stream
-
-    async def _async_pages(self) -> AsyncIterator[_core.Page]:
-        async for fetched in self._stream:
-            yield fetched.parse()  # on the loop's thread, not a runtime thread holding the GIL
-            # A page already fetched is taken without suspending: let the loop's other tasks
-            # run between pages, before the next is taken (so a cancel here loses nothing).
-            await asyncio.sleep(0)
-
-    # -- records -------------------------------------------------------------------------
-
-    def _records(self) -> Generator[Any, None, None]:
-        for page in self._sync_pages():
-            yield from self._opened(page)
-            self._closed()
-
-    async def _arecords(self) -> AsyncIterator[Any]:
-        async for page in self._async_pages():
-            for item in self._opened(page):
-                yield item
-            self._closed()
-
-    def __iter__(self) -> Iterator[Any]:
-        # After an error, iterating again goes on from the page that failed, with what was
-        # learnt so far (the records yielded, the totals seen): nothing lost, nothing repeated.
-        iterator = self._iterator
-        if iterator is None or getattr(iterator, "gi_frame", None) is None:  # ended (by an error)
-            iterator = self._iterator = self._records()
-        return iterator
-
-    def __next__(self) -> Any:
-        return next(iter(self))
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._arecords()
-
     # -- tables --------------------------------------------------------------------------
     # Built in Rust from the page bytes (never through Python dicts): each page is read into
     # Arrow on the runtime's threads as it arrives, while the next are fetched; see `tables.py`
-    # for the column types. Each reads the records not yet read, once: a table cannot be built
-    # after `for` has started, nor twice (the Arrow PyCapsule interface keeps its table instead).
+    # for the column types. A table holds every record not yet read, so it cannot be built once
+    # a loop has handed records out, nor twice (the Arrow PyCapsule interface keeps its table).
+    # A table read hands nothing over until it returns: if it fails (an error, Ctrl-C, a
+    # cancel, a bad `explode`), the pages it read are read again by the next call.
 
     _capsule_table: Any = None  # what `__arrow_c_stream__` hands out, kept for the next ask
 
-    def _claim_for_table(self) -> None:
-        if self._iterator is not None or self._table_read:
+    def _check_unread(self) -> None:
+        """Refuses a read that needs every record (a table, subtitles) once some were handed out."""
+        if self._handed_out or self._table_done:
             raise RuntimeError(
                 "this BatchResults was already read (by iteration or into a table); "
                 "call iter_files() again for a table"
             )
-        self._table_read = True
+
+    def _begin_table(self) -> None:
+        self._check_process()
+        with self._lock:
+            self._check_unread()
+            owner = self._owner() if self._owner is not None else None
+            if owner is not None or self._table_start is not None:
+                raise RuntimeError(_IN_USE)
+            self._table_start = self._stream.next_page
+
+    def _end_table(self, read: bool) -> None:
+        if read:
+            self._table_done = True
+            self._report(stacklevel=4)
+        else:
+            self._restart(self._table_start or 1)
+        self._table_start = None
+
+    def _restart(self, page: int) -> None:
+        """The pipeline went past pages no one got: a new one for the same read, from `page`."""
+        read = self._read
+        if read is None:  # a BatchResults made by hand around a stream: nothing to start again from
+            self._table_done = True
+            return
+        self._stream = read.query.stream(read.client, page, None, max_items=read.max_items, on_change=self._on_change)
+        self._warned = 0
 
     def _read_table(self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False) -> Any:
-        self._claim_for_table()
+        _check_table_args(explode, progress)
+        self._begin_table()
         callback = progress_callback(progress)
+        read = False
         try:
-            return _core.read_arrow(self._stream, progress=callback, flatten=flatten, explode=explode)
+            table = _core.read_arrow(self._stream, progress=callback, flatten=flatten, explode=explode)
+            read = True
+            return table
         finally:
             close_progress(callback)
-            self._next_page = self._stream.next_page
-            self._report()
+            self._end_table(read)
 
     async def _read_table_async(
         self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False
     ) -> Any:
-        self._claim_for_table()
+        _check_table_args(explode, progress)
+        self._begin_table()
         callback = progress_callback(progress)
+        read = False
         try:
-            return await _core.read_arrow_async(self._stream, progress=callback, flatten=flatten, explode=explode)
+            table = await _core.read_arrow_async(self._stream, progress=callback, flatten=flatten, explode=explode)
+            read = True
+            return table
         finally:
             close_progress(callback)
-            self._next_page = self._stream.next_page
-            self._report()
+            self._end_table(read)
 
     def to_arrow(self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False) -> "pa.Table":
         """The whole result as a `pyarrow.Table`, its schema inferred over every record.
@@ -213,9 +340,10 @@ class BatchResults:
     async def to_arrow_async(
         self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False
     ) -> "pa.Table":
-        """`to_arrow()` for asyncio: the event loop runs other tasks while the pages are read.
-        A `progress` callable is called from a thread of the client's runtime, not the loop's."""
-        pa = require("pyarrow")
+        """`to_arrow()` for asyncio: the event loop runs other tasks while the pages are read
+        (and while pyarrow is imported, the first time). A `progress` callable is called from a
+        thread of the client's runtime, not the loop's."""
+        pa = await require_async("pyarrow")
         return pa.table(await self._read_table_async(flatten=flatten, explode=explode, progress=progress))
 
     def _whole_table(self) -> Any:
@@ -246,15 +374,23 @@ class BatchResults:
         (fields it lacks are dropped). Pages without records are skipped.
         """
         pa = require("pyarrow")
-        self._claim_for_table()
+        _check_table_args(explode, False)
         batches = _core.arrow_batches(self._stream, schema=schema, flatten=flatten, explode=explode)
+        return self._batches(pa, batches)
+
+    def _batches(self, pa: Any, batches: Iterator[Any]) -> Iterator["pa.RecordBatch"]:
+        # Batches are handed over as they come, like records: the loop owns the read meanwhile.
+        reader = _Reader(self)
+        with self._lock:
+            self._check_unread()
+        self._claim(reader)
+        self._handed_out = True
         try:
             for batch in batches:
-                self._report()
-                self._next_page = self._stream.next_page
+                self._report(stacklevel=3)
                 yield pa.record_batch(batch)
         finally:
-            self._next_page = self._stream.next_page
+            self._release(reader)
 
     def to_pandas(
         self,
@@ -274,6 +410,7 @@ class BatchResults:
         (`dtype_backend=None`), pandas' nullable dtypes (`"numpy_nullable"`: integers with nulls
         stay integers), or all Arrow (`"pyarrow"`, no copy at all).
         """
+        check_dtype_backend(dtype_backend)
         pd = require("pandas")
         table = self.to_arrow(flatten=flatten, explode=explode, progress=progress)
         return arrow_to_pandas(table, pd, dtype_backend)
@@ -288,7 +425,8 @@ class BatchResults:
     ) -> "pd.DataFrame":
         """`to_pandas()` for asyncio: the pages are read, and the table converted (in a worker
         thread), while the event loop runs other tasks."""
-        pd = require("pandas")
+        check_dtype_backend(dtype_backend)
+        pd = await require_async("pandas")
         table = await self.to_arrow_async(flatten=flatten, explode=explode, progress=progress)
         return await asyncio.to_thread(arrow_to_pandas, table, pd, dtype_backend)
 
@@ -302,7 +440,7 @@ class BatchResults:
         self, *, flatten: bool = True, explode: Optional[str] = None, progress: ProgressArg = False
     ) -> "pl.DataFrame":
         """`to_polars()` for asyncio: the event loop runs other tasks while the pages are read."""
-        pl = require("polars")
+        pl = await require_async("polars")
         return pl.DataFrame(await self._read_table_async(flatten=flatten, explode=explode, progress=progress))
 
     def segments(self, *, progress: ProgressArg = False) -> "pd.DataFrame":
@@ -350,16 +488,89 @@ class BatchResults:
         return to_ray(self.partitions(pages_per_partition, on_change=on_change))
 
 
+class _Reader:
+    """One loop over a `BatchResults` (each `for`, `async for`, `iter_arrow_batches()`): while it
+    is alive and has not raised, it alone may read."""
+
+    __slots__ = ("results", "ref", "__weakref__")
+
+    def __init__(self, results: BatchResults) -> None:
+        self.results = results
+        self.ref = weakref.ref(self)
+
+
+class _Records(_Reader):
+    """A loop over the records: the cursor's next record at once when this loop owns it."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> "_Records":
+        return self
+
+    def __next__(self) -> Any:
+        results = self.results
+        if results._owner is self.ref:
+            for record in results._cursor:
+                return record
+        return results._step(self, results._next_record)
+
+    def __aiter__(self) -> "_Records":
+        return self
+
+    async def __anext__(self) -> Any:
+        results = self.results
+        if results._owner is self.ref:
+            for record in results._cursor:
+                return record
+        return await results._anext_record(self)
+
+
+class _PageReader(_Reader):
+    """A loop over whole pages."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> "_PageReader":
+        return self
+
+    def __next__(self) -> _core.Page:
+        return self.results._step(self, self.results._next_whole_page)
+
+    def __aiter__(self) -> "_PageReader":
+        return self
+
+    async def __anext__(self) -> _core.Page:
+        return await self.results._anext_whole_page(self)
+
+
 class _Pages:
     """`BatchResults.pages()`: iterate pages with `for` or `async for`."""
 
     def __init__(self, results: BatchResults) -> None:
         self._results = results
 
-    def __iter__(self) -> Iterator[_core.Page]:
-        for page in self._results._sync_pages():
-            yield self._results._handed_whole(page)
+    def __iter__(self) -> _PageReader:
+        return _PageReader(self._results)
 
-    async def __aiter__(self) -> AsyncIterator[_core.Page]:  # type: ignore[misc]
-        async for page in self._results._async_pages():
-            yield self._results._handed_whole(page)
+    def __aiter__(self) -> _PageReader:
+        return _PageReader(self._results)
+
+
+def _check_table_args(explode: Optional[str], progress: ProgressArg) -> None:
+    """Argument errors before any request (and before the read is claimed)."""
+    if explode is not None and (not isinstance(explode, str) or not explode):
+        raise ValueError(f"explode must be the name (or dotted path) of a list column; got {explode!r}")
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be a bool or a callable (done, total); got {type(progress).__name__}")
+
+
+def _check_objects(items: List[Any], page: int, cls: type) -> None:
+    """A record that is not a JSON object cannot be a dataclass: say so, as tables do."""
+    for i, item in enumerate(items):
+        if type(item) is not dict:
+            raise ResponseFormatError(
+                f"page {page}: record {i} is not a JSON object ({type(item).__name__}), "
+                f"so it cannot be a {cls.__name__}",
+                excerpt=repr(item)[:200],
+                page=page,
+            )

@@ -11,10 +11,12 @@ read as null.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import sys
 from typing import Any, Dict, Optional
 
-__all__ = ["require", "arrow_to_pandas"]
+__all__ = ["require", "require_async", "check_dtype_backend", "arrow_to_pandas"]
 
 _EXTRAS = {"pyarrow": "arrow", "pandas": "pandas", "polars": "polars"}
 
@@ -30,7 +32,21 @@ def require(module: str, extra: Optional[str] = None) -> Any:
         ) from e
 
 
+async def require_async(module: str, extra: Optional[str] = None) -> Any:
+    """`require` for asyncio: a first import (pyarrow, polars: 0.1-0.3 s) runs in a worker
+    thread, so the event loop goes on meanwhile."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return loaded
+    return await asyncio.to_thread(require, module, extra)
+
+
 _BACKENDS = (None, "numpy_nullable", "pyarrow")
+
+
+def check_dtype_backend(dtype_backend: Optional[str]) -> None:
+    if dtype_backend not in _BACKENDS:
+        raise ValueError(f"dtype_backend must be one of {_BACKENDS}; got {dtype_backend!r}")
 
 
 def arrow_to_pandas(table: Any, pd: Any, dtype_backend: Optional[str]) -> Any:
@@ -40,8 +56,7 @@ def arrow_to_pandas(table: Any, pd: Any, dtype_backend: Optional[str]) -> Any:
     Python list or dict when touched, instead of a million of them built up front (that
     conversion alone costs more than fetching and decoding the whole batch).
     """
-    if dtype_backend not in _BACKENDS:
-        raise ValueError(f"dtype_backend must be one of {_BACKENDS}; got {dtype_backend!r}")
+    check_dtype_backend(dtype_backend)
     pa = require("pyarrow")
     # int64 as pandas' nullable Int64: numpy would turn a column with nulls into float64
     # (9007199254740993 -> 9007199254740992.0).

@@ -2,7 +2,7 @@
 //! interface (pyo3-arrow), so pyarrow is needed only by whoever reads them.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -16,7 +16,7 @@ use crate::runtime::runtime;
 use crate::table::{self, PageBatcher, PageTable, TableBuilder};
 
 use super::errors::IntoPyResult;
-use super::stream::{next_page, PyPageStream};
+use super::stream::PyPageStream;
 use super::wait::{awaitable, wait};
 
 /// Struct columns flattened and/or a list column exploded, as asked.
@@ -58,7 +58,7 @@ async fn read_table(stream: Py<PyPageStream>, progress: Option<Py<PyAny>>, shape
     let mut group: Vec<PageTable> = Vec::new();
     let mut groups: Vec<JoinHandle<Result<PageTable>>> = Vec::new();
     loop {
-        let page = next_page(stream.claim()?, Arc::clone(&handle)).await.py_err()?;
+        let page = stream.next().await?;
         let done = page.is_none();
         if let Some(page) = page.filter(|p| !p.records.is_empty()) {
             reading.push_back(runtime().spawn_blocking(move || PageTable::read(&page)));
@@ -164,8 +164,7 @@ impl PyArrowBatches {
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyRecordBatch>> {
         let stream = self.stream.get();
         loop {
-            let guard = stream.claim()?;
-            let page = wait(py, next_page(guard, stream.progress_handle()))?.py_err()?;
+            let page = wait(py, stream.next())??;
             // Reading the page into Arrow needs no GIL: other threads run meanwhile.
             let batch = py
                 .detach(|| -> Result<Option<Option<RecordBatch>>> {
