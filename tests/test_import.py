@@ -48,3 +48,11 @@ def test_version_is_the_one_in_cargo_toml():
     cargo = (Path(__file__).parent.parent / "Cargo.toml").read_text(encoding="utf-8")
     version = re.search(r'^version = "([^"]+)"', cargo, re.M).group(1)
     assert st.__version__ == importlib.metadata.version("soket-transcribe") == version
+
+
+def test_orjson_is_imported_with_the_package_not_in_the_middle_of_a_read():
+    # A Ctrl-C inside orjson's import makes its next use segfault: it must never be the first
+    # page's parse that imports it, where a user's Ctrl-C lands.
+    probe = "import soket_transcribe, sys; print('orjson' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, encoding="utf-8", timeout=60)
+    assert out.stdout.strip() == "True", out.stderr

@@ -11,6 +11,14 @@ import importlib
 import logging
 from types import ModuleType
 
+# orjson (the records' fast parser) is imported with the package, not at the first page's parse:
+# a Ctrl-C landing inside orjson's own import leaves it half made, and its next use crashes the
+# process (seen with orjson 3.13). Here, an interrupted import of ours is an ordinary one.
+try:
+    import orjson as _orjson  # noqa: F401
+except ImportError:  # the records are then read by jiter
+    pass
+
 from ._core import Page, __version__, _shutdown
 from .client import Client
 from .errors import (
