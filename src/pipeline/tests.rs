@@ -292,3 +292,17 @@ fn a_status_read_of_a_running_batch_reads_the_whole_batch_and_filters_it() {
         assert!(progress.complete && progress.total.is_none(), "{progress:?}");
     }
 }
+
+#[test]
+fn only_a_status_endpoint_that_cannot_tell_lets_the_filtered_view_be_read() {
+    let api =
+        |status| Error::Api { status, message: String::new(), body: String::new(), page: None, retry_after: None };
+    let missing = crate::page::error_body(200, "batch not found".into(), b"");
+    let shape = Error::format("the batch status answer is not the documented shape", b"[]", false);
+    for unknown in [api(404), api(405), api(501), missing, shape] {
+        assert!(status_unknown(&unknown), "{unknown:?}");
+    }
+    for raised in [api(401), api(500), api(400), Error::connection("refused", false, true)] {
+        assert!(!status_unknown(&raised), "{raised:?}");
+    }
+}
