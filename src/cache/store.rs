@@ -5,6 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use url::Url;
@@ -37,6 +38,8 @@ pub struct Cache {
     entries: PathBuf,
     secret: Secret,
     max_bytes: u64,
+    /// Pages served from this cache (`Client.stats["cache_hits"]`).
+    hits: AtomicU64,
 }
 
 impl Cache {
@@ -45,7 +48,7 @@ impl Cache {
         let entries = dir.join(ENTRIES);
         private_dir(&entries)?;
         let secret = load_secret(dir)?;
-        Ok(Cache { dir: dir.to_owned(), entries, secret, max_bytes })
+        Ok(Cache { dir: dir.to_owned(), entries, secret, max_bytes, hits: AtomicU64::new(0) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -54,6 +57,14 @@ impl Cache {
 
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    pub fn note_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
     }
 
     /// The key of a read of `query` from `base_url` with `token`.

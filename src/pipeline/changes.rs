@@ -121,7 +121,7 @@ impl PagePipeline {
 
     /// Checks a page read for position `number` against the page before it.
     pub(super) fn check(&mut self, number: u64, fetched: Fetched) -> Result<Held> {
-        let Fetched { page, served } = fetched;
+        let Fetched { page, served, kept } = fetched;
         if page.meta.page != number {
             return Err(wrong_page(number, page.meta.page));
         }
@@ -166,7 +166,7 @@ impl PagePipeline {
             );
             self.warn(message, true, number)?;
         }
-        Ok(Held { page, served, snapshot, reread })
+        Ok(Held { page, served, snapshot, reread, kept })
     }
 
     fn note_change(&mut self, before: &Snapshot, after: &Snapshot) -> Result<()> {
@@ -209,7 +209,7 @@ impl PagePipeline {
     /// The page handed over: the records first read, with those only the re-reads found
     /// around them (in page order), repeats dropped, `max_items` applied.
     pub(super) fn deliver(&mut self, held: Held, recovered: Option<[Page; 2]>) -> Result<Page> {
-        let Held { mut page, served, snapshot, reread } = held;
+        let Held { mut page, served, snapshot, reread, .. } = held;
         let number = snapshot.number;
         let limit = self.page_size(&page);
         // Said (or raised) before anything is marked delivered, so going on after it loses nothing.

@@ -12,6 +12,7 @@
 //! Every method is cancel-safe: a caller may drop a `next()` future (Ctrl-C, an asyncio
 //! cancel) and call again without losing or repeating a page.
 
+mod cached;
 mod changes;
 mod filter;
 mod seen;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use crate::cache::Frame;
 use crate::error::{Error, Result};
 use crate::fetch::ApiClient;
 use crate::page::Page;
@@ -30,7 +32,9 @@ use crate::query::{Query, Status};
 use crate::retry::RetryPolicy;
 use crate::status::fetch_status;
 
+pub use cached::CacheRead;
 pub use changes::OnChange;
+use cached::CacheState;
 use changes::{Reread, Shifts, Snapshot};
 use seen::RecentIds;
 use workers::{Fetched, Shaping, Workers};
@@ -55,6 +59,8 @@ pub struct PipelineOptions {
     /// Before the first page of a `status=` query, ask the status endpoint whether the batch is
     /// still running; if it is, read the whole batch with `filter` instead (see `choose_view`).
     pub check_running: bool,
+    /// Serve the read from the cache's entry, or keep it there once it proves final (`cached`).
+    pub cache: Option<CacheRead>,
 }
 
 impl PipelineOptions {
@@ -69,13 +75,14 @@ impl PipelineOptions {
             projection: None,
             filter: None,
             check_running: false,
+            cache: None,
         }
     }
 }
 
 impl PipelineOptions {
     fn shaping(&self) -> Shaping {
-        Shaping { filter: self.filter, projection: self.projection.clone() }
+        Shaping { filter: self.filter, projection: self.projection.clone(), source: None }
     }
 }
 
@@ -107,6 +114,8 @@ struct Held {
     snapshot: Snapshot,
     /// Read the page before and this one again first: the view may have left a gap.
     reread: Option<Reread>,
+    /// Its body as the service sent it, compressed for a new cache entry.
+    kept: Option<Frame>,
 }
 
 pub struct PagePipeline {
@@ -132,6 +141,7 @@ pub struct PagePipeline {
     /// An error found once the last page was handed over, raised by the next call.
     pending: Option<Error>,
     progress: Progress,
+    cache: CacheState,
 }
 
 impl Drop for PagePipeline {
@@ -177,6 +187,7 @@ impl PagePipeline {
                 complete: true,
                 done,
             },
+            cache: CacheState::default(),
         })
     }
 
@@ -191,7 +202,11 @@ impl PagePipeline {
         }
         if self.held.is_none() {
             if self.progress.done {
+                self.cache.close(&self.client, &self.options, &self.query, &self.progress).await;
                 return Ok(None);
+            }
+            if let Some(message) = self.cache.open(&mut self.options) {
+                self.warn(message, false, self.options.start_page)?;
             }
             if self.options.check_running {
                 self.choose_view().await?;
@@ -217,10 +232,14 @@ impl PagePipeline {
             Some(reread) => Some(self.reread(reread).await?),
             None => None,
         };
-        let held = self.held.take().expect("a page is held");
+        let mut held = self.held.take().expect("a page is held");
         let number = held.snapshot.number;
+        let kept = held.kept.take();
         match self.deliver(held, recovered) {
             Ok(page) => {
+                if let Some(message) = self.cache.delivered(number, kept) {
+                    let _ = self.warn(message, false, number); // a note: never an error
+                }
                 // Fetch ahead while the caller reads this page, not only when it asks for the next.
                 if !self.progress.done {
                     self.fill_window();
@@ -259,7 +278,7 @@ impl PagePipeline {
                 Workers::start(
                     &self.client,
                     &self.options.retry,
-                    &self.options.shaping(),
+                    &Shaping { source: self.cache.source(), ..self.options.shaping() },
                     self.options.concurrency.max(1),
                 )
             });

@@ -123,7 +123,7 @@ fn paging_guards() {
     };
     let accept = |pipeline: &mut PagePipeline, n: u64, page: Page| {
         let served = page.records.len() as u64;
-        pipeline.check(n, Fetched { page, served }).and_then(|held| pipeline.deliver(held, None))
+        pipeline.check(n, Fetched { page, served, kept: None }).and_then(|held| pipeline.deliver(held, None))
     };
     let mut growing = pipeline(1);
     accept(&mut growing, 1, page(1, 3, r#"{"file_id":"a"}"#)).unwrap();

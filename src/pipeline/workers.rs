@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 
+use crate::cache::Frame;
 use crate::error::Result;
 use crate::fetch::ApiClient;
 use crate::page::Page;
@@ -13,6 +14,7 @@ use crate::projection::Projection;
 use crate::query::{Query, Status};
 use crate::retry::RetryPolicy;
 
+use super::cached::Source;
 use super::filter::keep_status;
 
 /// What is done to each page on the worker threads, before the consumer sees it.
@@ -22,6 +24,8 @@ pub(super) struct Shaping {
     pub filter: Option<Status>,
     /// Narrow each record to `fields` (after the filter, which reads `"status"`).
     pub projection: Option<Arc<Projection>>,
+    /// Where pages come from when the read uses the cache (else the service).
+    pub source: Option<Arc<Source>>,
 }
 
 /// A page as the consumer gets it, and how many records the service sent in it.
@@ -29,6 +33,8 @@ pub(super) struct Fetched {
     pub page: Page,
     /// Records before the filter: what the page-size checks compare with the limit.
     pub served: u64,
+    /// The body as the service sent it, compressed for a new cache entry.
+    pub kept: Option<Frame>,
 }
 
 /// One page, filtered and narrowed as asked (here, on a worker thread, not the consumer's).
@@ -38,7 +44,10 @@ pub(super) async fn fetch(
     retry: &RetryPolicy,
     shaping: &Shaping,
 ) -> Result<Fetched> {
-    let mut page = client.fetch_page(query, retry).await?;
+    let (mut page, kept) = match &shaping.source {
+        Some(source) => source.page(client, query, retry).await?,
+        None => (client.fetch_page(query, retry).await?, None),
+    };
     let served = page.records.len() as u64;
     if let Some(status) = shaping.filter {
         page = keep_status(page, status)?;
@@ -46,7 +55,7 @@ pub(super) async fn fetch(
     if let Some(projection) = &shaping.projection {
         page = projection.apply(&page)?;
     }
-    Ok(Fetched { page, served })
+    Ok(Fetched { page, served, kept })
 }
 
 type Job = (Query, oneshot::Sender<Result<Fetched>>);

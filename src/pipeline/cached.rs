@@ -1,0 +1,180 @@
+//! The pipeline's use of the cache (see `crate::cache`). A read first looks for an entry of its
+//! key: found, every page comes from disk, checked as it is read, and no request is made at all
+//! (a finished batch does not change, so nothing is revalidated). Not found, a whole read keeps
+//! each page's body as the service sent it, compressed on the worker threads and written in
+//! page order as pages are delivered; the entry is put in place only if the read ends complete,
+//! unchanged, every record final, and the status endpoint says the batch is done.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::cache::{all_final, Cache, EntryKey, EntryReader, EntryWriter, Frame};
+use crate::error::Result;
+use crate::fetch::ApiClient;
+use crate::page::{parse_page, Page};
+use crate::query::Query;
+use crate::retry::RetryPolicy;
+use crate::status::fetch_status;
+
+use super::{PipelineOptions, Progress};
+
+/// A read's use of the cache (`PipelineOptions::cache`).
+#[derive(Debug, Clone)]
+pub struct CacheRead {
+    pub cache: Arc<Cache>,
+    pub key: EntryKey,
+    /// Read from the service even when an entry exists, and replace it.
+    pub refresh: bool,
+}
+
+/// Where the workers get pages, and whether they keep copies for a new entry.
+pub(super) struct Source {
+    read: CacheRead,
+    disk: Option<EntryReader>,
+    /// A page of the entry failed its check: the entry is gone, the rest comes from the service.
+    damage: Mutex<Option<String>>,
+    abandoned: AtomicBool,
+    /// Keep each page's body (a whole read from the service that may end in an entry).
+    capture: bool,
+    /// A record that may still change was seen: nothing more is worth keeping.
+    not_final: AtomicBool,
+}
+
+impl Source {
+    /// One page, from the entry when there is one, else from the service; with its body
+    /// compressed for the new entry when this read keeps one and its records are all final.
+    pub(super) async fn page(
+        &self,
+        client: &ApiClient,
+        query: &Query,
+        retry: &RetryPolicy,
+    ) -> Result<(Page, Option<Frame>)> {
+        if let Some(body) = self.from_disk(query.page) {
+            self.read.cache.note_hit();
+            let page = parse_page(body, query.raw, query.page).map_err(|e| e.on_page(query.page))?;
+            return Ok((page, None));
+        }
+        let page = client.fetch_page(query, retry).await?;
+        let frame = self.keep(&page);
+        Ok((page, frame))
+    }
+
+    fn from_disk(&self, number: u64) -> Option<bytes::Bytes> {
+        let disk = self.disk.as_ref().filter(|_| !self.abandoned.load(Ordering::Relaxed))?;
+        match disk.page(number) {
+            Ok(body) => body,
+            Err(err) => {
+                self.abandoned.store(true, Ordering::Relaxed);
+                self.read.cache.remove(&self.read.key);
+                let message = format!("{err}: the entry was removed, and the batch is read from the service");
+                self.damage.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(message);
+                None
+            }
+        }
+    }
+
+    fn keep(&self, page: &Page) -> Option<Frame> {
+        if !self.capture || self.not_final.load(Ordering::Relaxed) {
+            return None;
+        }
+        if !all_final(page) {
+            self.not_final.store(true, Ordering::Relaxed);
+            return None;
+        }
+        Frame::compress(&page.body, page.records.len() as u64).ok()
+    }
+}
+
+/// The cache side of one pipeline: the source its workers share, the entry being written.
+#[derive(Default)]
+pub(super) struct CacheState {
+    source: Option<Arc<Source>>,
+    writer: Option<(EntryWriter, Arc<Cache>, EntryKey)>,
+    looked: bool,
+}
+
+impl CacheState {
+    pub(super) fn source(&self) -> Option<Arc<Source>> {
+        self.source.clone()
+    }
+
+    /// Looks for the read's entry (once, before any request). Returns a warning for an entry
+    /// found damaged; a hit clears `check_running` (only a finished batch has an entry).
+    pub(super) fn open(&mut self, options: &mut PipelineOptions) -> Option<String> {
+        if std::mem::replace(&mut self.looked, true) {
+            return None;
+        }
+        let read = options.cache.clone()?;
+        let (disk, warning) = match read.refresh {
+            true => (None, None),
+            false => match read.cache.lookup(&read.key) {
+                Ok(disk) => (disk, None),
+                Err(err) => {
+                    (None, Some(format!("{err}: the entry was removed, and the batch is read from the service")))
+                }
+            },
+        };
+        let whole = options.start_page == 1 && options.end_page.is_none() && options.max_items.is_none();
+        let capture = disk.is_none() && whole && options.filter.is_none();
+        if capture {
+            match read.cache.writer() {
+                Ok(writer) => self.writer = Some((writer, Arc::clone(&read.cache), read.key.clone())),
+                Err(err) => log::info!("the cache cannot be written ({err}): this read is not kept"),
+            }
+        }
+        options.check_running &= disk.is_none();
+        let capture = self.writer.is_some();
+        let source = Source {
+            read,
+            disk,
+            damage: Mutex::new(None),
+            abandoned: AtomicBool::new(false),
+            capture,
+            not_final: AtomicBool::new(false),
+        };
+        self.source = Some(Arc::new(source));
+        warning
+    }
+
+    /// A page delivered (in order): its body goes into the entry. Returns a warning if a page
+    /// of the entry read was found damaged.
+    pub(super) fn delivered(&mut self, number: u64, frame: Option<Frame>) -> Option<String> {
+        if let Some((writer, ..)) = &mut self.writer {
+            let appended = match frame {
+                Some(frame) if writer.pages() + 1 == number => writer.append(&frame).is_ok(),
+                _ => false,
+            };
+            if !appended {
+                self.writer = None; // not a whole read of final records: nothing is kept
+            }
+        }
+        let source = self.source.as_ref()?;
+        source.damage.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The read is over: keeps the entry if the read was whole, complete and unchanged (a
+    /// damaged entry's warning aside), every page of it written, and the status endpoint says
+    /// the batch is done (one request).
+    pub(super) async fn close(
+        &mut self,
+        client: &ApiClient,
+        options: &PipelineOptions,
+        query: &Query,
+        progress: &Progress,
+    ) {
+        let Some((writer, cache, key)) = self.writer.take() else { return };
+        let clean = progress.complete && !progress.changed && options.filter.is_none();
+        if !clean || progress.total_pages.is_none_or(|pages| writer.pages() < pages.max(1)) {
+            return;
+        }
+        match fetch_status(client, &query.batch_id, &options.retry).await {
+            Ok(status) if !status.in_progress() => {}
+            Ok(_) => return log::info!("the batch is still running: its pages are not kept"),
+            Err(err) => return log::info!("the batch's status is unknown ({err}): its pages are not kept"),
+        }
+        let stored = tokio::task::spawn_blocking(move || cache.commit(writer, key)).await;
+        if let Ok(Err(err)) = stored {
+            log::warn!("the cache entry could not be written: {err}");
+        }
+    }
+}
