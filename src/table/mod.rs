@@ -374,7 +374,7 @@ mod tests {
     #[test]
     fn batches_stay_within_the_byte_bound_a_string_column_needs() {
         // The bound is 1 GiB (a Utf8 column holds 2 GiB); here 100 bytes stand for it.
-        let records: Vec<String> = (0..7).map(|i| format!(r#"{{"id": {i}, "text": "{}"}}"#, "x".repeat(30))).collect();
+        let records: Vec<String> = (0..7).map(|i| format!(r#"{{"id": {i}, "text": "{}"}}"#, "x".repeat(20))).collect();
         let records: Vec<&str> = records.iter().map(String::as_str).collect();
         let pages: Vec<PageTable> = records
             .chunks(3)
