@@ -310,6 +310,41 @@ def ours_dataclass(cfg: Config) -> Callable[[Tally], None]:
     return run
 
 
+def _cached_client(cfg: Config) -> Any:
+    """A client whose cache already holds the batch (read once, untimed, into a fresh directory)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import soket_transcribe as st
+
+    cache_dir = tempfile.mkdtemp(prefix="soket-bench-cache-")
+    atexit.register(shutil.rmtree, cache_dir, ignore_errors=True)
+    filler = st.Client(cfg.token, cfg.url, concurrency=cfg.concurrency, cache_dir=cache_dir)
+    for _ in filler.iter_files(cfg.batch, limit=cfg.limit, speech_information=True):
+        pass
+    if filler.cache_info()["entries"] != 1:
+        raise RuntimeError("the batch was not kept (is every file final?)")
+    return lambda: st.Client(cfg.token, cfg.url, concurrency=cfg.concurrency, cache_dir=cache_dir)
+
+
+def _no_request(client: Any) -> None:
+    if client.stats["requests"]:
+        raise RuntimeError(f"a read from the cache made {client.stats['requests']} request(s)")
+
+
+def ours_cached(cfg: Config) -> Callable[[Tally], None]:
+    """A re-read of a finished batch from the cache (`cache_dir=`), as dicts: no request."""
+    new_client = _cached_client(cfg)
+
+    def run(tally: Tally) -> None:
+        client = new_client()
+        tally.stream(client.iter_files(cfg.batch, limit=cfg.limit, speech_information=True))
+        _no_request(client)
+
+    return run
+
+
 # -- table peers: setup(cfg) returns run() -> DataFrame ----------------------------------
 
 
@@ -373,6 +408,22 @@ def duckdb_stream(cfg: Config) -> Callable[[], Any]:
     return run
 
 
+def ours_pandas_cached(cfg: Config) -> Callable[[], Any]:
+    """`.to_pandas()` of a finished batch from the cache: no request."""
+    import pandas  # noqa: F401
+    import pyarrow  # noqa: F401
+
+    new_client = _cached_client(cfg)
+
+    def run() -> Any:
+        client = new_client()
+        df = client.iter_files(cfg.batch, limit=cfg.limit, speech_information=True).to_pandas()
+        _no_request(client)
+        return df
+
+    return run
+
+
 def _requests_records(cfg: Config) -> List[Dict[str, Any]]:
     records: List[Dict[str, Any]] = []
     for _, data in _requests_pages(cfg):
@@ -429,6 +480,7 @@ STREAMING = {
         ours_pages,
         ours_fields,
         ours_dataclass,
+        ours_cached,
     )
 }
 TABLES = {
@@ -443,6 +495,7 @@ TABLES = {
         ours_arrow_nested,
         ours_arrow_async,
         duckdb_stream,
+        ours_pandas_cached,
     )
 }
 

@@ -40,13 +40,17 @@ PROJECTION = ["ours_fields", "ours_dataclass", "ours_sync", "orjson_memory"]
 TABLES = ["ours_pandas", "requests_dataframe", "requests_json_normalize", "aiohttp_orjson_dataframe"]
 TABLES_BREAKDOWN = ["ours_pandas_pyarrow_dtypes", "ours_arrow"]
 ARROW = ["ours_arrow_nested", "ours_arrow_async", "duckdb_stream"]  # against ours_sync (a `for` loop)
+CACHE = ["ours_cached", "orjson_memory", "ours_sync"]
+CACHE_TABLES = ["ours_pandas_cached", "ours_pandas"]
 PACKAGES = ["soket-transcribe", "requests", "httpx", "aiohttp", "orjson", "jiter", "pandas", "pyarrow", "psutil"]
 
 SERVER = """
 import json, sys
 from soket_transcribe.testing import MockServer
 files, latency_ms, gzip = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
-with MockServer(files=files, latency_ms=latency_ms, gzip=gzip) as srv:
+final = sys.argv[4:] == ["final"]  # every file completed or failed: a batch the cache keeps
+statuses = {"completed": 0.85, "failed": 0.15} if final else None
+with MockServer(files=files, latency_ms=latency_ms, gzip=gzip, statuses=statuses) as srv:
     print(json.dumps({"url": srv.url, "token": srv.token, "batch": srv.batch_id}), flush=True)
     sys.stdin.read()  # serve until the benchmark closes our stdin
 """
@@ -56,10 +60,10 @@ with MockServer(files=files, latency_ms=latency_ms, gzip=gzip) as srv:
 
 
 @contextmanager
-def mock_server(files: int, latency_ms: int = 0, gzip: bool = False) -> Iterator[Dict[str, str]]:
+def mock_server(files: int, latency_ms: int = 0, gzip: bool = False, final: bool = False) -> Iterator[Dict[str, str]]:
     """The embedded mock in a process of its own; yields url, token, batch."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(files), str(latency_ms), "1" if gzip else "0"],
+        [sys.executable, "-c", SERVER, str(files), str(latency_ms), "1" if gzip else "0"] + (["final"] if final else []),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -440,12 +444,67 @@ def scenario_gzip(args: argparse.Namespace, report: Report) -> None:
     )
 
 
+def scenario_cache(args: argparse.Namespace, report: Report) -> None:
+    """A re-run: the same finished batch read again from the cache (`cache_dir=`), no request."""
+    files, n = (20_000, 3) if args.quick else (100_000, args.runs)
+    with server_for(args, files, final=True) as srv:
+        print(f"\n== cache: {files} files, every one final, read again from the cache", flush=True)
+        res = rounds(CACHE, srv, args, n, warmup=1)
+        check_same({p: o for p, o in res.items() if ok(res, p)})
+        tables = rounds(CACHE_TABLES, srv, args, n, warmup=1)
+    with server_for(args, files, gzip=True, final=True) as srv:
+        entry, gzipped = entry_and_gzip_bytes(srv, args)
+    records = res["ours_cached"][0]["count"]
+    limit = median(res["orjson_memory"])
+    rows = [[p, f"{median(res[p]):.3f}", spread(res[p]), f"{median(res[p]) / limit:.2f}x"] for p in CACHE if ok(res, p)]
+    rows += [[p, f"{median(tables[p]):.3f}", spread(tables[p]), ""] for p in CACHE_TABLES if ok(tables, p)]
+    report.table(
+        f"Cache: {records:,} files read again from `cache_dir` (no request), against a first read",
+        ["client", "median s", "min–max s", "time / orjson_memory"],
+        rows,
+        note=f"Median of {n} runs each, each a new client on a cache filled once before the clock. "
+        "ours_cached: `for f in iter_files(...)` served from the entry (each run checks `stats['requests'] == 0`); "
+        "ours_sync and ours_pandas: a first read from the mock; orjson_memory: `orjson.loads` over the "
+        f"page bodies in memory. Entry on disk: {entry / 1e6:.1f} MB; the gzip answers of the service "
+        f"(the mock, gzip on): {gzipped / 1e6:.1f} MB.",
+    )
+    r = median(res["ours_cached"]) / limit
+    report.target("cache re-read as dicts vs orjson.loads in memory", "<= 1.1x its time", f"{r:.2f}x", r <= 1.1)
+    r = median(tables["ours_pandas_cached"]) / median(tables["ours_pandas"])
+    report.target("cache .to_pandas() vs a first read", "< 1x its time", f"{r:.2f}x", r < 1)
+    report.target("cache entry vs the gzip answers", "<= 1x their size", f"{entry / gzipped:.2f}x", entry <= gzipped)
+
+
+def entry_and_gzip_bytes(srv: Dict[str, str], args: argparse.Namespace) -> tuple:
+    """The size of the batch's cache entry, and of the gzip answers the service sent for it."""
+    import tempfile
+    import urllib.request
+
+    import soket_transcribe as st
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        client = st.Client(srv["token"], srv["url"], cache_dir=cache_dir, concurrency=args.concurrency)
+        res = client.iter_files(srv["batch"], limit=args.limit, speech_information=True)
+        for _ in res:
+            pass
+        entry = client.cache_info()["bytes"]
+    gzipped = 0
+    for page in range(1, (res.total_pages or 0) + 1):
+        url = f"{srv['url'].rstrip('/')}/results/batch/{srv['batch']}?page={page}&limit={args.limit}&speech_information=true"
+        headers = {"Authorization": f"Bearer {srv['token']}", "Accept-Encoding": "gzip"}
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as answer:
+            gzipped += len(answer.read())
+    return entry, gzipped
+
+
 @contextmanager
-def server_for(args: argparse.Namespace, files: int, latency_ms: int = 0, gzip: bool = False) -> Iterator[Dict[str, str]]:
+def server_for(
+    args: argparse.Namespace, files: int, latency_ms: int = 0, gzip: bool = False, final: bool = False
+) -> Iterator[Dict[str, str]]:
     if args.url:
         yield {"url": args.url, "token": args.token, "batch": args.batch}
     else:
-        with mock_server(files, latency_ms, gzip) as srv:
+        with mock_server(files, latency_ms, gzip, final) as srv:
             yield srv
 
 
@@ -456,6 +515,7 @@ SCENARIOS = {
     "tables": scenario_tables,
     "memory": scenario_memory,
     "gzip": scenario_gzip,
+    "cache": scenario_cache,
 }
 
 

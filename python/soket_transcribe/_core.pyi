@@ -1,5 +1,6 @@
 """Type stubs of the native module `soket_transcribe._core` (the Rust core's bindings)."""
 
+import os
 from types import TracebackType
 from typing import Any, Awaitable, Callable, Coroutine, Dict, Generator, List, Literal, Optional, Protocol, Sequence, Tuple, Type, Union, final, overload
 
@@ -81,6 +82,8 @@ class Client:
         max_retries: int = 3,
         concurrency: int = 4,
         max_body_bytes: int = ...,
+        cache_dir: Union[str, "os.PathLike[str]", None] = None,
+        cache_max_bytes: Optional[int] = None,
     ) -> Self: ...
     def __getnewargs_ex__(self) -> Tuple[Tuple[Optional[str], Optional[str]], Dict[str, Any]]: ...
     def close(self) -> None:
@@ -102,6 +105,13 @@ class Client:
         """Whether `close()` was called (a closed client raises on every call)."""
     @property
     def max_body_bytes(self) -> int: ...
+    @property
+    def cache_dir(self) -> Optional[str]:
+        """The cache directory (`cache_dir=`, else `SOKET_CACHE_DIR`); None without a cache."""
+    def cache_info(self) -> Optional[Dict[str, Any]]:
+        """`{"dir", "entries", "bytes", "batches", "max_bytes"}` of the cache; None without one."""
+    def clear_cache(self, batch_id: Optional[str] = None) -> int:
+        """Removes the cache's entries of `batch_id` (every entry when None); returns how many went."""
     @property
     def stats(self) -> Dict[str, int]:
         """What this client did in this process: `{"requests": sent, "retries": made}`."""
@@ -147,11 +157,14 @@ class Client:
         fields: Optional[Sequence[str]] = None,
         on_change: str = "warn",
         filter_status: Optional[str] = None,
+        refresh: bool = False,
     ) -> PageStream:
         """The pages of a batch in order (what `iter_files` and `iter_jobs` read).
 
         `status=` without `end_page` reads the whole batch and filters it here while the batch
-        still runs; `filter_status=` always does (page numbers are then the whole batch's)."""
+        still runs; `filter_status=` always does (page numbers are then the whole batch's).
+        With a cache, pages come from the batch's entry when there is one (`refresh=True`: from
+        the service, and a whole read of a finished batch replaces the entry)."""
     def status(self, batch_id: str) -> BatchStatus:
         """A batch's progress (`GET /status/batch/{batch_id}`)."""
     def status_async(self, batch_id: str) -> Coroutine[Any, Any, BatchStatus]:
@@ -190,6 +203,12 @@ class Client:
     def get_file_async(
         self, file_id: str, *, chunks: Optional[bool] = None, speech_information: Optional[bool] = None, as_dataclass: Literal[True]
     ) -> Coroutine[Any, Any, FileResult]: ...
+
+def _cache_info(cache_dir: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
+    """`{"dir", "entries", "bytes", "batches"}` of the cache in `cache_dir`, with no client."""
+
+def _clear_cache(cache_dir: Union[str, "os.PathLike[str]"], batch_id: Optional[str] = None) -> int:
+    """`Client.clear_cache` for the cache in `cache_dir`, with no client."""
 
 def as_dataclasses(items: List[Any], cls: type, names: Tuple[str, ...]) -> List[Any]:
     """Parsed records turned in place into instances of the dataclass `cls` (fields `names` + `extra`)."""

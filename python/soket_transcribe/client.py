@@ -25,7 +25,10 @@ class Client(_core.Client):
     working in a child process after `os.fork()`, closes its connections on `close()` or
     at the end of a `with` (or `async with`) block, and pickles its configuration so it can
     be shipped to Dask or Ray workers: an explicit token travels in the pickle, a token
-    read from `SOKET_API_TOKEN` is read again where the client is unpickled.
+    read from `SOKET_API_TOKEN` is read again where the client is unpickled. `cache_dir` (or
+    `SOKET_CACHE_DIR`) keeps each finished batch read whole on disk and serves it again with no
+    request (see `iter_files`); `cache_max_bytes` caps it (1 GiB by default, least recently used
+    entries go first).
     """
 
     def iter_files(
@@ -42,13 +45,16 @@ class Client(_core.Client):
         fields: Optional[Sequence[str]] = None,
         on_change: str = "warn",
         max_retries: Optional[int] = None,
+        refresh: bool = False,
     ) -> BatchResults:
         """Every file result of a batch (merged per file), in page order, each once.
 
         Nothing is fetched until iteration starts. Yields dicts, or `FileResult` with
         `as_dataclass=True`. `fields=["file_id", "result.text"]` keeps only those (dotted)
         paths of each record, nested as given. `on_change="raise"` raises `BatchChangedError`
-        when the batch moved under the reader so that records may be missing.
+        when the batch moved under the reader so that records may be missing. With a
+        `cache_dir`, a batch read whole once every file is final is served again from disk with
+        no request; `refresh=True` reads the service anyway and replaces what was kept.
         """
         return self._results(
             BatchQuery(batch_id, False, status, limit, chunks, speech_information, max_retries, _fields(fields)),
@@ -56,6 +62,7 @@ class Client(_core.Client):
             max_items,
             as_dataclass,
             on_change,
+            refresh,
         )
 
     def iter_jobs(
@@ -72,6 +79,7 @@ class Client(_core.Client):
         fields: Optional[Sequence[str]] = None,
         on_change: str = "warn",
         max_retries: Optional[int] = None,
+        refresh: bool = False,
     ) -> BatchResults:
         """Every raw job record of a batch (`raw=true`), in page order, each once.
 
@@ -83,6 +91,7 @@ class Client(_core.Client):
             max_items,
             as_dataclass,
             on_change,
+            refresh,
         )
 
     def wait(
@@ -136,9 +145,15 @@ class Client(_core.Client):
         )
 
     def _results(
-        self, query: BatchQuery, start_page: int, max_items: Optional[int], as_dataclass: bool, on_change: str
+        self,
+        query: BatchQuery,
+        start_page: int,
+        max_items: Optional[int],
+        as_dataclass: bool,
+        on_change: str,
+        refresh: bool,
     ) -> BatchResults:
-        stream = query.stream(self, start_page, None, max_items=max_items, on_change=on_change)
+        stream = query.stream(self, start_page, None, max_items=max_items, on_change=on_change, refresh=refresh)
         read = BatchRead(self, query, start_page, max_items)
         return BatchResults(stream, raw=query.raw, as_dataclass=as_dataclass, read=read, on_change=on_change)
 

@@ -67,8 +67,10 @@ class BatchQuery:
         *,
         max_items: Optional[int] = None,
         on_change: str = "warn",
+        refresh: bool = False,
     ) -> _core.PageStream:
-        """A stream of pages `first_page..=last_page` of this query, never a page past them."""
+        """A stream of pages `first_page..=last_page` of this query, never a page past them
+        (`refresh=True`: from the service even when the client's cache holds them)."""
         return client.stream(
             self.batch_id,
             raw=self.raw,
@@ -82,6 +84,7 @@ class BatchQuery:
             max_retries=self.max_retries,
             fields=self.fields,
             on_change=on_change,
+            refresh=refresh,
         )
 
 

@@ -1,5 +1,6 @@
 //! `_core.Client`: configuration, one page on demand, and page streams.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -7,14 +8,16 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+use crate::cache::Cache;
 use crate::fetch::{parse_base_url, seconds, ApiClient, ClientConfig, DEFAULT_BASE_URL};
-use crate::pipeline::{OnChange, PagePipeline, PipelineOptions};
+use crate::pipeline::{CacheRead, OnChange, PagePipeline, PipelineOptions};
 use crate::projection::Projection;
 use crate::query::{Query, Status};
 use crate::retry::RetryPolicy;
 use crate::runtime::ForkLocal;
 use crate::status::{check_id, fetch_file, fetch_status, FileQuery};
 
+use super::cache::CACHE_DIR_ENV;
 use super::errors::IntoPyResult;
 use super::page::PyPage;
 use super::status::{batch_status, file_record};
@@ -33,6 +36,10 @@ pub struct PyClient {
     token_from_env: bool,
     api: ForkLocal<ApiClient>,
     closed: AtomicBool,
+    /// Finished batches kept on disk (`cache_dir=`, else `SOKET_CACHE_DIR`), if any.
+    cache: Option<Arc<Cache>>,
+    /// The cache directory came from `SOKET_CACHE_DIR`: a pickle leaves it out, to be read again there.
+    cache_dir_from_env: bool,
 }
 
 impl PyClient {
@@ -102,14 +109,17 @@ fn positive_page(name: &str, page: i64) -> PyResult<u64> {
 #[pymethods]
 impl PyClient {
     #[new]
-    #[pyo3(signature = (token=None, base_url=None, *, timeout=60.0, max_retries=3, concurrency=4, max_body_bytes=256 * 1024 * 1024))]
+    #[pyo3(signature = (token=None, base_url=None, *, timeout=60.0, max_retries=3, concurrency=4, max_body_bytes=256 * 1024 * 1024, cache_dir=None, cache_max_bytes=None))]
     fn new(
+        py: Python<'_>,
         token: Option<String>,
         base_url: Option<String>,
         timeout: f64,
         max_retries: u32,
         concurrency: usize,
         max_body_bytes: usize,
+        cache_dir: Option<PathBuf>,
+        cache_max_bytes: Option<i64>,
     ) -> PyResult<PyClient> {
         let token_from_env = token.is_none();
         let token = match token {
@@ -133,7 +143,14 @@ impl PyClient {
             max_body_bytes,
         };
         config.validate().py_err()?;
-        Ok(PyClient { config, token_from_env, api: ForkLocal::new(), closed: AtomicBool::new(false) })
+        let cache_dir_from_env = cache_dir.is_none();
+        let cache_dir = match cache_dir {
+            Some(dir) => Some(dir),
+            None => env_value(CACHE_DIR_ENV)?.map(PathBuf::from),
+        };
+        let cache = super::cache::open(py, cache_dir, cache_max_bytes)?;
+        let closed = AtomicBool::new(false);
+        Ok(PyClient { config, token_from_env, api: ForkLocal::new(), closed, cache, cache_dir_from_env })
     }
 
     /// For pickle (Dask, Ray, multiprocessing): the configuration; a token read from
@@ -146,6 +163,10 @@ impl PyClient {
         kwargs.set_item("max_retries", self.config.retry.max_retries)?;
         kwargs.set_item("concurrency", self.config.concurrency)?;
         kwargs.set_item("max_body_bytes", self.config.max_body_bytes)?;
+        if !self.cache_dir_from_env {
+            kwargs.set_item("cache_dir", self.cache_dir())?;
+        }
+        kwargs.set_item("cache_max_bytes", self.cache.as_ref().map(|c| c.max_bytes()))?;
         Ok((args, kwargs))
     }
 
@@ -214,13 +235,32 @@ impl PyClient {
         self.config.max_body_bytes
     }
 
-    /// What this client did in this process: `{"requests": sent, "retries": made}`.
+    /// The cache directory, None without a cache.
+    #[getter]
+    fn cache_dir(&self) -> Option<String> {
+        self.cache.as_ref().map(|c| c.dir().to_string_lossy().into_owned())
+    }
+
+    /// `{"dir", "entries", "bytes", "batches", "max_bytes"}` of this client's cache; None without one.
+    fn cache_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.cache.as_deref().map(|cache| super::cache::info(py, cache)).transpose()
+    }
+
+    /// Removes the cache's entries of `batch_id` (every entry when None); returns how many went.
+    #[pyo3(signature = (batch_id=None))]
+    fn clear_cache(&self, py: Python<'_>, batch_id: Option<&str>) -> PyResult<u64> {
+        self.cache.as_deref().map_or(Ok(0), |cache| super::cache::clear(py, cache, batch_id))
+    }
+
+    /// What this client did in this process: `{"requests": sent, "retries": made, "cache_hits":
+    /// pages served from the cache}`.
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let api = self.api()?;
         let stats = PyDict::new(py);
         stats.set_item("requests", api.stats.requests.load(Ordering::Relaxed))?;
         stats.set_item("retries", api.stats.retries.load(Ordering::Relaxed))?;
+        stats.set_item("cache_hits", self.cache.as_ref().map_or(0, |c| c.hits()))?;
         Ok(stats)
     }
 
@@ -276,7 +316,7 @@ impl PyClient {
     /// batch is read and filtered by the client (its filtered view moves). With `end_page`, page
     /// numbers are the filtered view's, read as asked. `filter_status=`: read the whole batch's
     /// pages and keep the records of that status (never with `status=`).
-    #[pyo3(signature = (batch_id, *, raw=false, status=None, limit=200, chunks=None, speech_information=None, start_page=1, end_page=None, max_items=None, max_retries=None, fields=None, on_change="warn", filter_status=None))]
+    #[pyo3(signature = (batch_id, *, raw=false, status=None, limit=200, chunks=None, speech_information=None, start_page=1, end_page=None, max_items=None, max_retries=None, fields=None, on_change="warn", filter_status=None, refresh=false))]
     #[allow(clippy::too_many_arguments)]
     fn stream(
         &self,
@@ -293,6 +333,7 @@ impl PyClient {
         fields: Option<Vec<String>>,
         on_change: &str,
         filter_status: Option<&str>,
+        refresh: bool,
     ) -> PyResult<PyPageStream> {
         if status.is_some() && filter_status.is_some() {
             return Err(PyValueError::new_err("pass status= (the service filters) or filter_status=, not both"));
@@ -311,6 +352,11 @@ impl PyClient {
             projection: fields.map(|f| Projection::new(&f).map(Arc::new)).transpose().py_err()?,
             filter: filter_status.map(Status::parse).transpose().py_err()?,
             check_running: status.is_some() && end_page.is_none(),
+            cache: self.cache.as_ref().map(|cache| CacheRead {
+                key: cache.key(&self.config.base_url, &query, &self.config.token),
+                cache: Arc::clone(cache),
+                refresh,
+            }),
             ..PipelineOptions::new(self.config.concurrency, self.retry(max_retries))
         };
         let pipeline = PagePipeline::new(self.api()?, query, options).py_err()?;

@@ -1,5 +1,6 @@
 //! The bindings: thin adapters from the core to Python types. No logic of their own.
 
+mod cache;
 mod client;
 mod errors;
 mod mock;
@@ -50,6 +51,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::PyReady>()?;
     m.add_function(wrap_pyfunction!(records::as_dataclasses, m)?)?;
     m.add_function(wrap_pyfunction!(status::_batch_stage, m)?)?;
+    cache::register(m)?;
     wait::register(m)?;
     mock::register(m)?;
     table::register(m)?;

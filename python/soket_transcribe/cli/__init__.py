@@ -5,6 +5,7 @@
     soket-transcribe subtitles BATCH_ID -o subs/ --format vtt
     soket-transcribe mock-server --files 5000               # the embedded mock, in the foreground
     soket-transcribe demo                                   # the main job, end to end, locally
+    soket-transcribe cache info                             # the cache of finished batches ($SOKET_CACHE_DIR)
 
 Exit codes: 0 done, 1 the service or the connection failed, 2 bad arguments, 3 `wait` timed out,
 130 Ctrl-C.
@@ -17,7 +18,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from ..errors import SoketError
-from . import commands
+from . import cache, commands
 from ..subtitles import FORMATS as SUBTITLE_FORMATS
 from .sinks import FORMATS
 
@@ -181,4 +182,6 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--files", type=int, default=5000, metavar="N", help="files in the batch (default 5000)")
     demo.add_argument("--latency-ms", type=int, default=0, metavar="L", help="delay the mock adds to every answer")
     demo.set_defaults(run=commands.demo)
+
+    cache.add_parser(subcommands)
     return parser
