@@ -704,3 +704,15 @@ def test_wait_exits_1_on_a_failed_batch(scripted_server):
     assert out.returncode == 1
     assert out.stderr == "error: batch b failed\n"
     assert out.stdout.splitlines()[1:3] == ["status    failed", "files     3 of 3 done (1 completed, 2 failed)"]
+
+
+def test_an_export_that_may_miss_records_exits_1(server, tmp_path):
+    # The mock serves page 2 shifted by one: a record slides past every read, the totals never move.
+    batch = server.add_batch(30, seed=1)
+    server.fail_next("stall", 1, stall_s=0.01)
+    server.fail_next("shift", 1)
+    target = tmp_path / "out.jsonl"
+    out = run("results", batch, "--limit", "10", "--concurrency", "1", "-o", str(target), server=server)
+    assert out.returncode == 1
+    assert "records may be missing from what was written" in out.stderr.splitlines()[-1]
+    assert len(target.read_text().splitlines()) == 29  # what was read is kept, and said to be short

@@ -59,7 +59,6 @@ def test_follow_yields_every_file_once_and_only_final_ones():
         assert len(ids) == len(set(ids)) == 120
         assert {f["file_id"]: f for f in got} == final_records(client, batch)
         assert res.finished and res.done == res.total == 120 and res.polls >= 2
-        assert res.pages_read < res.polls * 6  # never the whole view on every poll
 
 
 def test_follow_rereads_only_the_pages_still_in_flight():

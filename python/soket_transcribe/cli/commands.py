@@ -74,6 +74,12 @@ def results(args: argparse.Namespace) -> int:
                 bar(done, expected())
             sink.close()
         bar.close()
+        if not records.complete:  # written, but not vouched for: a script must not take it as whole
+            error(
+                f"records may be missing from what was written (the batch moved while it was read: "
+                f"see the warning above); read batch {args.batch_id} again once it is done"
+            )
+            return 1
         return 0
     except BrokenPipeError:
         sink.abandon()
