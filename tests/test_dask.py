@@ -221,3 +221,22 @@ def wait_for(condition, seconds=30.0):
             return False
         time.sleep(0.05)
     return True
+
+
+
+def test_keys_holding_dots_are_columns_of_their_own_and_project(scripted_server, cluster):
+    # A key literally named "a.b" beside a nested a.b, and a dotted key inside a struct.
+    records = [{"file_id": f"f{i}", "a.b": i, "a": {"b": -i}, "m": {"x.y": 10 * i}} for i in range(6)]
+
+    def answer(query):
+        page = int(query["page"])
+        files = records[(page - 1) * 2 : page * 2]
+        body = {"page": page, "limit": 2, "total_pages": 3, "total_files": 6, "count": 2, "files": files}
+        return json.dumps(body).encode()
+
+    client = st.Client("t0ken", scripted_server(answer), max_retries=0)
+    ddf = client.iter_files("b", limit=2).to_dask(pages_per_partition=1)
+    assert list(ddf.columns) == ["file_id", "a\\.b", "a.b", "m.x\\.y", "extra"]
+    assert ddf["a\\.b"].compute().tolist() == list(range(6))
+    assert ddf["a.b"].compute().tolist() == [-i for i in range(6)]
+    assert ddf[["m.x\\.y"]].compute()["m.x\\.y"].tolist() == [10 * i for i in range(6)]
