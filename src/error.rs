@@ -64,6 +64,10 @@ pub enum Error {
     /// A bug on our side (a panicked task); never expected.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// The client's threads could not be started (the OS refused a thread or a descriptor).
+    #[error("{0}")]
+    RuntimeStart(String),
 }
 
 impl Error {
@@ -93,6 +97,14 @@ impl Error {
         Error::Internal(message.into())
     }
 
+    #[cold]
+    pub fn runtime_start(threads: usize, cause: &std::io::Error) -> Error {
+        Error::RuntimeStart(format!(
+            "could not start the client's runtime ({threads} threads): {cause}; the process may be at \
+             its thread limit (ulimit -u, a container's pids.max) or out of memory"
+        ))
+    }
+
     pub fn page(&self) -> PageNo {
         match self {
             Error::Api { page, .. }
@@ -100,7 +112,7 @@ impl Error {
             | Error::Connection { page, .. }
             | Error::Format { page, .. }
             | Error::BatchChanged { page, .. } => *page,
-            Error::InvalidArgument(_) | Error::Internal(_) => None,
+            Error::InvalidArgument(_) | Error::Internal(_) | Error::RuntimeStart(_) => None,
         }
     }
 
@@ -118,7 +130,8 @@ impl Error {
             Error::Connection { message, .. }
             | Error::BatchChanged { message, .. }
             | Error::InvalidArgument(message)
-            | Error::Internal(message) => f(message),
+            | Error::Internal(message)
+            | Error::RuntimeStart(message) => f(message),
         }
         self
     }
@@ -131,7 +144,7 @@ impl Error {
             | Error::Connection { page, .. }
             | Error::Format { page, .. }
             | Error::BatchChanged { page, .. } => page,
-            Error::InvalidArgument(_) | Error::Internal(_) => return self,
+            Error::InvalidArgument(_) | Error::Internal(_) | Error::RuntimeStart(_) => return self,
         };
         if slot.is_some() {
             return self;
@@ -149,7 +162,8 @@ impl Error {
             | Error::Connection { message, .. }
             | Error::BatchChanged { message, .. }
             | Error::InvalidArgument(message)
-            | Error::Internal(message) => message.push_str(text),
+            | Error::Internal(message)
+            | Error::RuntimeStart(message) => message.push_str(text),
         }
         self
     }
@@ -160,9 +174,11 @@ impl Error {
             Error::Api { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
             Error::Connection { transient, .. } => *transient,
             Error::Format { malformed, .. } => *malformed,
-            Error::InvalidArgument(_) | Error::NotFound { .. } | Error::BatchChanged { .. } | Error::Internal(_) => {
-                false
-            }
+            Error::InvalidArgument(_)
+            | Error::NotFound { .. }
+            | Error::BatchChanged { .. }
+            | Error::Internal(_)
+            | Error::RuntimeStart(_) => false,
         }
     }
 

@@ -368,7 +368,7 @@ mod tests {
 
     fn poll(api: &ApiClient, batch_id: &str, within: Option<Duration>, persist: bool) -> Result<Polled> {
         let retry = RetryPolicy { max_retries: 1, initial: Duration::from_millis(1), ..RetryPolicy::default() };
-        crate::runtime::runtime().block_on(poll_status(api, batch_id, &retry, within, persist))
+        crate::runtime::runtime()?.block_on(poll_status(api, batch_id, &retry, within, persist))
     }
 
     #[test]

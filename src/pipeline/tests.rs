@@ -25,7 +25,7 @@ fn options(concurrency: usize) -> PipelineOptions {
 }
 
 fn read_all(pipeline: &mut PagePipeline) -> Result<Vec<(u64, usize)>> {
-    crate::runtime::runtime().block_on(async {
+    crate::runtime::runtime().unwrap().block_on(async {
         let mut pages = Vec::new();
         while let Some(page) = pipeline.next().await? {
             pages.push((page.meta.page, page.records.len()));
@@ -64,7 +64,7 @@ fn an_error_names_its_page_and_the_pipeline_can_go_on() {
     let query = Query { limit: 10, ..Query::new(server.batch_id()) };
     let opts = PipelineOptions { retry: RetryPolicy { max_retries: 0, ..options(1).retry }, ..options(1) };
     let mut pipeline = PagePipeline::new(client(&server, 1), query, opts).unwrap();
-    let rt = crate::runtime::runtime();
+    let rt = crate::runtime::runtime().unwrap();
     assert_eq!(rt.block_on(pipeline.next()).unwrap().unwrap().meta.page, 1);
     // Pages are fetched ahead: the fault lands on whichever request reaches the server next.
     server.fail_next(FaultKind::Status(400), 1);
@@ -90,7 +90,7 @@ fn fetching_ahead_starts_once_the_first_page_is_read() {
     let server = MockServer::start(MockConfig { files: 1000, ..MockConfig::default() }).unwrap();
     let query = Query { limit: 10, ..Query::new(server.batch_id()) };
     let mut pipeline = PagePipeline::new(client(&server, 2), query, options(2)).unwrap();
-    let rt = crate::runtime::runtime();
+    let rt = crate::runtime::runtime().unwrap();
     assert_eq!(rt.block_on(pipeline.next()).unwrap().unwrap().meta.page, 1);
     let window = 1 + WINDOW_PER_REQUEST * 2;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -154,7 +154,7 @@ fn duplicates_are_dropped_with_a_warning() {
     let server = MockServer::start(MockConfig { files: 45, ..MockConfig::default() }).unwrap();
     let query = Query { limit: 10, ..Query::new(server.batch_id()) };
     let mut pipeline = PagePipeline::new(client(&server, 1), query, options(1)).unwrap();
-    let rt = crate::runtime::runtime();
+    let rt = crate::runtime::runtime().unwrap();
     rt.block_on(pipeline.next()).unwrap().unwrap();
     server.fail_next(FaultKind::Shift(2), 100);
     let rest = read_all(&mut pipeline).unwrap();
@@ -165,7 +165,7 @@ fn duplicates_are_dropped_with_a_warning() {
 
 /// The file ids of every record delivered, in order.
 fn read_ids(pipeline: &mut PagePipeline) -> Vec<u64> {
-    crate::runtime::runtime().block_on(async {
+    crate::runtime::runtime().unwrap().block_on(async {
         let mut ids = Vec::new();
         while let Some(page) = pipeline.next().await.unwrap() {
             ids.extend(page.records.iter().map(|r| r.key.unwrap()));

@@ -18,7 +18,8 @@ enum Class {
 fn class_of(err: &Error) -> Class {
     match err {
         Error::InvalidArgument(_) => Class::Builtin(PyValueError::new_err),
-        Error::Internal(_) => Class::Builtin(PyRuntimeError::new_err),
+        // As `threading.Thread.start()` says it when the OS refuses a thread.
+        Error::Internal(_) | Error::RuntimeStart(_) => Class::Builtin(PyRuntimeError::new_err),
         Error::Api { status, .. } => Class::Ours(match status {
             401 => "AuthenticationError",
             403 => "PermissionDeniedError",

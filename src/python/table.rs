@@ -9,10 +9,9 @@ use arrow_schema::SchemaRef;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatch, PySchema, PyTable};
-use tokio::task::JoinHandle;
+use tokio::task::{spawn_blocking, JoinHandle};
 
 use crate::error::Result;
-use crate::runtime::runtime;
 use crate::table::{self, PageBatcher, PageTable, TableBuilder};
 
 use super::errors::IntoPyResult;
@@ -61,7 +60,7 @@ async fn read_table(stream: Py<PyPageStream>, progress: Option<Py<PyAny>>, shape
         let page = stream.next().await?;
         let done = page.is_none();
         if let Some(page) = page.filter(|p| !p.records.is_empty()) {
-            reading.push_back(runtime().spawn_blocking(move || PageTable::read(&page)));
+            reading.push_back(spawn_blocking(move || PageTable::read(&page)));
         }
         if let Some(callback) = &progress {
             let p = handle.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -72,7 +71,7 @@ async fn read_table(stream: Py<PyPageStream>, progress: Option<Py<PyAny>>, shape
             group.push(read.await.map_err(reader_failed)?.py_err()?);
             if group.iter().map(PageTable::rows).sum::<usize>() >= BATCH_ROWS {
                 let pages = std::mem::take(&mut group);
-                groups.push(runtime().spawn_blocking(move || PageTable::concat(pages)));
+                groups.push(spawn_blocking(move || PageTable::concat(pages)));
             }
         }
         if done {
@@ -80,7 +79,7 @@ async fn read_table(stream: Py<PyPageStream>, progress: Option<Py<PyAny>>, shape
         }
     }
     if !group.is_empty() {
-        groups.push(runtime().spawn_blocking(move || PageTable::concat(group)));
+        groups.push(spawn_blocking(move || PageTable::concat(group)));
     }
     let mut builder = TableBuilder::new();
     for joined in groups {
@@ -94,7 +93,7 @@ async fn read_table(stream: Py<PyPageStream>, progress: Option<Py<PyAny>>, shape
         let batches = batches.into_iter().map(|b| shape.apply(b)).collect::<Result<Vec<_>>>()?;
         Ok((batches[0].schema(), batches))
     };
-    let (schema, batches) = runtime().spawn_blocking(finish).await.map_err(reader_failed)?.py_err()?;
+    let (schema, batches) = spawn_blocking(finish).await.map_err(reader_failed)?.py_err()?;
     PyTable::try_new(batches, schema)
 }
 

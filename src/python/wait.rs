@@ -14,6 +14,8 @@ use pyo3_async_runtimes::TaskLocals;
 
 use crate::runtime::runtime;
 
+use super::errors::IntoPyResult;
+
 /// How often a blocked sync call looks for a pending signal (Ctrl-C).
 const SIGNAL_TICK: Duration = Duration::from_millis(100);
 
@@ -29,7 +31,7 @@ where
         Ok(out) => return Ok(out),
         Err(pending) => pending,
     };
-    let rt = runtime();
+    let rt = runtime().py_err()?;
     py.detach(|| {
         rt.block_on(async {
             loop {
@@ -43,10 +45,12 @@ where
 }
 
 /// Polls `fut` once on the caller's thread, inside the runtime's context (for what it
-/// spawns): its output when it is ready already, else the future, to be waited on.
+/// spawns): its output when it is ready already, else the future, to be waited on (where a
+/// runtime that cannot start is an error).
 pub fn ready_now<F: Future>(fut: F) -> Result<F::Output, Pin<Box<F>>> {
-    let _context = runtime().enter();
     let mut fut = Box::pin(fut);
+    let Ok(rt) = runtime() else { return Err(fut) };
+    let _context = rt.enter();
     match fut.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
         Poll::Ready(out) => Ok(out),
         Poll::Pending => Err(fut),
@@ -61,11 +65,22 @@ where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
     if pyo3_async_runtimes::get_running_loop(py).is_ok() {
-        return pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut);
+        return on_runtime(py, fut);
     }
-    let start: StartFuture =
-        Box::new(move |py| pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut));
+    let start: StartFuture = Box::new(move |py| on_runtime(py, fut));
     Ok(Bound::new(py, PyDeferred(std::sync::Mutex::new(Stage::NotStarted(start))))?.into_any())
+}
+
+/// An asyncio future of `fut`, spawned on our runtime: entered here, so that `AsyncRuntime`
+/// spawns on it (a runtime that cannot start is an error before anything is spawned).
+fn on_runtime<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let rt = runtime().py_err()?;
+    let _context = rt.enter();
+    pyo3_async_runtimes::generic::future_into_py::<AsyncRuntime, F, T>(py, fut)
 }
 
 type StartFuture = Box<dyn for<'a> FnOnce(Python<'a>) -> PyResult<Bound<'a, PyAny>> + Send>;
@@ -153,6 +168,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// pyo3-async-runtimes' spawner: called inside our runtime's context only (from `on_runtime`,
+/// and from the tasks it spawned), so it spawns on the current runtime.
 pub struct AsyncRuntime;
 
 tokio::task_local! {
@@ -186,14 +203,14 @@ impl Runtime for AsyncRuntime {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        Join(runtime().spawn(fut))
+        Join(tokio::runtime::Handle::current().spawn(fut))
     }
 
     fn spawn_blocking<F>(f: F) -> Join
     where
         F: FnOnce() + Send + 'static,
     {
-        Join(runtime().spawn_blocking(f))
+        Join(tokio::runtime::Handle::current().spawn_blocking(f))
     }
 }
 
