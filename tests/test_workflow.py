@@ -224,6 +224,18 @@ def test_get_file_as_a_dataclass_and_async(server, client):
     assert st.to_srt(client.get_file(record["file_id"], speech_information=True)) == st.to_srt(record)
 
 
+@pytest.mark.parametrize("read", ["iter_files", "iter_jobs"])
+def test_every_model_round_trips_through_from_dict_and_to_dict(server, client, read):
+    records = list(getattr(client, read)(server.batch_id, max_items=50))
+    typed = list(getattr(client, read)(server.batch_id, max_items=50, as_dataclass=True))
+    model = type(typed[0])
+    assert model is (st.JobResult if read == "iter_jobs" else st.FileResult)
+    assert [model.from_dict(r) for r in records] == typed
+    assert [t.to_dict() for t in typed] == [{**dict.fromkeys(model._NAMED), **r} for r in records]
+    status = client.status(server.batch_id)
+    assert st.BatchStatus.from_dict(status.to_dict()) == status
+
+
 @pytest.mark.parametrize("http_status", [404, 200])
 def test_a_missing_file_raises_file_result_not_found(http_status):
     with MockServer(10, not_found_status=http_status) as server:

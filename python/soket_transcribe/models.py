@@ -4,22 +4,37 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 from . import _core
 
 __all__ = ["FileResult", "JobResult", "BatchStatus"]
 
+_M = TypeVar("_M", bound="_Model")
 
-def _split(cls: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
-    names: Tuple[str, ...] = cls._NAMED
-    known = {name: record.get(name) for name in names}
-    known["extra"] = {k: v for k, v in record.items() if k not in names}
-    return known
+
+class _Model:
+    """A service answer as a frozen dataclass: the fields named in `_NAMED`, the rest in `extra`."""
+
+    _NAMED: ClassVar[Tuple[str, ...]]
+    extra: Dict[str, Any]
+
+    @classmethod
+    def from_dict(cls: Type[_M], record: Mapping[str, Any]) -> _M:
+        """Build from a record as the service sends it."""
+        fields = {name: record.get(name) for name in cls._NAMED}
+        fields["extra"] = {k: v for k, v in record.items() if k not in cls._NAMED}
+        return cls(**fields)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The record as a dict: named fields (None where absent), then `extra`."""
+        out = {name: getattr(self, name) for name in self._NAMED}
+        out.update(self.extra)
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
-class FileResult:
+class FileResult(_Model):
     """One file's merged result. Fields the service sends that are not named here are kept in `extra`.
 
     `result` is absent (None) for failed files, which carry `errors` instead.
@@ -35,20 +50,9 @@ class FileResult:
 
     _NAMED: ClassVar[Tuple[str, ...]] = ("file_id", "filename", "status", "result", "errors", "chunk_results")
 
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> "FileResult":
-        """Build from a record as the service sends it."""
-        return cls(**_split(cls, record))
-
-    def to_dict(self) -> Dict[str, Any]:
-        """The record as a dict: named fields (None where absent), then `extra`."""
-        out = {name: getattr(self, name) for name in self._NAMED}
-        out.update(self.extra)
-        return out
-
 
 @dataclasses.dataclass(frozen=True)
-class JobResult:
+class JobResult(_Model):
     """One raw job record (`raw=True`). Unnamed fields are kept in `extra`."""
 
     job_id: Optional[str]
@@ -62,20 +66,9 @@ class JobResult:
 
     _NAMED: ClassVar[Tuple[str, ...]] = ("job_id", "file_id", "batch_id", "filename", "status", "result", "errors")
 
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> "JobResult":
-        """Build from a record as the service sends it."""
-        return cls(**_split(cls, record))
-
-    def to_dict(self) -> Dict[str, Any]:
-        """The record as a dict: named fields, then `extra`."""
-        out = {name: getattr(self, name) for name in self._NAMED}
-        out.update(self.extra)
-        return out
-
 
 @dataclasses.dataclass(frozen=True)
-class BatchStatus:
+class BatchStatus(_Model):
     """A batch's progress (`GET /status/batch/{batch_id}`). Unnamed fields are kept in `extra`.
 
     `status` is `processing` or `retrying` while files are in flight, then `completed` or
@@ -124,14 +117,3 @@ class BatchStatus:
     def files_done(self) -> int:
         """Files finished either way: completed plus failed."""
         return (self.files_completed or 0) + (self.files_failed or 0)
-
-    @classmethod
-    def from_dict(cls, answer: Mapping[str, Any]) -> "BatchStatus":
-        """Build from the status answer as the service sends it."""
-        return cls(**_split(cls, answer))
-
-    def to_dict(self) -> Dict[str, Any]:
-        """The answer as a dict: named fields, then `extra`."""
-        out = {name: getattr(self, name) for name in self._NAMED}
-        out.update(self.extra)
-        return out
