@@ -182,6 +182,11 @@ impl Error {
         }
     }
 
+    /// The service asked for a slower pace: a 429, or a 503 with `Retry-After`.
+    pub fn is_throttle(&self) -> bool {
+        matches!(self, Error::Api { status: 429, .. } | Error::Api { status: 503, retry_after: Some(_), .. })
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Api { retry_after, .. } => *retry_after,

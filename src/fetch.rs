@@ -11,6 +11,7 @@ use crate::error::{excerpt_bytes, Error, PageNo, Result};
 use crate::page::{error_body, error_message, parse_page, Page};
 use crate::proxy::{is_loopback, Proxies, ProxyUrl};
 use crate::query::Query;
+use crate::rate::RateController;
 use crate::retry::{retry_after, Decision, RetryPolicy};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.soket.ai/transcribe";
@@ -113,6 +114,8 @@ pub struct ApiClient {
     auth: HeaderValue,
     proxies: Proxies,
     pub stats: Stats,
+    /// Paces every request of this client once the service throttles (see `rate`).
+    pub rate: RateController,
 }
 
 /// Connecting gets at most this much of a request's `timeout`.
@@ -155,6 +158,7 @@ impl ApiClient {
             auth,
             proxies,
             stats: Stats::default(),
+            rate: RateController::new(config.retry.max_requests_per_second),
         })
     }
 
@@ -184,18 +188,42 @@ impl ApiClient {
     ) -> Result<T> {
         let mut attempt = 0;
         loop {
+            let started = self.rate.start().await;
             let err = match self.get_once(url).await.and_then(&parse) {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.rate.on_success();
+                    return Ok(value);
+                }
                 Err(err) => err.edit_text(|s| *s = self.redact(s)),
             };
-            let decision = if err.is_retryable() { retry.decide(attempt, err.retry_after()) } else { Decision::GiveUp };
+            let decision = if err.is_throttle() {
+                self.rate.on_throttle(started);
+                match self.throttle_wait(&err, retry) {
+                    Ok(wait) => {
+                        // Not a failure while the client's reads move: max_retries is left alone.
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        log::debug!(
+                            "{} throttled ({err}); again in {:.2}s, paced",
+                            what(url, page),
+                            wait.as_secs_f64()
+                        );
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    Err(err) => return Err(on_page(err, page)),
+                }
+            } else if err.is_retryable() {
+                retry.decide(attempt, err.retry_after())
+            } else {
+                Decision::GiveUp
+            };
             match decision {
                 Decision::RetryAfter(wait) => {
                     attempt += 1;
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let what = page.map_or_else(|| url.path().to_owned(), |p| format!("page {p}"));
                     log::info!(
-                        "{what} failed ({err}); retry {attempt}/{} in {:.2}s",
+                        "{} failed ({err}); retry {attempt}/{} in {:.2}s",
+                        what(url, page),
                         retry.max_retries,
                         wait.as_secs_f64()
                     );
@@ -203,13 +231,72 @@ impl ApiClient {
                 }
                 Decision::GiveUp => {
                     let err = if attempt > 0 { err.append(&format!(" (after {attempt} retries)")) } else { err };
-                    return Err(match page {
-                        Some(p) => err.on_page(p),
-                        None => err,
-                    });
+                    return Err(on_page(err, page));
                 }
             }
         }
+    }
+
+    /// How long a throttled request waits before it is paced again: its `Retry-After`; or the
+    /// error, when that is beyond the cap or the client has had no success for `rate_limit_timeout`.
+    pub(crate) fn throttle_wait(&self, err: &Error, retry: &RetryPolicy) -> Result<Duration> {
+        let wait = err.retry_after().unwrap_or(Duration::ZERO);
+        if wait > retry.max_retry_after {
+            return Err(err.clone().append(&format!(
+                " (Retry-After {:.0}s is beyond the {:.0}s the client waits)",
+                wait.as_secs_f64(),
+                retry.max_retry_after.as_secs_f64()
+            )));
+        }
+        match self.rate.throttled_for() {
+            Some(throttled) if throttled + wait >= retry.rate_limit_timeout => Err(err.clone().append(&format!(
+                " (throttled for {:.0}s with no request of this client succeeding: rate_limit_timeout={}s)",
+                throttled.as_secs_f64(),
+                retry.rate_limit_timeout.as_secs_f64()
+            ))),
+            _ => Ok(wait),
+        }
+    }
+
+    /// One attempt at a streamed answer (`/download`): its status checked within `timeout` (an
+    /// error's body read for its message); the body is left to `next_chunk`. Not retried here.
+    pub async fn open_stream(&self, url: &Url) -> Result<reqwest::Response> {
+        let opened = async {
+            let response = self.send(url).await?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            let wait = retry_after(response.headers(), SystemTime::now());
+            let body = self.read_body(response).await?;
+            Err(status_error(status.as_u16(), &body, wait))
+        };
+        match tokio::time::timeout(self.timeout, opened).await {
+            Ok(result) => result.map_err(|e| e.edit_text(|s| *s = self.redact(s))),
+            Err(_) => Err(Error::connection(
+                format!("timed out: no answer within {:.1}s", self.timeout.as_secs_f64()),
+                true,
+                true,
+            )),
+        }
+    }
+
+    /// The next piece of a streamed body, None at its end: a stream may take as long as it needs,
+    /// but `timeout` bounds each wait for more of it.
+    pub async fn next_chunk(&self, response: &mut reqwest::Response) -> Result<Option<Bytes>> {
+        match tokio::time::timeout(self.timeout, response.chunk()).await {
+            Ok(chunk) => chunk.map_err(|e| connection_error(&e, None).edit_text(|s| *s = self.redact(s))),
+            Err(_) => Err(Error::connection(
+                format!("timed out: the stream sent nothing for {:.1}s", self.timeout.as_secs_f64()),
+                true,
+                true,
+            )),
+        }
+    }
+
+    /// The largest body, or line of a stream, accepted.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
     }
 
     /// One attempt: the status checked and the whole body read, all within `timeout`.
@@ -313,6 +400,18 @@ impl ApiClient {
             body.extend_from_slice(&chunk);
         }
         Ok(body.freeze())
+    }
+}
+
+/// What a request was for, in logs.
+fn what(url: &Url, page: PageNo) -> String {
+    page.map_or_else(|| url.path().to_owned(), |p| format!("page {p}"))
+}
+
+fn on_page(err: Error, page: PageNo) -> Error {
+    match page {
+        Some(p) => err.on_page(p),
+        None => err,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod projection;
 pub mod proxy;
 pub mod query;
+pub mod rate;
 pub mod retry;
 pub mod runtime;
 pub mod status;

@@ -14,6 +14,10 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Longest `Retry-After` we honour; a server asking for more gets its error raised at once.
     pub max_retry_after: Duration,
+    /// Throttled answers are retried, paced, until no request of the client has succeeded for this long.
+    pub rate_limit_timeout: Duration,
+    /// A known quota: requests start at most this often, from the first.
+    pub max_requests_per_second: Option<f64>,
 }
 
 impl Default for RetryPolicy {
@@ -23,6 +27,8 @@ impl Default for RetryPolicy {
             initial: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
+            rate_limit_timeout: Duration::from_secs(300),
+            max_requests_per_second: None,
         }
     }
 }

@@ -99,6 +99,14 @@ fn env_value(name: &str) -> PyResult<Option<String>> {
     }
 }
 
+/// `max_requests_per_second`: a positive, finite number.
+fn requests_per_second(value: f64) -> PyResult<f64> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(value);
+    }
+    Err(PyValueError::new_err(format!("max_requests_per_second must be a positive number; got {value}")))
+}
+
 fn positive_page(name: &str, page: i64) -> PyResult<u64> {
     u64::try_from(page)
         .ok()
@@ -109,7 +117,7 @@ fn positive_page(name: &str, page: i64) -> PyResult<u64> {
 #[pymethods]
 impl PyClient {
     #[new]
-    #[pyo3(signature = (token=None, base_url=None, *, timeout=60.0, max_retries=3, concurrency=4, max_body_bytes=256 * 1024 * 1024, cache_dir=None, cache_max_bytes=None))]
+    #[pyo3(signature = (token=None, base_url=None, *, timeout=60.0, max_retries=3, concurrency=4, max_body_bytes=256 * 1024 * 1024, max_requests_per_second=None, rate_limit_timeout=300.0, cache_dir=None, cache_max_bytes=None))]
     fn new(
         py: Python<'_>,
         token: Option<String>,
@@ -118,6 +126,8 @@ impl PyClient {
         max_retries: u32,
         concurrency: usize,
         max_body_bytes: usize,
+        max_requests_per_second: Option<f64>,
+        rate_limit_timeout: f64,
         cache_dir: Option<PathBuf>,
         cache_max_bytes: Option<i64>,
     ) -> PyResult<PyClient> {
@@ -138,7 +148,12 @@ impl PyClient {
             base_url: parse_base_url(&base_url).py_err()?,
             token,
             timeout: seconds("timeout", timeout).py_err()?,
-            retry: RetryPolicy { max_retries, ..RetryPolicy::default() },
+            retry: RetryPolicy {
+                max_retries,
+                rate_limit_timeout: seconds("rate_limit_timeout", rate_limit_timeout).py_err()?,
+                max_requests_per_second: max_requests_per_second.map(requests_per_second).transpose()?,
+                ..RetryPolicy::default()
+            },
             concurrency,
             max_body_bytes,
         };
@@ -163,6 +178,8 @@ impl PyClient {
         kwargs.set_item("max_retries", self.config.retry.max_retries)?;
         kwargs.set_item("concurrency", self.config.concurrency)?;
         kwargs.set_item("max_body_bytes", self.config.max_body_bytes)?;
+        kwargs.set_item("max_requests_per_second", self.config.retry.max_requests_per_second)?;
+        kwargs.set_item("rate_limit_timeout", self.config.retry.rate_limit_timeout.as_secs_f64())?;
         if !self.cache_dir_from_env {
             kwargs.set_item("cache_dir", self.cache_dir())?;
         }
@@ -235,23 +252,6 @@ impl PyClient {
         self.config.max_body_bytes
     }
 
-    /// The cache directory, None without a cache.
-    #[getter]
-    fn cache_dir(&self) -> Option<String> {
-        self.cache.as_ref().map(|c| c.dir().to_string_lossy().into_owned())
-    }
-
-    /// `{"dir", "entries", "bytes", "batches", "max_bytes"}` of this client's cache; None without one.
-    fn cache_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        self.cache.as_deref().map(|cache| super::cache::info(py, cache)).transpose()
-    }
-
-    /// Removes the cache's entries of `batch_id` (every entry when None); returns how many went.
-    #[pyo3(signature = (batch_id=None))]
-    fn clear_cache(&self, py: Python<'_>, batch_id: Option<&str>) -> PyResult<u64> {
-        self.cache.as_deref().map_or(Ok(0), |cache| super::cache::clear(py, cache, batch_id))
-    }
-
     /// What this client did in this process: `{"requests": sent, "retries": made, "cache_hits":
     /// pages served from the cache}`.
     #[getter]
@@ -260,6 +260,8 @@ impl PyClient {
         let stats = PyDict::new(py);
         stats.set_item("requests", api.stats.requests.load(Ordering::Relaxed))?;
         stats.set_item("retries", api.stats.retries.load(Ordering::Relaxed))?;
+        stats.set_item("throttled", api.rate.throttled.load(Ordering::Relaxed))?;
+        stats.set_item("rate", api.rate.rate())?;
         stats.set_item("cache_hits", self.cache.as_ref().map_or(0, |c| c.hits()))?;
         Ok(stats)
     }
