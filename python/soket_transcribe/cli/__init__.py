@@ -63,21 +63,29 @@ def _parser() -> argparse.ArgumentParser:
         "--token", help="API token (default: $SOKET_API_TOKEN, better: a command line is visible to other users)"
     )
     service.add_argument("--base-url", metavar="URL", help="service URL (default: $SOKET_BASE_URL, else the Soket API)")
+    # What several commands take, each defined once.
+    batch = argparse.ArgumentParser(add_help=False)
+    batch.add_argument("batch_id", metavar="BATCH_ID")
+    progress = argparse.ArgumentParser(add_help=False)
+    progress.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    content = argparse.ArgumentParser(add_help=False)
+    content.add_argument("--chunks", action="store_true", help="include chunk-level results")
+    content.add_argument(
+        "--speech-information", action="store_true", help="include speech segments (speaker, tone, accent, timestamps)"
+    )
+    polling = argparse.ArgumentParser(add_help=False)
+    polling.add_argument("--poll-interval", type=float, default=5.0, metavar="S", help="seconds between polls (default 5)")
+    polling.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (default: never)")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     results = subcommands.add_parser(
         "results",
-        parents=[service],
+        parents=[service, batch, content, progress],
         help="export every result of a batch (JSONL on stdout by default)",
         description="Export every result of a batch, in page order, each once. JSONL on stdout by default.",
     )
-    results.add_argument("batch_id", metavar="BATCH_ID")
     results.add_argument("--status", choices=STATUSES, help="only files (or jobs) with this status")
     results.add_argument("--raw", action="store_true", help="raw per-job records instead of merged per-file results")
-    results.add_argument("--chunks", action="store_true", help="include chunk-level results")
-    results.add_argument(
-        "--speech-information", action="store_true", help="include speech segments (speaker, tone, accent, timestamps)"
-    )
     results.add_argument("--limit", type=int, default=200, metavar="N", help="records per page, 1..200 (default 200)")
     results.add_argument(
         "--start-page",
@@ -95,65 +103,45 @@ def _parser() -> argparse.ArgumentParser:
         help="write to PATH (replaced only once complete) instead of stdout, which is also '-'; needed for csv, parquet",
     )
     results.add_argument("--concurrency", type=int, default=4, metavar="C", help="pages fetched at once (default 4)")
-    results.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     results.set_defaults(run=commands.results)
 
     follow = subcommands.add_parser(
         "follow",
-        parents=[service],
+        parents=[service, batch, polling, content, progress],
         help="write each file of a running batch as a JSON line as soon as it is final",
         description="Follow a batch: each file once, as a JSON line flushed as soon as a poll finds it final, "
         "until every file is. Exit codes: 0 done, 1 the batch failed (or an error), 3 timed out.",
     )
-    follow.add_argument("batch_id", metavar="BATCH_ID")
-    follow.add_argument(
-        "--poll-interval", type=float, default=5.0, metavar="S", help="seconds between polls (default 5)"
-    )
-    follow.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (default: never)")
     follow.add_argument("--format", choices=("jsonl",), default="jsonl", help="jsonl (the only one: a line per file)")
-    follow.add_argument("--chunks", action="store_true", help="include chunk-level results")
-    follow.add_argument(
-        "--speech-information", action="store_true", help="include speech segments (speaker, tone, accent, timestamps)"
-    )
-    follow.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     follow.set_defaults(run=commands.follow)
 
     status = subcommands.add_parser(
         "status",
-        parents=[service],
+        parents=[service, batch],
         help="show a batch's progress",
         description="Show a batch's progress: its status, files done, and the service's estimates.",
     )
-    status.add_argument("batch_id", metavar="BATCH_ID")
     status.add_argument("--json", action="store_true", help="the whole status answer as one JSON object")
     status.set_defaults(run=commands.status)
 
     wait = subcommands.add_parser(
         "wait",
-        parents=[service],
+        parents=[service, batch, polling, progress],
         help="wait until a batch is done (exit 0 done, 1 failed, 3 timed out)",
-        description="Poll a batch's status until its files are done, then show it. "
+        description="Poll a batch's status until its files are done (never more than a minute apart), then show it. "
         "Exit codes: 0 done, 1 the batch failed (or an error), 3 timed out.",
     )
-    wait.add_argument("batch_id", metavar="BATCH_ID")
-    wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (default: never)")
-    wait.add_argument(
-        "--poll-interval", type=float, default=5.0, metavar="S", help="seconds between polls, at most 60 (default 5)"
-    )
     wait.add_argument("--json", action="store_true", help="the final status answer as one JSON object")
-    wait.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     wait.set_defaults(run=commands.wait)
 
     subtitles = subcommands.add_parser(
         "subtitles",
-        parents=[service],
+        parents=[service, batch, progress],
         help="write an SRT or WebVTT file per completed file of a batch",
         description="Write one subtitle file per completed file of a batch into DIR, named after the audio file.",
     )
-    subtitles.add_argument("batch_id", metavar="BATCH_ID")
     subtitles.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write into (created)")
     subtitles.add_argument("--format", choices=SUBTITLE_FORMATS, default="srt", help="srt (default) or vtt")
-    subtitles.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     subtitles.set_defaults(run=commands.subtitles)
 
     mock = subcommands.add_parser(
