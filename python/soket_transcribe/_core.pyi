@@ -82,6 +82,8 @@ class Client:
         max_retries: int = 3,
         concurrency: int = 4,
         max_body_bytes: int = ...,
+        max_requests_per_second: Optional[float] = None,
+        rate_limit_timeout: float = 300.0,
         cache_dir: Union[str, "os.PathLike[str]", None] = None,
         cache_max_bytes: Optional[int] = None,
     ) -> Self: ...
@@ -105,6 +107,10 @@ class Client:
         """Whether `close()` was called (a closed client raises on every call)."""
     @property
     def max_body_bytes(self) -> int: ...
+    @property
+    def max_requests_per_second(self) -> Optional[float]: ...
+    @property
+    def rate_limit_timeout(self) -> float: ...
     @property
     def cache_dir(self) -> Optional[str]:
         """The cache directory (`cache_dir=`, else `SOKET_CACHE_DIR`); None without a cache."""
