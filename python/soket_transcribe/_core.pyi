@@ -164,13 +164,15 @@ class Client:
         on_change: str = "warn",
         filter_status: Optional[str] = None,
         refresh: bool = False,
+        transport: str = "pages",
     ) -> PageStream:
         """The pages of a batch in order (what `iter_files` and `iter_jobs` read).
 
         `status=` without `end_page` reads the whole batch and filters it here while the batch
         still runs; `filter_status=` always does (page numbers are then the whole batch's).
         With a cache, pages come from the batch's entry when there is one (`refresh=True`: from
-        the service, and a whole read of a finished batch replaces the entry)."""
+        the service, and a whole read of a finished batch replaces the entry).
+        `transport="download"`: the same pages from one `/download/batch` NDJSON stream."""
     def status(self, batch_id: str) -> BatchStatus:
         """A batch's progress (`GET /status/batch/{batch_id}`)."""
     def status_async(self, batch_id: str) -> Coroutine[Any, Any, BatchStatus]:

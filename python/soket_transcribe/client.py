@@ -46,6 +46,7 @@ class Client(_core.Client):
         on_change: str = "warn",
         max_retries: Optional[int] = None,
         refresh: bool = False,
+        transport: str = "pages",
     ) -> BatchResults:
         """Every file result of a batch (merged per file), in page order, each once.
 
@@ -55,9 +56,14 @@ class Client(_core.Client):
         when the batch moved under the reader so that records may be missing. With a
         `cache_dir`, a batch read whole once every file is final is served again from disk with
         no request; `refresh=True` reads the service anyway and replaces what was kept.
+        `transport="download"` reads the same records, in the same pages, from one
+        `/download/batch` NDJSON stream instead of one request per page (a cut stream is read on
+        from where it stopped).
         """
         return self._results(
-            BatchQuery(batch_id, False, status, limit, chunks, speech_information, max_retries, _fields(fields)),
+            BatchQuery(
+                batch_id, False, status, limit, chunks, speech_information, max_retries, _fields(fields), transport
+            ),
             start_page,
             max_items,
             as_dataclass,
@@ -80,13 +86,16 @@ class Client(_core.Client):
         on_change: str = "warn",
         max_retries: Optional[int] = None,
         refresh: bool = False,
+        transport: str = "pages",
     ) -> BatchResults:
         """Every raw job record of a batch (`raw=true`), in page order, each once.
 
         Yields dicts, or `JobResult` with `as_dataclass=True` (see `iter_files` for the rest).
         """
         return self._results(
-            BatchQuery(batch_id, True, status, limit, chunks, speech_information, max_retries, _fields(fields)),
+            BatchQuery(
+                batch_id, True, status, limit, chunks, speech_information, max_retries, _fields(fields), transport
+            ),
             start_page,
             max_items,
             as_dataclass,

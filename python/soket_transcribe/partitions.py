@@ -58,6 +58,8 @@ class BatchQuery:
     max_retries: Optional[int] = None
     #: Dotted paths each record is narrowed to (None: whole records).
     fields: Optional[Tuple[str, ...]] = None
+    #: "pages", or "download": a whole read (no `last_page`) from one `/download` stream.
+    transport: str = "pages"
 
     def stream(
         self,
@@ -85,6 +87,8 @@ class BatchQuery:
             fields=self.fields,
             on_change=on_change,
             refresh=refresh,
+            # A page range (a partition, a planning sample) is read as pages: one stream cannot be split.
+            transport=self.transport if last_page is None else "pages",
         )
 
 

@@ -1,7 +1,8 @@
 //! The embedded mock of the Soket AI batch results API.
 //!
 //! A real HTTP/1.1 server on its own thread and tokio runtime, serving
-//! `GET {base}/results/batch/{batch_id}`, `/results/file/{file_id}` and `/status/batch/{batch_id}`
+//! `GET {base}/results/batch/{batch_id}`, `/download/batch/{batch_id}` (the same records, one
+//! NDJSON stream), `/results/file/{file_id}` and `/status/batch/{batch_id}`
 //! with deterministic, realistic records, and misbehaving on request: latency, 503, 429, cut
 //! bodies, malformed JSON, stalls, batches that change while read. Tests, the demo and the
 //! benchmarks run against it.
@@ -15,6 +16,7 @@
 mod batch;
 mod bodies;
 mod data;
+mod download;
 mod faults;
 mod json;
 mod query;

@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 
 use super::batch::{Batch, Changes};
 use super::bodies;
+use super::download::{parse_download_query, DownloadBody, Source, Spoil};
 use super::data::{batch_uuid, status_cdf, status_index, Include, Item, DEFAULT_WEIGHTS};
 use super::faults::{malform, Fault, FaultKind, FaultPlan};
 use super::query::{parse_file_query, parse_results_query};
@@ -452,6 +453,7 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>, mut stopped: wat
 
 enum Route {
     Results(String),
+    Download(String),
     File(String),
     Status(String),
     WrongMethod,
@@ -461,17 +463,21 @@ enum Route {
 impl Route {
     /// An endpoint of the API (auth, faults and redirects apply).
     fn is_api(&self) -> bool {
-        matches!(self, Route::Results(_) | Route::File(_) | Route::Status(_))
+        matches!(self, Route::Results(_) | Route::Download(_) | Route::File(_) | Route::Status(_))
     }
 }
 
-/// `/transcribe/{results/batch|results/file|status/batch}/{one percent-encoded segment}`.
+/// `/transcribe/{results/batch|download/batch|results/file|status/batch}/{one percent-encoded segment}`.
 fn route(method: &Method, path: &str) -> Route {
     let Some(rest) = path.strip_prefix("/transcribe/") else {
         return Route::NotFound;
     };
-    let endpoints: [(&str, fn(String) -> Route); 3] =
-        [("results/batch/", Route::Results), ("results/file/", Route::File), ("status/batch/", Route::Status)];
+    let endpoints: [(&str, fn(String) -> Route); 4] = [
+        ("results/batch/", Route::Results),
+        ("download/batch/", Route::Download),
+        ("results/file/", Route::File),
+        ("status/batch/", Route::Status),
+    ];
     let Some((segment, endpoint)) = endpoints.iter().find_map(|(prefix, e)| Some((rest.strip_prefix(prefix)?, e)))
     else {
         return Route::NotFound;
@@ -490,11 +496,17 @@ struct Reply {
     status: StatusCode,
     body: Vec<u8>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// A download: the body is rendered as it is sent.
+    stream: Option<Box<DownloadBody>>,
 }
 
 impl Reply {
     fn json(status: StatusCode, body: Vec<u8>) -> Reply {
-        Reply { status, body, headers: Vec::new() }
+        Reply { status, body, headers: Vec::new(), stream: None }
+    }
+
+    fn streamed(body: DownloadBody) -> Reply {
+        Reply { stream: Some(Box::new(body)), ..Reply::json(StatusCode::OK, Vec::new()) }
     }
 
     fn with_header(mut self, name: HeaderName, value: &str) -> Reply {
@@ -641,6 +653,7 @@ fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
                 Some((seed, item)) => Reply::json(StatusCode::OK, bodies::file(seed, item, Include { chunks, speech })),
             }
         }
+        Route::Download(id) => download(state, id, query),
         Route::Results(id) => {
             let q = match parse_results_query(query) {
                 Ok(q) => q,
@@ -677,6 +690,30 @@ fn answer(state: &State, route: Route, query: &str, shift: u64) -> Reply {
     }
 }
 
+/// `GET /download/batch/{id}`: the batch's records streamed; a missing batch as the pages say it
+/// (`{"error": "batch not found"}`, or nothing at all with a status filter).
+fn download(state: &State, id: String, query: &str) -> Reply {
+    let (q, format) = match parse_download_query(query) {
+        Ok(parsed) => parsed,
+        Err(body) => return Reply::json(StatusCode::UNPROCESSABLE_ENTITY, body.to_string().into_bytes()),
+    };
+    let source = match (state.records(&id), state.batch(&id)) {
+        (Some(records), _) => Source::Given(records),
+        (None, Some(batch)) => {
+            let seed = {
+                let mut batch = lock(&batch);
+                batch.advance();
+                batch.answered();
+                batch.seed
+            };
+            Source::Generated { batch, batch_id: id, seed }
+        }
+        (None, None) if q.status.is_some() => return Reply::streamed(DownloadBody::new(Source::empty(), q, format)),
+        (None, None) => return Reply::json(state.not_found_status, bodies::BATCH_NOT_FOUND.to_vec()),
+    };
+    Reply::streamed(DownloadBody::new(source, q, format))
+}
+
 /// Whether an Accept-Encoding value allows gzip (an explicit `gzip;q=0` forbids it).
 fn accepts_gzip(accept_encoding: &str) -> bool {
     let mut wildcard = false;
@@ -705,6 +742,9 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 }
 
 fn finish(reply: Reply, fault: Option<&Fault>, accepts_gzip: bool) -> Response<MockBody> {
+    if let Some(stream) = reply.stream {
+        return finish_stream(*stream, reply.headers, fault, accepts_gzip);
+    }
     let mut status = reply.status;
     let mut body = reply.body;
     if let Some(Fault { kind: FaultKind::MalformedJson, truncate, .. }) = fault {
@@ -734,10 +774,40 @@ fn finish(reply: Reply, fault: Option<&Fault>, accepts_gzip: bool) -> Response<M
     response.body(body).expect("valid parts")
 }
 
-/// A response body: whole, or cut short (the connection drops after part of it).
+/// A download's answer: chunked, compressed frame by frame when allowed; a cut drops the
+/// connection in the middle of its middle record, a malformed one garbles that record's line.
+fn finish_stream(
+    mut body: DownloadBody,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    fault: Option<&Fault>,
+    accepts_gzip: bool,
+) -> Response<MockBody> {
+    let middle = body.total() / 2;
+    match fault {
+        Some(Fault { kind: FaultKind::CutBody, .. }) => body.spoil(Spoil::CutAt(middle)),
+        Some(Fault { kind: FaultKind::MalformedJson, truncate, .. }) => body.spoil(Spoil::GarbleAt(middle, *truncate)),
+        _ => {}
+    }
+    let mut response = Response::builder().status(StatusCode::OK);
+    let map = response.headers_mut().expect("a fresh builder");
+    map.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    if accepts_gzip {
+        body.gzip();
+        map.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    map.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    for (name, value) in headers {
+        map.insert(name, value);
+    }
+    response.body(MockBody::Stream(Box::new(body))).expect("valid parts")
+}
+
+/// A response body: whole, cut short (the connection drops after part of it), or a download
+/// rendered as it is sent.
 enum MockBody {
     Full(Option<Bytes>),
     Cut { head: Option<Bytes>, pause: Pin<Box<tokio::time::Sleep>> },
+    Stream(Box<DownloadBody>),
 }
 
 impl MockBody {
@@ -765,6 +835,7 @@ impl Body for MockBody {
                     .poll(cx)
                     .map(|()| Some(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "mock fault: body cut"))))
             }
+            MockBody::Stream(body) => body.poll_next(cx).map(|frame| frame.map(|bytes| bytes.map(Frame::data))),
         }
     }
 
@@ -778,6 +849,8 @@ impl Body for MockBody {
             MockBody::Full(None) => SizeHint::with_exact(0),
             // Unknown, so that hyper keeps the Content-Length header of the whole body.
             MockBody::Cut { .. } => SizeHint::default(),
+            // Unknown: sent chunked.
+            MockBody::Stream(_) => SizeHint::default(),
         }
     }
 }

@@ -142,6 +142,8 @@ pub struct PagePipeline {
     pending: Option<Error>,
     progress: Progress,
     cache: CacheState,
+    /// Pages from one `/download` stream instead of page requests (`PagePipeline::download`).
+    download: Option<crate::download::DownloadStream>,
 }
 
 impl Drop for PagePipeline {
@@ -188,7 +190,17 @@ impl PagePipeline {
                 done,
             },
             cache: CacheState::default(),
+            download: None,
         })
+    }
+
+    /// The same read from one `/download` stream (see `crate::download`): its pages are numbered
+    /// as the results endpoint's, and `start_page`, `max_items` and `fields` apply as they do.
+    pub fn download(client: Arc<ApiClient>, query: Query, options: PipelineOptions) -> Result<PagePipeline> {
+        let stream = crate::download::DownloadStream::new(Arc::clone(&client), query.clone(), &options)?;
+        let mut pipeline = PagePipeline::new(client, query, options)?;
+        pipeline.download = Some(stream);
+        Ok(pipeline)
     }
 
     pub fn progress(&self) -> &Progress {
@@ -197,6 +209,9 @@ impl PagePipeline {
 
     /// The next page in order, or None when the batch is exhausted.
     pub async fn next(&mut self) -> Result<Option<Page>> {
+        if let Some(download) = &mut self.download {
+            return download.next(&mut self.progress).await;
+        }
         if let Some(err) = self.pending.take() {
             return Err(err);
         }

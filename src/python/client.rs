@@ -317,8 +317,9 @@ impl PyClient {
     /// `status=` without `end_page` first asks whether the batch still runs: if so, the whole
     /// batch is read and filtered by the client (its filtered view moves). With `end_page`, page
     /// numbers are the filtered view's, read as asked. `filter_status=`: read the whole batch's
-    /// pages and keep the records of that status (never with `status=`).
-    #[pyo3(signature = (batch_id, *, raw=false, status=None, limit=200, chunks=None, speech_information=None, start_page=1, end_page=None, max_items=None, max_retries=None, fields=None, on_change="warn", filter_status=None, refresh=false))]
+    /// pages and keep the records of that status (never with `status=`). `transport="download"`:
+    /// the same pages from one `/download` stream (see `crate::download`).
+    #[pyo3(signature = (batch_id, *, raw=false, status=None, limit=200, chunks=None, speech_information=None, start_page=1, end_page=None, max_items=None, max_retries=None, fields=None, on_change="warn", filter_status=None, refresh=false, transport="pages"))]
     #[allow(clippy::too_many_arguments)]
     fn stream(
         &self,
@@ -336,7 +337,15 @@ impl PyClient {
         on_change: &str,
         filter_status: Option<&str>,
         refresh: bool,
+        transport: &str,
     ) -> PyResult<PyPageStream> {
+        let download = match transport {
+            "pages" => false,
+            "download" => true,
+            other => {
+                return Err(PyValueError::new_err(format!("transport must be 'pages' or 'download'; got {other:?}")))
+            }
+        };
         if status.is_some() && filter_status.is_some() {
             return Err(PyValueError::new_err("pass status= (the service filters) or filter_status=, not both"));
         }
@@ -361,8 +370,11 @@ impl PyClient {
             }),
             ..PipelineOptions::new(self.config.concurrency, self.retry(max_retries))
         };
-        let pipeline = PagePipeline::new(self.api()?, query, options).py_err()?;
-        Ok(PyPageStream::new(pipeline))
+        let pipeline = match download {
+            true => PagePipeline::download(self.api()?, query, options),
+            false => PagePipeline::new(self.api()?, query, options),
+        };
+        Ok(PyPageStream::new(pipeline.py_err()?))
     }
 
     /// A batch's progress (`GET /status/batch/{batch_id}`) as an `st.BatchStatus`.
