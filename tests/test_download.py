@@ -4,6 +4,8 @@ errors as elsewhere. Against the embedded mock over TCP (and tiny scripted serve
 the mock does not make)."""
 
 import asyncio
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -272,3 +274,19 @@ def test_ctrl_c_mid_stream_in_a_subprocess():
     out, _ = proc.communicate(timeout=10)
     assert "interrupted" in out
 
+
+
+def test_cli_results_with_the_download_transport(server, client):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOKET_")}
+    env.update(SOKET_API_TOKEN=server.token, SOKET_BASE_URL=server.url)
+    server.clear_requests()
+    out = subprocess.run(
+        [sys.executable, "-m", "soket_transcribe", "results", server.batch_id, "--transport", "download", "--raw"],
+        capture_output=True,
+        encoding="utf-8",
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line) for line in out.stdout.splitlines()] == list(client.iter_jobs(server.batch_id))
+    assert len(downloads(server)) == 1 and "raw=true" in downloads(server)[0]["query"]

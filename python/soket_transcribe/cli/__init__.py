@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         help="write to PATH (replaced only once complete) instead of stdout, which is also '-'; needed for csv, parquet",
     )
     results.add_argument("--concurrency", type=int, default=4, metavar="C", help="pages fetched at once (default 4)")
+    results.add_argument(
+        "--transport",
+        choices=("pages", "download"),
+        default="pages",
+        help="pages: one request per page (default); download: the whole view in one /download stream",
+    )
     results.set_defaults(run=commands.results)
 
     follow = subcommands.add_parser(

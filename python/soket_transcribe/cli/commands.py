@@ -52,6 +52,7 @@ def results(args: argparse.Namespace) -> int:
         speech_information=True if args.speech_information else None,
         start_page=args.start_page,
         max_items=args.max_items,
+        transport=args.transport,
     )
     sink = open_sink(args.format, args.output, resume=args.start_page > 1)
     # Records on the terminal itself: a bar would be torn up by them.
