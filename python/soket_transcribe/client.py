@@ -4,11 +4,11 @@ adds the Python-side readers built on it."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Dict, Literal, Optional, Sequence, Union, overload
 
 from . import _core, waiting
 from .follow import FollowResults
-from .models import BatchStatus
+from .models import BatchStatus, FileResult, JobResult
 from .partitions import BatchQuery, BatchRead
 from .progress import ProgressArg
 from .results import BatchResults
@@ -31,6 +31,63 @@ class Client(_core.Client):
     entries go first).
     """
 
+    @overload
+    def iter_files(
+        self,
+        batch_id: str,
+        *,
+        status: Optional[str] = None,
+        limit: int = 200,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        start_page: int = 1,
+        max_items: Optional[int] = None,
+        as_dataclass: Literal[False] = False,
+        fields: Optional[Sequence[str]] = None,
+        on_change: str = "warn",
+        max_retries: Optional[int] = None,
+        refresh: bool = False,
+        transport: str = "pages",
+    ) -> BatchResults[Dict[str, Any]]: ...
+
+    @overload
+    def iter_files(
+        self,
+        batch_id: str,
+        *,
+        status: Optional[str] = None,
+        limit: int = 200,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        start_page: int = 1,
+        max_items: Optional[int] = None,
+        as_dataclass: Literal[True],
+        fields: Optional[Sequence[str]] = None,
+        on_change: str = "warn",
+        max_retries: Optional[int] = None,
+        refresh: bool = False,
+        transport: str = "pages",
+    ) -> BatchResults[FileResult]: ...
+
+    @overload
+    def iter_files(
+        self,
+        batch_id: str,
+        *,
+        status: Optional[str] = None,
+        limit: int = 200,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        start_page: int = 1,
+        max_items: Optional[int] = None,
+        as_dataclass: bool,
+        fields: Optional[Sequence[str]] = None,
+        on_change: str = "warn",
+        max_retries: Optional[int] = None,
+        refresh: bool = False,
+        transport: str = "pages",
+    ) -> BatchResults[Union[Dict[str, Any], FileResult]]: ...
+
     def iter_files(
         self,
         batch_id: str,
@@ -47,13 +104,15 @@ class Client(_core.Client):
         max_retries: Optional[int] = None,
         refresh: bool = False,
         transport: str = "pages",
-    ) -> BatchResults:
+    ) -> BatchResults[Any]:
         """Every file result of a batch (merged per file), in page order, each once.
 
         Nothing is fetched until iteration starts. Yields dicts, or `FileResult` with
         `as_dataclass=True`. `fields=["file_id", "result.text"]` keeps only those (dotted)
         paths of each record, nested as given. `on_change="raise"` raises `BatchChangedError`
-        when the batch moved under the reader so that records may be missing. With a
+        when the batch moved under the reader so that records may be missing; the default,
+        "warn", says so in `warnings` and `complete` (a loop makes up for most changes itself:
+        `partitions()` raises by default, as a distributed read cannot). With a
         `cache_dir`, a batch read whole once every file is final is served again from disk with
         no request; `refresh=True` reads the service anyway and replaces what was kept.
         `transport="download"` reads the same records, in the same pages, from one
@@ -71,6 +130,63 @@ class Client(_core.Client):
             refresh,
         )
 
+    @overload
+    def iter_jobs(
+        self,
+        batch_id: str,
+        *,
+        status: Optional[str] = None,
+        limit: int = 200,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        start_page: int = 1,
+        max_items: Optional[int] = None,
+        as_dataclass: Literal[False] = False,
+        fields: Optional[Sequence[str]] = None,
+        on_change: str = "warn",
+        max_retries: Optional[int] = None,
+        refresh: bool = False,
+        transport: str = "pages",
+    ) -> BatchResults[Dict[str, Any]]: ...
+
+    @overload
+    def iter_jobs(
+        self,
+        batch_id: str,
+        *,
+        status: Optional[str] = None,
+        limit: int = 200,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        start_page: int = 1,
+        max_items: Optional[int] = None,
+        as_dataclass: Literal[True],
+        fields: Optional[Sequence[str]] = None,
+        on_change: str = "warn",
+        max_retries: Optional[int] = None,
+        refresh: bool = False,
+        transport: str = "pages",
+    ) -> BatchResults[JobResult]: ...
+
+    @overload
+    def iter_jobs(
+        self,
+        batch_id: str,
+        *,
+        status: Optional[str] = None,
+        limit: int = 200,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        start_page: int = 1,
+        max_items: Optional[int] = None,
+        as_dataclass: bool,
+        fields: Optional[Sequence[str]] = None,
+        on_change: str = "warn",
+        max_retries: Optional[int] = None,
+        refresh: bool = False,
+        transport: str = "pages",
+    ) -> BatchResults[Union[Dict[str, Any], JobResult]]: ...
+
     def iter_jobs(
         self,
         batch_id: str,
@@ -87,7 +203,7 @@ class Client(_core.Client):
         max_retries: Optional[int] = None,
         refresh: bool = False,
         transport: str = "pages",
-    ) -> BatchResults:
+    ) -> BatchResults[Any]:
         """Every raw job record of a batch (`raw=true`), in page order, each once.
 
         Yields dicts, or `JobResult` with `as_dataclass=True` (see `iter_files` for the rest).
@@ -120,6 +236,51 @@ class Client(_core.Client):
         """`wait` for asyncio."""
         return await waiting.wait_async(self, batch_id, poll_interval=poll_interval, timeout=timeout, progress=progress)
 
+    @overload
+    def follow(
+        self,
+        batch_id: str,
+        *,
+        poll_interval: float = 5.0,
+        timeout: Optional[float] = None,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        as_dataclass: Literal[False] = False,
+        fields: Optional[Sequence[str]] = None,
+        progress: ProgressArg = False,
+        limit: int = 200,
+    ) -> FollowResults[Dict[str, Any]]: ...
+
+    @overload
+    def follow(
+        self,
+        batch_id: str,
+        *,
+        poll_interval: float = 5.0,
+        timeout: Optional[float] = None,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        as_dataclass: Literal[True],
+        fields: Optional[Sequence[str]] = None,
+        progress: ProgressArg = False,
+        limit: int = 200,
+    ) -> FollowResults[FileResult]: ...
+
+    @overload
+    def follow(
+        self,
+        batch_id: str,
+        *,
+        poll_interval: float = 5.0,
+        timeout: Optional[float] = None,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        as_dataclass: bool,
+        fields: Optional[Sequence[str]] = None,
+        progress: ProgressArg = False,
+        limit: int = 200,
+    ) -> FollowResults[Union[Dict[str, Any], FileResult]]: ...
+
     def follow(
         self,
         batch_id: str,
@@ -132,7 +293,7 @@ class Client(_core.Client):
         fields: Optional[Sequence[str]] = None,
         progress: ProgressArg = False,
         limit: int = 200,
-    ) -> FollowResults:
+    ) -> FollowResults[Any]:
         """Every file of a batch, each once, as soon as a poll finds it final (`completed` or
         `failed`), until every file is: for `for` or `async for`.
 
@@ -161,7 +322,7 @@ class Client(_core.Client):
         as_dataclass: bool,
         on_change: str,
         refresh: bool,
-    ) -> BatchResults:
+    ) -> BatchResults[Any]:
         stream = query.stream(self, start_page, None, max_items=max_items, on_change=on_change, refresh=refresh)
         read = BatchRead(self, query, start_page, max_items)
         return BatchResults(stream, raw=query.raw, as_dataclass=as_dataclass, read=read, on_change=on_change)

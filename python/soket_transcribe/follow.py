@@ -13,7 +13,22 @@ import math
 import time
 import warnings
 from collections import deque
-from typing import TYPE_CHECKING, Any, AsyncIterator, Deque, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Type
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Deque,
+    Dict,
+    Generic,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Type,
+    TypeVar,
+)
 
 from . import _core
 from .errors import APIError, BatchNotFoundError, ResponseFormatError, WaitTimeoutError
@@ -27,6 +42,9 @@ __all__ = ["FollowResults", "FINAL_STATES"]
 
 #: The states a file never leaves.
 FINAL_STATES = frozenset({"completed", "failed"})
+
+#: The record type a `FollowResults` yields: `dict`, or `FileResult` (`as_dataclass=True`).
+_R = TypeVar("_R")
 
 # Needed to tell a record's finality and identity, whatever `fields=` asks for.
 _KEYS = ("file_id", "status")
@@ -198,9 +216,10 @@ def _could_not_ask(err: APIError) -> bool:
     return err.status_code in (404, 405, 501) and not isinstance(err, BatchNotFoundError)
 
 
-class FollowResults:
+class FollowResults(Generic[_R]):
     """Every file of a batch, each once, as soon as a poll finds it final (`completed` or
-    `failed`), until every file is; for `for` or `async for`. Made by `Client.follow`."""
+    `failed`), until every file is; for `for` or `async for`. Made by `Client.follow`; generic in
+    its record type for type checkers (`FollowResults[FileResult]` with `as_dataclass=True`)."""
 
     def __init__(
         self,
@@ -292,7 +311,7 @@ class FollowResults:
             fresh = _core.as_dataclasses(fresh, self._dataclass, self._dataclass._NAMED)
         self._plan.outbox.extend(fresh)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[_R]:
         self._claim()
         plan, outbox = self._plan, self._plan.outbox
         progress = progress_callback(self._progress_arg)
@@ -316,7 +335,7 @@ class FollowResults:
             close_progress(progress)
             self._reading = False
 
-    async def __aiter__(self) -> AsyncIterator[Any]:  # type: ignore[misc]
+    async def __aiter__(self) -> AsyncIterator[_R]:  # type: ignore[misc]
         self._claim()
         plan, outbox = self._plan, self._plan.outbox
         progress = progress_callback(self._progress_arg)

@@ -9,7 +9,7 @@ import warnings
 import weakref
 from operator import length_hint
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Type, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, List, Optional, Type, TypeVar, Union
 
 from . import _core, subtitles
 from .errors import ResponseFormatError
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["BatchResults"]
 
 _T = TypeVar("_T")
+#: The record type a `BatchResults` yields: `dict`, or `FileResult` / `JobResult` (`as_dataclass=True`).
+_R = TypeVar("_R")
 
 _IN_USE = (
     "this BatchResults is already being read by another consumer (a thread or a task); "
@@ -49,7 +51,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_readers_in_child)
 
 
-class BatchResults:
+class BatchResults(Generic[_R]):
     """The records of one batch query, fetched `concurrency` pages at a time and yielded in order.
 
     Iterate it with `for` or `async for`, from one consumer at a time (another loop, thread or
@@ -57,7 +59,8 @@ class BatchResults:
     a cancel) leaves the rest to the next one, from the record after the last yielded.
     `total` and `total_pages` are known once the first page has arrived; `next_page` is the
     first page not yet fully yielded: after an error, pass it as `start_page=` to resume
-    without losing or repeating a record.
+    without losing or repeating a record. For type checkers it is generic in its record type:
+    `BatchResults[dict[str, Any]]`, or `BatchResults[FileResult]` with `as_dataclass=True`.
     """
 
     def __init__(
@@ -240,15 +243,16 @@ class BatchResults:
             self._release(reader)
             raise
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[_R]:
         # Every loop shares the cursor: after a `break` or an error, a new loop goes on from the
         # record after the last yielded, with what was learnt so far (the totals, the ids seen).
         return _Records(self)
 
-    def __next__(self) -> Any:
-        return next(_Records(self))
+    def __next__(self) -> _R:
+        records: _Records[_R] = _Records(self)
+        return next(records)
 
-    def __aiter__(self) -> "_Records":
+    def __aiter__(self) -> "_Records[_R]":
         return _Records(self)
 
     def pages(self) -> "_Pages":
@@ -453,7 +457,9 @@ class BatchResults:
 
     # -- subtitles -----------------------------------------------------------------------
 
-    def write_subtitles(self, directory: Union[str, "os.PathLike[str]"], format: str = "srt") -> List[Path]:
+    def write_subtitles(
+        self: "BatchResults[Any]", directory: Union[str, "os.PathLike[str]"], format: str = "srt"
+    ) -> List[Path]:
         """One subtitle file (`format` "srt" or "vtt") per completed file into `directory`, named
         after its `filename` made safe for every OS (collisions get ` (2)`...); returns the paths.
         Needs the segments: fetch with `speech_information=True`."""
@@ -465,7 +471,10 @@ class BatchResults:
         """The read split into page ranges for workers to fetch (`st.BatchPartition`), planned
         from the first and last pages, fetched here once each. Default size: about 100k records or 64 MiB of
         Arrow per partition. `on_change="warn"`: a partition that finds the batch changed warns
-        instead of raising `st.BatchChangedError`."""
+        instead of raising `st.BatchChangedError`. The default is "raise", where a loop's is "warn":
+        a partition is read apart, on a worker, with only the plan to check against, so a change
+        means records missing or repeated, its warning lands in a worker's log, and a frame mixing
+        snapshots is worse than an error."""
         from .partitions import plan_partitions
 
         if self._read is None:
@@ -474,14 +483,16 @@ class BatchResults:
 
     def to_dask(self, pages_per_partition: Optional[int] = None, *, on_change: str = "raise") -> "dd.DataFrame":
         """The read as a `dask.dataframe.DataFrame`, one partition per page range, fetched by
-        the workers (see `partitions`); columns as `to_pandas()` gives, plus `extra`."""
+        the workers (see `partitions`, also for why `on_change` raises by default); columns as
+        `to_pandas()` gives, plus `extra`."""
         require("dask.dataframe", "dask")
         from .dask_reader import to_dask
 
         return to_dask(self.partitions(pages_per_partition, on_change=on_change))
 
     def to_ray(self, pages_per_partition: Optional[int] = None, *, on_change: str = "raise") -> "ray.data.Dataset":
-        """The read as a `ray.data.Dataset`: one read task per page range, one block per page."""
+        """The read as a `ray.data.Dataset`: one read task per page range, one block per page
+        (see `partitions`, also for why `on_change` raises by default)."""
         require("ray.data", "ray")
         from .ray_reader import to_ray
 
@@ -494,30 +505,30 @@ class _Reader:
 
     __slots__ = ("results", "ref", "__weakref__")
 
-    def __init__(self, results: BatchResults) -> None:
+    def __init__(self, results: "BatchResults[Any]") -> None:
         self.results = results
         self.ref = weakref.ref(self)
 
 
-class _Records(_Reader):
+class _Records(_Reader, Generic[_R]):
     """A loop over the records: the cursor's next record at once when this loop owns it."""
 
     __slots__ = ()
 
-    def __iter__(self) -> "_Records":
+    def __iter__(self) -> "_Records[_R]":
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> _R:
         results = self.results
         if results._owner is self.ref:
             for record in results._cursor:
                 return record
         return results._step(self, results._next_record)
 
-    def __aiter__(self) -> "_Records":
+    def __aiter__(self) -> "_Records[_R]":
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> _R:
         results = self.results
         if results._owner is self.ref:
             for record in results._cursor:
@@ -546,7 +557,7 @@ class _PageReader(_Reader):
 class _Pages:
     """`BatchResults.pages()`: iterate pages with `for` or `async for`."""
 
-    def __init__(self, results: BatchResults) -> None:
+    def __init__(self, results: "BatchResults[Any]") -> None:
         self._results = results
 
     def __iter__(self) -> _PageReader:
