@@ -252,8 +252,36 @@ impl PyClient {
         self.config.max_body_bytes
     }
 
-    /// What this client did in this process: `{"requests": sent, "retries": made, "cache_hits":
-    /// pages served from the cache}`.
+    #[getter]
+    fn max_requests_per_second(&self) -> Option<f64> {
+        self.config.retry.max_requests_per_second
+    }
+
+    #[getter]
+    fn rate_limit_timeout(&self) -> f64 {
+        self.config.retry.rate_limit_timeout.as_secs_f64()
+    }
+
+    /// The cache directory, None without a cache.
+    #[getter]
+    fn cache_dir(&self) -> Option<String> {
+        self.cache.as_ref().map(|c| c.dir().to_string_lossy().into_owned())
+    }
+
+    /// `{"dir", "entries", "bytes", "batches", "max_bytes"}` of this client's cache; None without one.
+    fn cache_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.cache.as_deref().map(|cache| super::cache::info(py, cache)).transpose()
+    }
+
+    /// Removes the cache's entries of `batch_id` (every entry when None); returns how many went.
+    #[pyo3(signature = (batch_id=None))]
+    fn clear_cache(&self, py: Python<'_>, batch_id: Option<&str>) -> PyResult<u64> {
+        self.cache.as_deref().map_or(Ok(0), |cache| super::cache::clear(py, cache, batch_id))
+    }
+
+    /// What this client did in this process: `{"requests": sent, "retries": made, "throttled":
+    /// answers that asked for a slower pace, "rate": the paced requests/s, None when not pacing,
+    /// "cache_hits": pages served from the cache}`.
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let api = self.api()?;
