@@ -310,6 +310,17 @@ def ours_dataclass(cfg: Config) -> Callable[[Tally], None]:
     return run
 
 
+def ours_download(cfg: Config) -> Callable[[Tally], None]:
+    """The same dicts from one `/download` NDJSON stream (`transport="download"`)."""
+    import soket_transcribe  # noqa: F401
+
+    def run(tally: Tally) -> None:
+        client = _client(cfg)
+        tally.stream(client.iter_files(cfg.batch, limit=cfg.limit, speech_information=True, transport="download"))
+
+    return run
+
+
 def _cached_client(cfg: Config) -> Any:
     """A client whose cache already holds the batch (read once, untimed, into a fresh directory)."""
     import atexit
@@ -359,6 +370,17 @@ def ours_pandas(cfg: Config) -> Callable[[], Any]:
 
     def run() -> Any:
         return _client(cfg).iter_files(cfg.batch, limit=cfg.limit, speech_information=True).to_pandas()
+
+    return run
+
+
+def ours_pandas_download(cfg: Config) -> Callable[[], Any]:
+    """`to_pandas()` of a read from one `/download` stream."""
+    import soket_transcribe as st  # noqa: F401
+
+    def run() -> Any:
+        res = _client(cfg).iter_files(cfg.batch, limit=cfg.limit, speech_information=True, transport="download")
+        return res.to_pandas()
 
     return run
 
@@ -481,6 +503,7 @@ STREAMING = {
         ours_fields,
         ours_dataclass,
         ours_cached,
+        ours_download,
     )
 }
 TABLES = {
@@ -496,6 +519,7 @@ TABLES = {
         ours_arrow_async,
         duckdb_stream,
         ours_pandas_cached,
+        ours_pandas_download,
     )
 }
 

@@ -42,15 +42,20 @@ TABLES_BREAKDOWN = ["ours_pandas_pyarrow_dtypes", "ours_arrow"]
 ARROW = ["ours_arrow_nested", "ours_arrow_async", "duckdb_stream"]  # against ours_sync (a `for` loop)
 CACHE = ["ours_cached", "orjson_memory", "ours_sync"]
 CACHE_TABLES = ["ours_pandas_cached", "ours_pandas"]
+DOWNLOAD = ["ours_download", "ours_sync"]
+DOWNLOAD_TABLES = ["ours_pandas_download", "ours_pandas"]
 PACKAGES = ["soket-transcribe", "requests", "httpx", "aiohttp", "orjson", "jiter", "pandas", "pyarrow", "psutil"]
 
 SERVER = """
 import json, sys
 from soket_transcribe.testing import MockServer
 files, latency_ms, gzip = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
-final = sys.argv[4:] == ["final"]  # every file completed or failed: a batch the cache keeps
+final = "final" in sys.argv[4:]  # every file completed or failed: a batch the cache keeps
 statuses = {"completed": 0.85, "failed": 0.15} if final else None
-with MockServer(files=files, latency_ms=latency_ms, gzip=gzip, statuses=statuses) as srv:
+# "rate=R,B": the service's rate limit, R requests/s with bursts of B (429 with Retry-After: 1 above it).
+rate = [a[5:].split(",") for a in sys.argv[4:] if a.startswith("rate=")]
+limits = {"rate_limit": float(rate[0][0]), "burst": int(rate[0][1])} if rate else {}
+with MockServer(files=files, latency_ms=latency_ms, gzip=gzip, statuses=statuses, **limits) as srv:
     print(json.dumps({"url": srv.url, "token": srv.token, "batch": srv.batch_id}), flush=True)
     sys.stdin.read()  # serve until the benchmark closes our stdin
 """
@@ -60,10 +65,14 @@ with MockServer(files=files, latency_ms=latency_ms, gzip=gzip, statuses=statuses
 
 
 @contextmanager
-def mock_server(files: int, latency_ms: int = 0, gzip: bool = False, final: bool = False) -> Iterator[Dict[str, str]]:
-    """The embedded mock in a process of its own; yields url, token, batch."""
+def mock_server(
+    files: int, latency_ms: int = 0, gzip: bool = False, final: bool = False, rate: Optional[str] = None
+) -> Iterator[Dict[str, str]]:
+    """The embedded mock in a process of its own; yields url, token, batch. `rate`: "R,B", the
+    service's rate limit (R requests/s, bursts of B)."""
+    extra = (["final"] if final else []) + ([f"rate={rate}"] if rate else [])
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(files), str(latency_ms), "1" if gzip else "0"] + (["final"] if final else []),
+        [sys.executable, "-c", SERVER, str(files), str(latency_ms), "1" if gzip else "0"] + extra,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -475,6 +484,48 @@ def scenario_cache(args: argparse.Namespace, report: Report) -> None:
     report.target("cache entry vs the gzip answers", "<= 1x their size", f"{entry / gzipped:.2f}x", entry <= gzipped)
 
 
+def scenario_download(args: argparse.Namespace, report: Report) -> None:
+    """One `/download` stream against the pages: on loopback, and at 50 ms a request under a
+    rate limit of 40 requests/s (burst 8), where the pages pay both and the stream once."""
+    files, n = (20_000, 3) if args.quick else (100_000, args.runs)
+    with server_for(args, files, final=True) as srv:
+        print(f"\n== download: {files} files on loopback, one stream against {files // args.limit} pages", flush=True)
+        res = rounds(DOWNLOAD, srv, args, n, warmup=1)
+        check_same(res)
+        tables = rounds(DOWNLOAD_TABLES, srv, args, n, warmup=1)
+    rows = [[p, f"{median(res[p]):.3f}", spread(res[p])] for p in DOWNLOAD]
+    rows += [[p, f"{median(tables[p]):.3f}", spread(tables[p])] for p in DOWNLOAD_TABLES]
+    report.table(
+        f"Download: {files:,} files on loopback, one `/download` stream against the pages",
+        ["client", "median s", "min–max s"],
+        rows,
+        note=f"Median of {n} runs each after a warm-up; limit {args.limit}, concurrency {args.concurrency}. "
+        "ours_download / ours_pandas_download: `transport=\"download\"`; ours_sync / ours_pandas: the pages.",
+    )
+    for face, paged, what in [("ours_download", "ours_sync", "dicts"), ("ours_pandas_download", "ours_pandas", "to_pandas")]:
+        outs = res if face in res else tables
+        r = median(outs[face]) / median(outs[paged])
+        report.target(f"download vs pages on loopback, {what}", "<= 1.1x their time", f"{r:.2f}x", r <= 1.1)
+    latency, slow_n = 50, (1 if args.quick else 3)
+    with mock_server(files, latency_ms=latency, final=True, rate="40,8") as srv:
+        print(f"\n== download: {files} files at {latency} ms a request, 40 requests/s (burst 8)", flush=True)
+        slow = rounds(DOWNLOAD, srv, args, slow_n, warmup=0)
+        check_same(slow)
+    pages = files // args.limit
+    report.table(
+        f"Download under latency and a rate limit: {files:,} files, {latency} ms a request, 40 requests/s burst 8",
+        ["client", "requests", "median s", "min–max s"],
+        [
+            ["ours_download", "1 stream (+1 status)", f"{median(slow['ours_download']):.3f}", spread(slow["ours_download"])],
+            ["ours_sync", f"{pages} pages", f"{median(slow['ours_sync']):.3f}", spread(slow["ours_sync"])],
+        ],
+        note=f"Median of {slow_n} runs, no warm-up (the mock's token bucket refills between runs). "
+        f"The pages cannot go faster than the limit: {pages} requests at 40/s is {max(pages - 8, 0) / 40:.1f} s at least.",
+    )
+    r = median(slow["ours_download"]) / median(slow["ours_sync"])
+    report.target("download vs pages at 50 ms and 40 req/s", "<= 0.2x their time", f"{r:.2f}x", r <= 0.2)
+
+
 def entry_and_gzip_bytes(srv: Dict[str, str], args: argparse.Namespace) -> tuple:
     """The size of the batch's cache entry, and of the gzip answers the service sent for it."""
     import tempfile
@@ -516,6 +567,7 @@ SCENARIOS = {
     "memory": scenario_memory,
     "gzip": scenario_gzip,
     "cache": scenario_cache,
+    "download": scenario_download,
 }
 
 
