@@ -14,6 +14,7 @@ pub mod projection;
 pub mod proxy;
 pub mod query;
 pub mod rate;
+pub mod read;
 pub mod retry;
 pub mod runtime;
 pub mod status;

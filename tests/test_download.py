@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 
 import soket_transcribe as st
+from soket_transcribe.query import BatchQuery
 from soket_transcribe.testing import MockServer
 
 
@@ -137,7 +138,7 @@ def test_bad_arguments_are_value_errors(client, server):
     with pytest.raises(ValueError, match="transport must be 'pages' or 'download'; got \"ftp\""):
         client.iter_files(server.batch_id, transport="ftp")
     with pytest.raises(ValueError, match="filter_status needs transport='pages'"):
-        client.stream(server.batch_id, filter_status="failed", transport="download")
+        BatchQuery(batch_id=server.batch_id, filter_status="failed", transport="download").open(client)
     assert not server.requests
 
 

@@ -12,6 +12,7 @@ import warnings
 import pytest
 
 import soket_transcribe as st
+from soket_transcribe.query import BatchQuery
 from soket_transcribe.testing import MockServer
 
 RUNS = 20  # each ordering of concurrent requests is a draw: enough runs to meet the bad ones
@@ -251,15 +252,16 @@ def test_filtered_by_the_client_fields_and_max_items_apply_to_the_records_kept(s
 
 
 def test_stream_filter_status_reads_the_whole_batch_pages(server, client):
-    stream = client.stream(server.batch_id, filter_status="failed", limit=100, start_page=3, end_page=4)
+    query = BatchQuery(batch_id=server.batch_id, filter_status="failed", limit=100, start_page=3, end_page=4)
+    stream = query.open(client)
     kept = [f for page in stream for f in page.items]
     whole = [f for p in (3, 4) for f in client.get_page(server.batch_id, page=p, limit=100).items]
     assert kept == [f for f in whole if f["status"] == "failed"] and kept
     assert not any("/status/" in r["path"] for r in server.requests), "no status request: the caller chose"
     with pytest.raises(ValueError, match="not both"):
-        client.stream(server.batch_id, status="failed", filter_status="failed")
+        BatchQuery(batch_id=server.batch_id, status="failed", filter_status="failed").open(client)
     with pytest.raises(ValueError, match="status must be one of"):
-        client.stream(server.batch_id, filter_status="done")
+        BatchQuery(batch_id=server.batch_id, filter_status="done").open(client)
 
 
 # -- the end check: unique records against the announced total ------------------------------

@@ -147,32 +147,8 @@ class Client:
         max_retries: Optional[int] = None,
     ) -> Coroutine[Any, Any, Page]:
         """`get_page` for asyncio."""
-    def stream(
-        self,
-        batch_id: str,
-        *,
-        raw: bool = False,
-        status: Optional[str] = None,
-        limit: int = 200,
-        chunks: Optional[bool] = None,
-        speech_information: Optional[bool] = None,
-        start_page: int = 1,
-        end_page: Optional[int] = None,
-        max_items: Optional[int] = None,
-        max_retries: Optional[int] = None,
-        fields: Optional[Sequence[str]] = None,
-        on_change: str = "warn",
-        filter_status: Optional[str] = None,
-        refresh: bool = False,
-        transport: str = "pages",
-    ) -> PageStream:
-        """The pages of a batch in order (what `iter_files` and `iter_jobs` read).
-
-        `status=` without `end_page` reads the whole batch and filters it here while the batch
-        still runs; `filter_status=` always does (page numbers are then the whole batch's).
-        With a cache, pages come from the batch's entry when there is one (`refresh=True`: from
-        the service, and a whole read of a finished batch replaces the entry).
-        `transport="download"`: the same pages from one `/download/batch` NDJSON stream."""
+    def _stream(self, query: Any) -> PageStream:
+        """The pages of one read (an `st.BatchQuery`, checked here, once), in order."""
     def status(self, batch_id: str) -> BatchStatus:
         """A batch's progress (`GET /status/batch/{batch_id}`)."""
     def status_async(self, batch_id: str) -> Coroutine[Any, Any, BatchStatus]:

@@ -9,8 +9,8 @@ from typing import Any, Dict, Literal, Optional, Sequence, Union, overload
 from . import _core, waiting
 from .follow import FollowResults
 from .models import BatchStatus, FileResult, JobResult
-from .partitions import BatchQuery, BatchRead
 from .progress import ProgressArg
+from .query import BatchQuery, BatchRead, paths
 from .results import BatchResults
 
 __all__ = ["Client"]
@@ -119,16 +119,21 @@ class Client(_core.Client):
         `/download/batch` NDJSON stream instead of one request per page (a cut stream is read on
         from where it stopped).
         """
-        return self._results(
-            BatchQuery(
-                batch_id, False, status, limit, chunks, speech_information, max_retries, _fields(fields), transport
-            ),
-            start_page,
-            max_items,
-            as_dataclass,
-            on_change,
-            refresh,
+        query = BatchQuery(
+            batch_id=batch_id,
+            status=status,
+            limit=limit,
+            chunks=chunks,
+            speech_information=speech_information,
+            fields=paths(fields),
+            max_retries=max_retries,
+            transport=transport,
+            start_page=start_page,
+            max_items=max_items,
+            on_change=on_change,
+            refresh=refresh,
         )
+        return self._results(query, as_dataclass)
 
     @overload
     def iter_jobs(
@@ -208,16 +213,22 @@ class Client(_core.Client):
 
         Yields dicts, or `JobResult` with `as_dataclass=True` (see `iter_files` for the rest).
         """
-        return self._results(
-            BatchQuery(
-                batch_id, True, status, limit, chunks, speech_information, max_retries, _fields(fields), transport
-            ),
-            start_page,
-            max_items,
-            as_dataclass,
-            on_change,
-            refresh,
+        query = BatchQuery(
+            batch_id=batch_id,
+            raw=True,
+            status=status,
+            limit=limit,
+            chunks=chunks,
+            speech_information=speech_information,
+            fields=paths(fields),
+            max_retries=max_retries,
+            transport=transport,
+            start_page=start_page,
+            max_items=max_items,
+            on_change=on_change,
+            refresh=refresh,
         )
+        return self._results(query, as_dataclass)
 
     def wait(
         self, batch_id: str, *, poll_interval: float = 5.0, timeout: Optional[float] = None, progress: ProgressArg = False
@@ -310,31 +321,10 @@ class Client(_core.Client):
             chunks=chunks,
             speech_information=speech_information,
             as_dataclass=as_dataclass,
-            fields=_fields(fields),
+            fields=paths(fields),
             progress=progress,
         )
 
-    def _results(
-        self,
-        query: BatchQuery,
-        start_page: int,
-        max_items: Optional[int],
-        as_dataclass: bool,
-        on_change: str,
-        refresh: bool,
-    ) -> BatchResults[Any]:
-        stream = query.stream(self, start_page, None, max_items=max_items, on_change=on_change, refresh=refresh)
-        read = BatchRead(self, query, start_page, max_items)
-        return BatchResults(stream, raw=query.raw, as_dataclass=as_dataclass, read=read, on_change=on_change)
-
-
-def _fields(fields: Optional[Sequence[str]]) -> Optional[tuple[str, ...]]:
-    if fields is None:
-        return None
-    if isinstance(fields, str):
-        raise ValueError(f"fields must be a list of dotted paths, not a string; got {fields!r}")
-    paths = tuple(fields)
-    for path in paths:
-        if not isinstance(path, str):
-            raise ValueError(f"fields must hold dotted paths as strings; got {path!r}")
-    return paths
+    def _results(self, query: BatchQuery, as_dataclass: bool) -> BatchResults[Any]:
+        stream = query.open(self)  # checks the whole read, in the core, before anything is sent
+        return BatchResults(stream, raw=query.raw, as_dataclass=as_dataclass, read=BatchRead(self, query))

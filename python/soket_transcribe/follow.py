@@ -9,12 +9,12 @@ one plan (`_FollowPlan`): they differ only in how they fetch and sleep.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 import warnings
 from collections import deque
 from typing import (
-    TYPE_CHECKING,
     Any,
     AsyncIterator,
     Deque,
@@ -34,9 +34,8 @@ from . import _core
 from .errors import APIError, BatchNotFoundError, ResponseFormatError, WaitTimeoutError
 from .models import BatchStatus, FileResult
 from .progress import ProgressArg, close_progress, progress_callback
+from .query import BatchQuery
 
-if TYPE_CHECKING:
-    from .client import Client
 
 __all__ = ["FollowResults", "FINAL_STATES"]
 
@@ -223,7 +222,7 @@ class FollowResults(Generic[_R]):
 
     def __init__(
         self,
-        client: "Client",
+        client: _core.Client,
         batch_id: str,
         *,
         poll_interval: float = 5.0,
@@ -237,8 +236,14 @@ class FollowResults(Generic[_R]):
     ) -> None:
         self._client = client
         self._plan = _FollowPlan(batch_id, poll_interval, timeout, fields)
-        self._query: Dict[str, Any] = dict(limit=limit, chunks=chunks, speech_information=speech_information, fields=self._plan.fields)
-        client.stream(batch_id, **self._query)  # validates every argument now, sends nothing
+        self._query = BatchQuery(
+            batch_id=batch_id,
+            limit=limit,
+            chunks=chunks,
+            speech_information=speech_information,
+            fields=self._plan.fields,
+        )
+        self._query.open(client)  # checks every argument now, in the core; sends nothing
         self._dataclass: Optional[Type[FileResult]] = FileResult if as_dataclass else None
         if progress is not True:
             progress_callback(progress)  # refuses a bad `progress` now
@@ -303,7 +308,7 @@ class FollowResults(Generic[_R]):
 
     def _stream(self, first: int, last: int) -> _core.PageStream:
         end = self._plan.end_page(last)
-        return self._client.stream(self.batch_id, start_page=first, end_page=end, **self._query)
+        return dataclasses.replace(self._query, start_page=first, end_page=end).open(self._client)
 
     def _take(self, page: _core.Page) -> None:
         fresh: List[Any] = self._plan.take(page)

@@ -28,14 +28,13 @@ from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple
 from . import _core
 from .errors import BatchChangedError, SoketError
 from .fixed_schema import conform, extra_column, plan_schema
+from .query import BatchQuery, BatchRead
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from .client import Client
-
-__all__ = ["BatchQuery", "BatchRead", "BatchPartition", "PickledClient", "plan_partitions", "ON_CHANGE"]
+__all__ = ["BatchPartition", "PickledClient", "plan_partitions", "ON_CHANGE"]
 
 #: What a partition does when the batch moved under the plan: raise `BatchChangedError`, or warn.
 ON_CHANGE = ("raise", "warn")
@@ -43,63 +42,6 @@ ON_CHANGE = ("raise", "warn")
 # Default partition size: about this many records, or this many bytes of Arrow, whichever is less.
 _ROWS_PER_PARTITION = 100_000
 _BYTES_PER_PARTITION = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class BatchQuery:
-    """What a read of a batch asks the service for, every page alike."""
-
-    batch_id: str
-    raw: bool = False
-    status: Optional[str] = None
-    limit: int = 200
-    chunks: Optional[bool] = None
-    speech_information: Optional[bool] = None
-    max_retries: Optional[int] = None
-    #: Dotted paths each record is narrowed to (None: whole records).
-    fields: Optional[Tuple[str, ...]] = None
-    #: "pages", or "download": a whole read (no `last_page`) from one `/download` stream.
-    transport: str = "pages"
-
-    def stream(
-        self,
-        client: _core.Client,
-        first_page: int,
-        last_page: Optional[int],
-        *,
-        max_items: Optional[int] = None,
-        on_change: str = "warn",
-        refresh: bool = False,
-    ) -> _core.PageStream:
-        """A stream of pages `first_page..=last_page` of this query, never a page past them
-        (`refresh=True`: from the service even when the client's cache holds them)."""
-        return client.stream(
-            self.batch_id,
-            raw=self.raw,
-            status=self.status,
-            limit=self.limit,
-            chunks=self.chunks,
-            speech_information=self.speech_information,
-            start_page=first_page,
-            end_page=last_page,
-            max_items=max_items,
-            max_retries=self.max_retries,
-            fields=self.fields,
-            on_change=on_change,
-            refresh=refresh,
-            # A page range (a partition, a planning sample) is read as pages: one stream cannot be split.
-            transport=self.transport if last_page is None else "pages",
-        )
-
-
-@dataclass(frozen=True)
-class BatchRead:
-    """A read as `iter_files`/`iter_jobs` was asked for it: what partitions are planned from."""
-
-    client: "Client"
-    query: BatchQuery
-    start_page: int = 1
-    max_items: Optional[int] = None
 
 
 # -- the client configuration, and one client per configuration and process -----------------
@@ -146,7 +88,7 @@ class PickledClient:
         # value on the worker is a new client.
         return (self._config, os.environ.get("SOKET_API_TOKEN"))
 
-    def client(self) -> "Client":
+    def client(self) -> _core.Client:
         """This process's client for the configuration: built once, reused by every partition
         read here, rebuilt if closed (forked children rebuild their connections: the core sees
         the new pid)."""
@@ -159,7 +101,7 @@ class PickledClient:
         _close(evicted)
         return cached[0]
 
-    def adopt(self, client: "Client") -> None:
+    def adopt(self, client: _core.Client) -> None:
         """Partitions read in the planning process use the planning client itself, so its
         `close()` closes their connections too (no twin left open)."""
         with _clients_lock:
@@ -168,11 +110,11 @@ class PickledClient:
 
 
 # key -> (client, built here: ours to close), least recently used first.
-_clients: "collections.OrderedDict[Tuple[bytes, Optional[str]], Tuple[Client, bool]]" = collections.OrderedDict()
+_clients: "collections.OrderedDict[Tuple[bytes, Optional[str]], Tuple[_core.Client, bool]]" = collections.OrderedDict()
 _clients_lock = threading.Lock()
 
 
-def _remember(key: Tuple[bytes, Optional[str]], entry: Tuple["Client", bool]) -> List["Client"]:
+def _remember(key: Tuple[bytes, Optional[str]], entry: Tuple[_core.Client, bool]) -> List[_core.Client]:
     """Caches `entry` as the most recent; returns the clients evicted that are ours to close."""
     _clients[key] = entry
     _clients.move_to_end(key)
@@ -184,7 +126,7 @@ def _remember(key: Tuple[bytes, Optional[str]], entry: Tuple["Client", bool]) ->
     return evicted
 
 
-def _close(clients: List["Client"]) -> None:
+def _close(clients: List[_core.Client]) -> None:
     # A read in flight keeps its own handle on the connections: closing only stops new calls.
     for client in clients:
         client.close()
@@ -230,7 +172,7 @@ class BatchPartition:
         return self.query.batch_id
 
     @property
-    def client(self) -> "Client":
+    def client(self) -> _core.Client:
         """This process's client for the partition's configuration (one per process)."""
         return self.client_config.client()
 
@@ -282,7 +224,7 @@ class BatchPartition:
             paths = tuple(columns) or self.schema.names[:1]
             query = dataclasses.replace(query, fields=paths)
         with self._naming_itself():
-            return query.stream(self.client, self.pages.start, self.pages.stop - 1)
+            return query.page_range(self.pages.start, self.pages.stop - 1).open(self.client)
 
     def _kept(self, rows: int) -> int:
         """How many of the `rows` read are this partition's: all of them, unless `max_items`
@@ -447,7 +389,7 @@ def _check_the_view_holds_still(read: BatchRead, on_change: str) -> None:
 def _read_page(read: BatchRead, query: BatchQuery, page: int) -> Tuple["pa.Table", _core.PageStream]:
     import pyarrow as pa
 
-    stream = query.stream(read.client, page, page)
+    stream = query.page_range(page, page).open(read.client)
     return pa.table(_core.read_arrow(stream, flatten=True)), stream
 
 
@@ -462,11 +404,11 @@ def plan_partitions(
     pages_per_partition = _pages_per_partition(pages_per_partition)
     if on_change not in ON_CHANGE:
         raise ValueError(f"on_change must be one of {ON_CHANGE}; got {on_change!r}")
-    if read.max_items is not None and read.max_items < 0:
-        raise ValueError(f"max_items must be >= 0; got {read.max_items}")
+    if read.query.max_items is not None and read.query.max_items < 0:
+        raise ValueError(f"max_items must be >= 0; got {read.query.max_items}")
     if read.query.status is not None:
         _check_the_view_holds_still(read, on_change)
-    query, start = read.query, read.start_page
+    query, start = read.query, read.query.start_page
 
     sample, first = _read_page(read, query, start)
     # The core refuses a page without `total_pages`; `total_files` may be missing.
@@ -477,15 +419,15 @@ def plan_partitions(
         query = dataclasses.replace(query, limit=limit)
 
     last_page = max(total_pages, start)
-    if read.max_items is not None:
-        last_page = min(last_page, start + max(math.ceil(read.max_items / limit), 1) - 1)
+    if read.query.max_items is not None:
+        last_page = min(last_page, start + max(math.ceil(read.query.max_items / limit), 1) - 1)
     # The last page is a second sample (page 1 may hold only failed files) and, when the
     # service gives no total, the count of records on the last page.
     tail = _read_page(read, query, last_page)[0] if last_page > start else sample
     total = reported_total if reported_total is not None else (last_page - 1) * limit + tail.num_rows
     wanted_rows = _rows_on_pages(start, last_page, total, limit)
-    if read.max_items is not None:
-        wanted_rows = min(wanted_rows, read.max_items)
+    if read.query.max_items is not None:
+        wanted_rows = min(wanted_rows, read.query.max_items)
     samples = [sample] if tail is sample else [sample, tail]
     if pages_per_partition is None:
         pages_per_partition = _default_pages_per_partition(samples, limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import warnings
@@ -15,6 +16,7 @@ from . import _core, subtitles
 from .errors import ResponseFormatError
 from .models import FileResult, JobResult
 from .progress import ProgressArg, close_progress, progress_callback
+from .query import BatchRead
 from .tables import arrow_to_pandas, check_dtype_backend, require, require_async
 
 if TYPE_CHECKING:
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import ray.data
 
-    from .partitions import BatchPartition, BatchRead
+    from .partitions import BatchPartition
 
 __all__ = ["BatchResults"]
 
@@ -69,12 +71,10 @@ class BatchResults(Generic[_R]):
         *,
         raw: bool,
         as_dataclass: bool,
-        read: Optional["BatchRead"] = None,
-        on_change: str = "warn",
+        read: Optional[BatchRead] = None,
     ) -> None:
         self._stream = stream
         self._read = read  # what partitions are planned from, and a failed table read restarts from
-        self._on_change = on_change
         self._raw = raw
         self._dataclass: Union[Type[FileResult], Type[JobResult], None] = None
         if as_dataclass:
@@ -300,7 +300,7 @@ class BatchResults(Generic[_R]):
         if read is None:  # a BatchResults made by hand around a stream: nothing to start again from
             self._table_done = True
             return
-        self._stream = read.query.stream(read.client, page, None, max_items=read.max_items, on_change=self._on_change)
+        self._stream = dataclasses.replace(read.query, start_page=page).open(read.client)
         self._warned = 0
 
     def _read_table(self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False) -> Any:

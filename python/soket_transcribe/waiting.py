@@ -16,14 +16,13 @@ import asyncio
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
+from . import _core
 from .errors import WaitTimeoutError
 from .models import BatchStatus
 from .progress import ProgressArg, close_progress, progress_callback
 
-if TYPE_CHECKING:
-    from .client import Client
 
 __all__ = ["wait", "wait_async", "poll_delay", "MAX_POLL_GAP"]
 
@@ -120,7 +119,7 @@ def _files_done(status: BatchStatus) -> str:
 
 
 def wait(
-    client: "Client", batch_id: str, *, poll_interval: float, timeout: Optional[float], progress: ProgressArg
+    client: _core.Client, batch_id: str, *, poll_interval: float, timeout: Optional[float], progress: ProgressArg
 ) -> BatchStatus:
     plan = _PollPlan(batch_id, poll_interval, timeout, progress)
     try:
@@ -134,7 +133,7 @@ def wait(
 
 
 async def wait_async(
-    client: "Client", batch_id: str, *, poll_interval: float, timeout: Optional[float], progress: ProgressArg
+    client: _core.Client, batch_id: str, *, poll_interval: float, timeout: Optional[float], progress: ProgressArg
 ) -> BatchStatus:
     plan = _PollPlan(batch_id, poll_interval, timeout, progress)
     try:

@@ -10,9 +10,8 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::cache::Cache;
 use crate::fetch::{parse_base_url, seconds, ApiClient, ClientConfig, DEFAULT_BASE_URL};
-use crate::pipeline::{CacheRead, OnChange, PagePipeline, PipelineOptions};
-use crate::projection::Projection;
-use crate::query::{Query, Status};
+use crate::pipeline::{CacheRead, PagePipeline};
+use crate::read::{page_number, page_query, Read, Transport};
 use crate::retry::RetryPolicy;
 use crate::runtime::ForkLocal;
 use crate::status::{check_id, fetch_file, fetch_status, FileQuery};
@@ -20,6 +19,7 @@ use crate::status::{check_id, fetch_file, fetch_status, FileQuery};
 use super::cache::CACHE_DIR_ENV;
 use super::errors::IntoPyResult;
 use super::page::PyPage;
+use super::query::PyBatchQuery;
 use super::status::{batch_status, file_record};
 use super::stream::PyPageStream;
 use super::wait::{awaitable, wait};
@@ -60,32 +60,6 @@ impl PyClient {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_query(
-    batch_id: &str,
-    page: u64,
-    limit: i64,
-    status: Option<&str>,
-    raw: bool,
-    chunks: Option<bool>,
-    speech_information: Option<bool>,
-) -> PyResult<Query> {
-    let limit = u32::try_from(limit).map_err(|_| {
-        PyValueError::new_err(format!("limit must be between 1 and {}; got {limit}", crate::query::MAX_LIMIT))
-    })?;
-    let query = Query {
-        batch_id: batch_id.to_owned(),
-        page,
-        limit,
-        status: status.map(Status::parse).transpose().py_err()?,
-        raw,
-        chunks,
-        speech_information,
-    };
-    query.validate().py_err()?;
-    Ok(query)
-}
-
 /// An environment variable's value: None when unset, an error naming it when set but empty or
 /// blank (an empty `SOKET_BASE_URL` must not quietly mean the production service).
 fn env_value(name: &str) -> PyResult<Option<String>> {
@@ -105,13 +79,6 @@ fn requests_per_second(value: f64) -> PyResult<f64> {
         return Ok(value);
     }
     Err(PyValueError::new_err(format!("max_requests_per_second must be a positive number; got {value}")))
-}
-
-fn positive_page(name: &str, page: i64) -> PyResult<u64> {
-    u64::try_from(page)
-        .ok()
-        .filter(|p| *p >= 1)
-        .ok_or_else(|| PyValueError::new_err(format!("{name} must be >= 1; got {page}")))
 }
 
 #[pymethods]
@@ -308,8 +275,9 @@ impl PyClient {
         speech_information: Option<bool>,
         max_retries: Option<u32>,
     ) -> PyResult<PyPage> {
-        let query =
-            build_query(batch_id, positive_page("page", page)?, limit, status, raw, chunks, speech_information)?;
+        let query = page_number("page", page)
+            .and_then(|page| page_query(batch_id, page, limit, status, raw, chunks, speech_information))
+            .py_err()?;
         let api = self.api()?;
         let retry = self.retry(max_retries);
         let page = wait(py, async move { api.fetch_page(&query, &retry).await })?.py_err()?;
@@ -330,8 +298,9 @@ impl PyClient {
         speech_information: Option<bool>,
         max_retries: Option<u32>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let query =
-            build_query(batch_id, positive_page("page", page)?, limit, status, raw, chunks, speech_information)?;
+        let query = page_number("page", page)
+            .and_then(|page| page_query(batch_id, page, limit, status, raw, chunks, speech_information))
+            .py_err()?;
         let api = self.api()?;
         let retry = self.retry(max_retries);
         awaitable(py, async move {
@@ -340,67 +309,23 @@ impl PyClient {
         })
     }
 
-    /// The pages of a batch in order, `concurrency` fetched at a time (what `iter_files` and
-    /// `iter_jobs` read). `end_page`: the last page read; `on_change`: "warn" or "raise".
-    /// `status=` without `end_page` first asks whether the batch still runs: if so, the whole
-    /// batch is read and filtered by the client (its filtered view moves). With `end_page`, page
-    /// numbers are the filtered view's, read as asked. `filter_status=`: read the whole batch's
-    /// pages and keep the records of that status (never with `status=`). `transport="download"`:
-    /// the same pages from one `/download` stream (see `crate::download`).
-    #[pyo3(signature = (batch_id, *, raw=false, status=None, limit=200, chunks=None, speech_information=None, start_page=1, end_page=None, max_items=None, max_retries=None, fields=None, on_change="warn", filter_status=None, refresh=false, transport="pages"))]
-    #[allow(clippy::too_many_arguments)]
-    fn stream(
-        &self,
-        batch_id: &str,
-        raw: bool,
-        status: Option<&str>,
-        limit: i64,
-        chunks: Option<bool>,
-        speech_information: Option<bool>,
-        start_page: i64,
-        end_page: Option<i64>,
-        max_items: Option<i64>,
-        max_retries: Option<u32>,
-        fields: Option<Vec<String>>,
-        on_change: &str,
-        filter_status: Option<&str>,
-        refresh: bool,
-        transport: &str,
-    ) -> PyResult<PyPageStream> {
-        let download = match transport {
-            "pages" => false,
-            "download" => true,
-            other => {
-                return Err(PyValueError::new_err(format!("transport must be 'pages' or 'download'; got {other:?}")))
-            }
-        };
-        if status.is_some() && filter_status.is_some() {
-            return Err(PyValueError::new_err("pass status= (the service filters) or filter_status=, not both"));
-        }
-        let start_page = positive_page("start_page", start_page)?;
-        let end_page = end_page.map(|e| positive_page("end_page", e)).transpose()?;
-        let query = build_query(batch_id, start_page, limit, status, raw, chunks, speech_information)?;
-        let max_items = max_items
-            .map(|m| u64::try_from(m).map_err(|_| PyValueError::new_err(format!("max_items must be >= 0; got {m}"))))
-            .transpose()?;
-        let options = PipelineOptions {
-            start_page,
-            end_page,
-            max_items,
-            on_change: OnChange::parse(on_change).py_err()?,
-            projection: fields.map(|f| Projection::new(&f).map(Arc::new)).transpose().py_err()?,
-            filter: filter_status.map(Status::parse).transpose().py_err()?,
-            check_running: status.is_some() && end_page.is_none(),
-            cache: self.cache.as_ref().map(|cache| CacheRead {
-                key: cache.key(&self.config.base_url, &query, &self.config.token),
-                cache: Arc::clone(cache),
-                refresh,
-            }),
-            ..PipelineOptions::new(self.config.concurrency, self.retry(max_retries))
-        };
-        let pipeline = match download {
-            true => PagePipeline::download(self.api()?, query, options),
-            false => PagePipeline::new(self.api()?, query, options),
+    /// The pages of one read (an `st.BatchQuery`, checked here, in the core, once), in order,
+    /// `concurrency` fetched at a time: what `iter_files`, `iter_jobs`, partitions and `follow`
+    /// read. A `status=` read with no `end_page` first asks whether the batch is still running:
+    /// if so, the whole batch is read and filtered by the client (its filtered view moves).
+    #[pyo3(name = "_stream")]
+    fn open_stream(&self, query: PyBatchQuery) -> PyResult<PyPageStream> {
+        let Read { query, mut options, transport, refresh, max_retries } = query.into_spec().validate().py_err()?;
+        options.concurrency = self.config.concurrency;
+        options.retry = self.retry(max_retries);
+        options.cache = self.cache.as_ref().map(|cache| CacheRead {
+            key: cache.key(&self.config.base_url, &query, &self.config.token),
+            cache: Arc::clone(cache),
+            refresh,
+        });
+        let pipeline = match transport {
+            Transport::Download => PagePipeline::download(self.api()?, query, options),
+            Transport::Pages => PagePipeline::new(self.api()?, query, options),
         };
         Ok(PyPageStream::new(pipeline.py_err()?))
     }

@@ -6,6 +6,7 @@ mod errors;
 mod mock;
 mod names;
 mod page;
+mod query;
 mod records;
 mod status;
 mod stream;
