@@ -62,6 +62,13 @@ fn build(py: Python<'_>, name: &str, err: &Error) -> PyResult<PyErr> {
     Ok(PyErr::from_value(exc))
 }
 
+/// For the `?` operator where a core error meets Python's (a `table::PageSource`).
+impl From<Error> for PyErr {
+    fn from(err: Error) -> PyErr {
+        to_pyerr(err)
+    }
+}
+
 /// For the `?` operator in binding code.
 pub trait IntoPyResult<T> {
     fn py_err(self) -> PyResult<T>;

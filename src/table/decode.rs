@@ -12,9 +12,22 @@ use indexmap::IndexMap;
 use crate::error::{Error, Result};
 use crate::page::{without_lone_surrogates, Page};
 
-use super::infer::Kind;
+use super::kind::Kind;
 use super::scan::{Scan, Scanner};
-use super::{not_an_object, record_error};
+
+pub(super) fn not_an_object(json: &[u8]) -> Error {
+    record_error("a record is not a JSON object, so it cannot be a table row".into(), json)
+}
+
+/// An error in one record, quoting its start.
+pub(super) fn record_error(message: String, json: &[u8]) -> Error {
+    Error::Format {
+        message,
+        excerpt: crate::error::excerpt(&String::from_utf8_lossy(&json[..json.len().min(400)]), 200),
+        page: None,
+        malformed: false,
+    }
+}
 
 /// Where the records must be rewritten before arrow-json reads them: the values of JSON text
 /// columns become JSON strings holding their compact text.
@@ -215,8 +228,8 @@ pub(super) fn decode_page(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{page, texts};
-    use super::super::PageBatcher;
+    use super::super::build::PageBatcher;
+    use super::super::testing::{page, texts};
     use super::*;
     use arrow_schema::{DataType, Field, Schema};
 

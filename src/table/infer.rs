@@ -1,19 +1,19 @@
-//! Schema inference: what the values seen at each place of the records have in common, grown
-//! one record at a time, and the Arrow fields that hold them.
+//! Schema inference: the kind of each place of the records (see `kind`), widened value by value
+//! as the records are scanned, and the schema of those kinds.
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use arrow_schema::{Schema, SchemaRef};
 use indexmap::IndexMap;
 
 use crate::error::Result;
 use crate::page::Page;
 
-use super::decode::{members_plan, RecordDecoder};
+use super::decode::{members_plan, not_an_object, record_error, RecordDecoder};
+use super::kind::{widen_members, Kind};
 use super::scan::{Scan, Scanner};
-use super::unify::{conform, merge_members};
-use super::{is_json, json_field, not_an_object, record_error};
+use super::unify::conform;
 
 /// Integers beyond this magnitude are not exact as a double.
 const F64_EXACT: u64 = 1 << 53;
@@ -21,76 +21,6 @@ const F64_EXACT: u64 = 1 << 53;
 /// Objects and lists nested deeper than this (a top-level field is at depth 1) become JSON
 /// text: Arrow readers refuse deep types (pyarrow's C interface stops at 64 levels).
 pub(super) const MAX_TYPE_DEPTH: usize = 32;
-
-/// What the values seen at one place of the records have in common.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(super) enum Kind {
-    /// Only nulls (or nothing) seen.
-    #[default]
-    Null,
-    Bool,
-    /// `beyond_f64`: some value is not exact as a double (matters once floats show up).
-    Int {
-        beyond_f64: bool,
-    },
-    Float {
-        beyond_f64: bool,
-    },
-    Str,
-    List(Box<Kind>),
-    Object(IndexMap<String, Kind>),
-    /// Values disagree: the column holds JSON text. `quoted`: some value is a string, list or
-    /// object, whose text must be written for the decoder (numbers and booleans it writes itself).
-    Json {
-        quoted: bool,
-    },
-}
-
-impl Kind {
-    pub(super) fn quoted(&self) -> bool {
-        match self {
-            Kind::Str | Kind::List(_) | Kind::Object(_) => true,
-            Kind::Json { quoted } => *quoted,
-            Kind::Null | Kind::Bool | Kind::Int { .. } | Kind::Float { .. } => false,
-        }
-    }
-
-    /// True where the column holds each value's JSON text.
-    pub(super) fn is_text(&self) -> bool {
-        match self {
-            Kind::Float { beyond_f64 } => *beyond_f64,
-            Kind::Object(fields) => fields.is_empty(),
-            Kind::Json { .. } => true,
-            Kind::Null | Kind::Bool | Kind::Int { .. } | Kind::Str | Kind::List(_) => false,
-        }
-    }
-
-    /// Values of `self` and of `other` together, where they cannot share a type.
-    fn conflict(&self, other_quoted: bool) -> Kind {
-        Kind::Json { quoted: self.quoted() || other_quoted }
-    }
-
-    /// The kinds a given schema's fields stand for, as far as rewriting needs them: its JSON text
-    /// columns take any value (an empty struct takes nothing, as arrow-json ignores it).
-    pub(super) fn of_fields(fields: &Fields) -> IndexMap<String, Kind> {
-        fields.iter().map(|f| (f.name().clone(), Kind::of_field(f))).collect()
-    }
-
-    fn of_field(field: &Field) -> Kind {
-        if is_json(field) {
-            return Kind::Json { quoted: true };
-        }
-        match field.data_type() {
-            DataType::Struct(fields) if !fields.is_empty() => Kind::Object(Kind::of_fields(fields)),
-            DataType::List(element) | DataType::LargeList(element) => Kind::List(Box::new(Kind::of_field(element))),
-            DataType::Boolean => Kind::Bool,
-            DataType::Utf8 | DataType::LargeUtf8 => Kind::Str,
-            t if t.is_integer() => Kind::Int { beyond_f64: false },
-            t if t.is_floating() => Kind::Float { beyond_f64: false },
-            _ => Kind::Null,
-        }
-    }
-}
 
 /// The schema of records, grown one record at a time.
 #[derive(Debug, Clone, Default)]
@@ -122,11 +52,11 @@ impl SchemaInference {
 
     /// Adds what `other` knows, as if its records had been read after these.
     pub fn absorb(&mut self, other: &SchemaInference) {
-        merge_members(&mut self.fields, &other.fields);
+        widen_members(&mut self.fields, &other.fields);
     }
 
     pub fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(self.fields.iter().map(|(name, kind)| field(name, kind)).collect::<Vec<_>>()))
+        Arc::new(Schema::new(self.fields.iter().map(|(name, kind)| kind.field(name)).collect::<Vec<_>>()))
     }
 
     /// `batch`, read under `page`'s inference, under the schema (`self.schema()`) of this one.
@@ -174,11 +104,11 @@ fn observe(kind: &mut Kind, scanner: &mut Scanner, depth: usize) -> Scan<()> {
     match first {
         b'n' => scanner.skip_value(),
         b't' | b'f' => {
-            meet(kind, Kind::Bool);
+            kind.widen(&Kind::Bool);
             scanner.skip_value()
         }
         b'"' => {
-            meet(kind, Kind::Str);
+            kind.widen(&Kind::Str);
             scanner.skip_string().map(drop)
         }
         b'[' => {
@@ -202,8 +132,7 @@ fn observe(kind: &mut Kind, scanner: &mut Scanner, depth: usize) -> Scan<()> {
             observe_object(fields, scanner, depth)
         }
         _ => {
-            let number = number_kind(scanner.number()?);
-            meet(kind, number);
+            kind.widen(&number_kind(scanner.number()?));
             Ok(())
         }
     }
@@ -220,45 +149,11 @@ fn number_kind(text: &[u8]) -> Kind {
     }
 }
 
-/// Widens a scalar kind to also cover `other`.
-pub(super) fn meet(kind: &mut Kind, other: Kind) {
-    if *kind == other {
-        return;
-    }
-    *kind = match (&*kind, other) {
-        (Kind::Null, other) => other,
-        (Kind::Bool, Kind::Bool) | (Kind::Str, Kind::Str) => return,
-        (Kind::Int { beyond_f64: a }, Kind::Int { beyond_f64: b }) => Kind::Int { beyond_f64: *a || b },
-        (
-            Kind::Int { beyond_f64: a } | Kind::Float { beyond_f64: a },
-            Kind::Int { beyond_f64: b } | Kind::Float { beyond_f64: b },
-        ) => Kind::Float { beyond_f64: *a || b },
-        (kind, other) => kind.conflict(other.quoted()),
-    };
-}
-
-/// The Arrow field holding the values of `kind`.
-pub(super) fn field(name: &str, kind: &Kind) -> Field {
-    if kind.is_text() {
-        return json_field(name);
-    }
-    let data_type = match kind {
-        Kind::Null => DataType::Null,
-        Kind::Bool => DataType::Boolean,
-        Kind::Int { .. } => DataType::Int64,
-        Kind::Float { .. } => DataType::Float64,
-        Kind::Str => DataType::Utf8,
-        Kind::List(element) => DataType::List(Arc::new(field("item", element))),
-        Kind::Object(fields) => {
-            DataType::Struct(fields.iter().map(|(name, kind)| field(name, kind)).collect::<Fields>())
-        }
-        Kind::Json { .. } => DataType::Utf8,
-    };
-    Field::new(name, data_type, true)
-}
-
 #[cfg(test)]
 mod tests {
+    use arrow_schema::{DataType, Field};
+
+    use super::super::kind::{is_json, json_field};
     use super::*;
 
     #[test]
@@ -359,11 +254,11 @@ mod scanner_against_jiter {
         match peek {
             Peek::Null => jiter.known_null().unwrap(),
             Peek::True | Peek::False => {
-                meet(kind, Kind::Bool);
+                kind.widen(&Kind::Bool);
                 jiter.known_skip(peek).unwrap();
             }
             Peek::String => {
-                meet(kind, Kind::Str);
+                kind.widen(&Kind::Str);
                 jiter.known_skip(peek).unwrap();
             }
             Peek::Array => {
@@ -390,7 +285,7 @@ mod scanner_against_jiter {
                 };
                 observe_object_with_jiter(fields, jiter, true);
             }
-            _ => meet(kind, number_kind(jiter.known_number_bytes(peek).unwrap())),
+            _ => kind.widen(&number_kind(jiter.known_number_bytes(peek).unwrap())),
         }
     }
 

@@ -9,8 +9,31 @@ use arrow_schema::{ArrowError, DataType, FieldRef, Fields, Schema};
 
 use crate::error::{Error, Result};
 
-use super::is_json;
+use super::kind::is_json;
 use super::names::{flat_field, flat_name, join, split_flat_name};
+
+/// How a table's batches are handed over: struct columns flattened and/or a list column
+/// exploded (into one row per element, flattened too), or as read.
+#[derive(Clone, Debug, Default)]
+pub struct Shape {
+    pub flatten: bool,
+    pub explode: Option<String>,
+}
+
+impl Shape {
+    pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        match (&self.explode, self.flatten) {
+            (Some(path), _) => explode(&batch, path),
+            (None, true) => flatten(&batch),
+            (None, false) => Ok(batch),
+        }
+    }
+
+    /// True when batches are handed over as read.
+    pub fn is_plain(&self) -> bool {
+        !self.flatten && self.explode.is_none()
+    }
+}
 
 /// Struct columns replaced by their fields, recursively, named `parent.child`; a null parent
 /// makes its fields null. Lists are left as they are.
@@ -224,7 +247,8 @@ pub fn explode(batch: &RecordBatch, path: &str) -> Result<RecordBatch> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{table, texts};
+    use super::super::build::PageBatcher;
+    use super::super::testing::{page, table, texts};
     use super::*;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Float64Type;
@@ -299,11 +323,11 @@ mod tests {
     #[test]
     fn a_stream_explodes_as_a_whole_table_does() {
         let batches = |pages: &[&[&str]]| {
-            let mut batcher = super::super::PageBatcher::new(None);
+            let mut batcher = PageBatcher::new(None);
             let mut exploder = BatchExploder::new("segments".into());
             let mut rows = Vec::new();
             for (i, records) in pages.iter().enumerate() {
-                let batch = batcher.batch(&super::super::tests::page(i as u64 + 1, records)).unwrap();
+                let batch = batcher.batch(&page(i as u64 + 1, records)).unwrap();
                 rows.push(exploder.explode(&batch)?.map(|b| b.num_rows()));
             }
             exploder.finish().map(|()| rows)

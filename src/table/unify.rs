@@ -1,7 +1,7 @@
-//! One schema for pages read apart: their kinds merged as if their records had been read in
-//! one pass, and each page's batch brought to the merged schema. A field a page lacks reads
-//! as nulls, an integer column that widened becomes floats, and a column that became JSON
-//! text elsewhere becomes the JSON text of its values (written back by arrow-json).
+//! One schema for pages read apart: their kinds widened as if their records had been read in
+//! one pass (`Kind::widen`), and each page's batch brought to the widened schema. A field a
+//! page lacks reads as nulls, an integer column that widened becomes floats, and a column that
+//! became JSON text elsewhere becomes the JSON text of its values (written back by arrow-json).
 
 use std::sync::Arc;
 
@@ -15,32 +15,7 @@ use indexmap::IndexMap;
 
 use crate::error::{Error, Result};
 
-use super::infer::{meet, Kind};
-use super::is_json;
-
-/// Widens `kind` to also cover the values of `other`, as reading them after its own would.
-pub(super) fn merge(kind: &mut Kind, other: &Kind) {
-    match (&mut *kind, other) {
-        (_, Kind::Null) => {}
-        (Kind::Null, other) => *kind = other.clone(),
-        (Kind::Json { quoted }, other) => *quoted |= other.quoted(),
-        (Kind::List(element), Kind::List(other)) => merge(element, other),
-        (Kind::Object(fields), Kind::Object(other)) => merge_members(fields, other),
-        (_, other) => meet(kind, other.clone()),
-    }
-}
-
-/// Members of `other` merged into `fields`; new ones go last, in `other`'s order.
-pub(super) fn merge_members(fields: &mut IndexMap<String, Kind>, other: &IndexMap<String, Kind>) {
-    for (name, kind) in other {
-        match fields.get_mut(name) {
-            Some(known) => merge(known, kind),
-            None => {
-                fields.insert(name.clone(), kind.clone());
-            }
-        }
-    }
-}
+use super::kind::{is_json, Kind};
 
 /// `batch`, read under `from` (its page's kinds), under the table's `to` and `schema`.
 pub(super) fn conform(
@@ -161,8 +136,8 @@ fn arrow_error(e: ArrowError) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{page, table, without_nulls};
-    use super::super::{PageTable, TableBuilder};
+    use super::super::build::{PageTable, TableBuilder};
+    use super::super::testing::{page, table, without_nulls};
     use super::*;
     use arrow_array::types::Float64Type;
     use arrow_json::writer::{JsonArray, WriterBuilder};
