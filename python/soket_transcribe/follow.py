@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import time
 import warnings
 from collections import deque
@@ -35,6 +34,7 @@ from .errors import APIError, BatchNotFoundError, ResponseFormatError, WaitTimeo
 from .models import BatchStatus, FileResult
 from .progress import ProgressArg, close_progress, progress_callback
 from .query import BatchQuery
+from .waiting import checked_poll_interval, deadline_after
 
 
 __all__ = ["FollowResults", "FINAL_STATES"]
@@ -65,14 +65,10 @@ class _FollowPlan:
     whether the view moved, when to poll again and when to give up."""
 
     def __init__(self, batch_id: str, poll_interval: float, timeout: Optional[float], fields: Optional[Sequence[str]]):
-        if not isinstance(poll_interval, (int, float)) or not (0 < poll_interval < math.inf):
-            raise ValueError(f"poll_interval must be a positive number of seconds; got {poll_interval!r}")
-        if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout >= 0):
-            raise ValueError(f"timeout must be None or a number of seconds >= 0; got {timeout!r}")
         self.batch_id = batch_id
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = checked_poll_interval(poll_interval)
         self.timeout = timeout
-        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.deadline = deadline_after(timeout)
         self.requested = None if fields is None else tuple(fields)
         self.fields = None if fields is None else tuple(fields) + tuple(k for k in _KEYS if k not in fields)
         self.total: Optional[int] = None

@@ -41,20 +41,30 @@ def poll_delay(status: BatchStatus, poll_interval: float) -> float:
     return max(poll_interval, min(estimate, MAX_POLL_GAP))
 
 
+def checked_poll_interval(poll_interval: float) -> float:
+    """`poll_interval=` of `wait` and `follow`: seconds in (0, 60]."""
+    if not (isinstance(poll_interval, (int, float)) and 0 < poll_interval <= MAX_POLL_GAP):
+        raise ValueError(f"poll_interval must be a number of seconds in (0, {MAX_POLL_GAP:g}]; got {poll_interval!r}")
+    return float(poll_interval)
+
+
+def deadline_after(timeout: Optional[float]) -> Optional[float]:
+    """The `time.monotonic()` at which `timeout=` (None: never) runs out."""
+    if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"timeout must be None or a number of seconds >= 0; got {timeout!r}")
+    return None if timeout is None else time.monotonic() + timeout
+
+
 class _PollPlan:
     """When to poll next, when to give up, and the progress shown meanwhile."""
 
     def __init__(self, batch_id: str, poll_interval: float, timeout: Optional[float], progress: ProgressArg) -> None:
         if not batch_id or not isinstance(batch_id, str):
             raise ValueError("batch_id must be a non-empty string")
-        if not (isinstance(poll_interval, (int, float)) and 0 < poll_interval <= MAX_POLL_GAP):
-            raise ValueError(f"poll_interval must be a number of seconds in (0, {MAX_POLL_GAP:g}]; got {poll_interval!r}")
-        if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout >= 0):
-            raise ValueError(f"timeout must be None or a number of seconds >= 0; got {timeout!r}")
         self.batch_id = batch_id
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = checked_poll_interval(poll_interval)
         self.timeout = timeout
-        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.deadline = deadline_after(timeout)
         self.progress: Optional[Callable[[int, Optional[int]], Any]] = progress_callback(progress)
         self.last: Optional[BatchStatus] = None
         self.out_of_time = False

@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyTuple};
 use crate::cache::Cache;
 use crate::fetch::{parse_base_url, seconds, ApiClient, ClientConfig, DEFAULT_BASE_URL};
 use crate::pipeline::{CacheRead, PagePipeline};
-use crate::read::{page_number, page_query, Read, Transport};
+use crate::read::{page_number, page_query, Read, ReadSpec, Transport};
 use crate::retry::RetryPolicy;
 use crate::runtime::ForkLocal;
 use crate::status::{check_id, fetch_file, fetch_status, FileQuery};
@@ -315,7 +315,7 @@ impl PyClient {
     /// if so, the whole batch is read and filtered by the client (its filtered view moves).
     #[pyo3(name = "_stream")]
     fn open_stream(&self, query: PyBatchQuery) -> PyResult<PyPageStream> {
-        let Read { query, mut options, transport, refresh, max_retries } = query.into_spec().validate().py_err()?;
+        let Read { query, mut options, transport, refresh, max_retries } = ReadSpec::from(query).validate().py_err()?;
         options.concurrency = self.config.concurrency;
         options.retry = self.retry(max_retries);
         options.cache = self.cache.as_ref().map(|cache| CacheRead {
@@ -331,17 +331,24 @@ impl PyClient {
     }
 
     /// A batch's progress (`GET /status/batch/{batch_id}`) as an `st.BatchStatus`.
-    fn status<'py>(&self, py: Python<'py>, batch_id: &str) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (batch_id, *, max_retries=None))]
+    fn status<'py>(&self, py: Python<'py>, batch_id: &str, max_retries: Option<u32>) -> PyResult<Bound<'py, PyAny>> {
         check_id("batch_id", batch_id).py_err()?;
-        let (api, retry, batch_id) = (self.api()?, self.retry(None), batch_id.to_owned());
+        let (api, retry, batch_id) = (self.api()?, self.retry(max_retries), batch_id.to_owned());
         let answer = wait(py, async move { fetch_status(&api, &batch_id, &retry).await })?.py_err()?;
         batch_status(py, &answer)
     }
 
     /// `status` for asyncio.
-    fn status_async<'py>(&self, py: Python<'py>, batch_id: &str) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (batch_id, *, max_retries=None))]
+    fn status_async<'py>(
+        &self,
+        py: Python<'py>,
+        batch_id: &str,
+        max_retries: Option<u32>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         check_id("batch_id", batch_id).py_err()?;
-        let (api, retry, batch_id) = (self.api()?, self.retry(None), batch_id.to_owned());
+        let (api, retry, batch_id) = (self.api()?, self.retry(max_retries), batch_id.to_owned());
         awaitable(py, async move {
             let answer = fetch_status(&api, &batch_id, &retry).await.py_err()?;
             Python::attach(|py| batch_status(py, &answer).map(Bound::unbind))
@@ -380,7 +387,7 @@ impl PyClient {
     }
 
     /// One file's record (`GET /results/file/{file_id}`): a dict, or an `st.FileResult`.
-    #[pyo3(signature = (file_id, *, chunks=None, speech_information=None, as_dataclass=false))]
+    #[pyo3(signature = (file_id, *, chunks=None, speech_information=None, as_dataclass=false, max_retries=None))]
     fn get_file<'py>(
         &self,
         py: Python<'py>,
@@ -388,16 +395,17 @@ impl PyClient {
         chunks: Option<bool>,
         speech_information: Option<bool>,
         as_dataclass: bool,
+        max_retries: Option<u32>,
     ) -> PyResult<Bound<'py, PyAny>> {
         check_id("file_id", file_id).py_err()?;
         let query = FileQuery { file_id: file_id.to_owned(), chunks, speech_information };
-        let (api, retry) = (self.api()?, self.retry(None));
+        let (api, retry) = (self.api()?, self.retry(max_retries));
         let body = wait(py, async move { fetch_file(&api, &query, &retry).await })?.py_err()?;
         file_record(py, &body, as_dataclass)
     }
 
     /// `get_file` for asyncio.
-    #[pyo3(signature = (file_id, *, chunks=None, speech_information=None, as_dataclass=false))]
+    #[pyo3(signature = (file_id, *, chunks=None, speech_information=None, as_dataclass=false, max_retries=None))]
     fn get_file_async<'py>(
         &self,
         py: Python<'py>,
@@ -405,10 +413,11 @@ impl PyClient {
         chunks: Option<bool>,
         speech_information: Option<bool>,
         as_dataclass: bool,
+        max_retries: Option<u32>,
     ) -> PyResult<Bound<'py, PyAny>> {
         check_id("file_id", file_id).py_err()?;
         let query = FileQuery { file_id: file_id.to_owned(), chunks, speech_information };
-        let (api, retry) = (self.api()?, self.retry(None));
+        let (api, retry) = (self.api()?, self.retry(max_retries));
         awaitable(py, async move {
             let body = fetch_file(&api, &query, &retry).await.py_err()?;
             Python::attach(|py| file_record(py, &body, as_dataclass).map(Bound::unbind))

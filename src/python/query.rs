@@ -39,41 +39,24 @@ pub struct PyBatchQuery {
     filter_status: Option<String>,
 }
 
-impl PyBatchQuery {
-    pub fn into_spec(self) -> ReadSpec {
-        let PyBatchQuery {
-            batch_id,
-            raw,
-            status,
-            limit,
-            chunks,
-            speech_information,
-            fields,
-            max_retries,
-            transport,
-            start_page,
-            end_page,
-            max_items,
-            on_change,
-            refresh,
-            filter_status,
-        } = self;
+impl From<PyBatchQuery> for ReadSpec {
+    fn from(q: PyBatchQuery) -> ReadSpec {
         ReadSpec {
-            batch_id,
-            raw,
-            status,
-            limit,
-            chunks,
-            speech_information,
-            fields,
-            max_retries,
-            transport,
-            start_page,
-            end_page,
-            max_items,
-            on_change,
-            refresh,
-            filter_status,
+            batch_id: q.batch_id,
+            raw: q.raw,
+            status: q.status,
+            limit: q.limit,
+            chunks: q.chunks,
+            speech_information: q.speech_information,
+            fields: q.fields,
+            max_retries: q.max_retries,
+            transport: q.transport,
+            start_page: q.start_page,
+            end_page: q.end_page,
+            max_items: q.max_items,
+            on_change: q.on_change,
+            refresh: q.refresh,
+            filter_status: q.filter_status,
         }
     }
 }
