@@ -4,7 +4,6 @@
 //! `python` adapts it, `mock` is the embedded test server.
 
 pub mod cache;
-pub mod download;
 pub mod error;
 pub mod fetch;
 pub mod mock;

@@ -14,7 +14,7 @@ use crate::query::{Query, Status, MAX_LIMIT};
 pub enum Transport {
     /// `GET /results/batch/{id}`, a request per page.
     Pages,
-    /// One `GET /download/batch/{id}` stream, gathered into pages (see `crate::download`).
+    /// One `GET /download/batch/{id}` stream, gathered into pages (see `crate::pipeline`'s download).
     Download,
 }
 

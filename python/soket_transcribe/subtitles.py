@@ -198,7 +198,6 @@ def write_subtitles(records: Iterable[Record], directory: Union[str, "os.PathLik
     """
     if format not in FORMATS:
         raise ValueError(f"format must be 'srt' or 'vtt'; got {format!r}")
-    _check_unread(records)
     render = to_srt if format == "srt" else to_vtt
     suffix = "." + format
     folder = Path(directory)
@@ -221,15 +220,6 @@ def write_subtitles(records: Iterable[Record], directory: Union[str, "os.PathLik
         written.append(path)
     _report(written, unsegmented)
     return written
-
-
-def _check_unread(records: Iterable[Record]) -> None:
-    """A `BatchResults` already read (iterated, or into a table) would write nothing, or only
-    the records a loop left: refused as `to_pandas` refuses it."""
-    from .results import BatchResults  # results imports this module
-
-    if isinstance(records, BatchResults):
-        records._check_unread()
 
 
 def _replace(path: Path, text: str) -> None:

@@ -20,10 +20,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use url::Url;
 
+use super::{PipelineOptions, Progress};
 use crate::error::{Error, Result};
 use crate::fetch::ApiClient;
 use crate::page::{error_answer, parse_page, Page};
-use crate::pipeline::{PipelineOptions, Progress};
 use crate::projection::Projection;
 use crate::query::Query;
 use crate::retry::{Decision, RetryPolicy};
