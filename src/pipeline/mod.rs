@@ -13,6 +13,7 @@
 //! cancel) and call again without losing or repeating a page.
 
 mod cached;
+mod download;
 mod changes;
 mod filter;
 mod seen;
@@ -143,7 +144,7 @@ pub struct PagePipeline {
     progress: Progress,
     cache: CacheState,
     /// Pages from one `/download` stream instead of page requests (`PagePipeline::download`).
-    download: Option<crate::download::DownloadStream>,
+    download: Option<download::DownloadStream>,
 }
 
 impl Drop for PagePipeline {
@@ -194,10 +195,10 @@ impl PagePipeline {
         })
     }
 
-    /// The same read from one `/download` stream (see `crate::download`): its pages are numbered
+    /// The same read from one `/download` stream (see [`download`]): its pages are numbered
     /// as the results endpoint's, and `start_page`, `max_items` and `fields` apply as they do.
     pub fn download(client: Arc<ApiClient>, query: Query, options: PipelineOptions) -> Result<PagePipeline> {
-        let stream = crate::download::DownloadStream::new(Arc::clone(&client), query.clone(), &options)?;
+        let stream = download::DownloadStream::new(Arc::clone(&client), query.clone(), &options)?;
         let mut pipeline = PagePipeline::new(client, query, options)?;
         pipeline.download = Some(stream);
         Ok(pipeline)
