@@ -264,3 +264,30 @@ def test_cli_follow_times_out_with_exit_3():
         )
         assert proc.returncode == 3 and proc.stdout == ""
         assert "0 of 10 files final" in proc.stderr
+
+
+def test_batch_results_show_themselves_in_a_notebook():
+    with MockServer(files=30, seed=1) as srv:
+        res = st.Client(srv.token, srv.url).iter_files(srv.batch_id, limit=10)
+        assert "no page read yet" in res._repr_html_()
+        first = [next(iter(res)) for _ in range(12)]
+        html = res._repr_html_()
+        assert "12 of 30 files yielded" in html and "page 1 of 3" in html and "<script" not in html
+        assert len(first) == 12
+
+
+def test_the_mocks_unfiltered_view_keeps_its_order_and_agrees_with_its_status():
+    # What follow relies on: files finishing never move in the unfiltered view, and the status
+    # endpoint counts what the records say.
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(60, seed=5, statuses={"processing": 1}, complete_per_request=5)
+        client = st.Client(srv.token, srv.url, concurrency=1)
+        reads = []
+        for round in range(3):
+            records = [f for p in (1, 2, 3) for f in client.get_page(batch, page=p, limit=20).items]
+            status = client.status(batch)
+            reads.append(records)
+            # 5 files complete after each answered request (pages and status alike): 4 a round
+            assert status.files_completed + status.files_failed == min(5 * (4 * round + 3), 60)
+        assert all([f["file_id"] for f in r] == [f["file_id"] for f in reads[0]] for r in reads)
+        assert sum(f["status"] in FINAL for f in reads[-1]) > sum(f["status"] in FINAL for f in reads[0])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Iterable, Optional
 
-__all__ = ["batch_bar"]
+__all__ = ["batch_bar", "progress_block"]
 
 _COLOURS = {"completed": "#2e7d32", "failed": "#c62828", "running": "#9e9e9e"}
 
@@ -41,5 +41,19 @@ def batch_bar(
         f'<div style="font-family:sans-serif;font-size:13px;max-width:40em">'
         f"<b>{escape(title)}</b>: {done:,} of {of} files final ({escape(counts)})"
         f'<div style="display:flex;height:10px;background:#eee;margin:4px 0">{segments}</div>'
+        f"{lines}</div>"
+    )
+
+
+def progress_block(title: str, *, done: int, total: Optional[int], unit: str, notes: Iterable[str] = ()) -> str:
+    """A bar of `done` out of `total` (None: not known yet), with notes below."""
+    width = 100 * min(done, total) / total if total else 0.0
+    of = "?" if total is None else f"{total:,}"
+    lines = "".join(f"<div>{escape(note)}</div>" for note in notes)
+    return (
+        f'<div style="font-family:sans-serif;font-size:13px;max-width:40em">'
+        f"<b>{escape(title)}</b>: {done:,} of {of} {escape(unit)}"
+        f'<div style="display:flex;height:10px;background:#eee;margin:4px 0">'
+        f'<div style="width:{width:.2f}%;background:{_COLOURS["completed"]}"></div></div>'
         f"{lines}</div>"
     )

@@ -146,6 +146,20 @@ class BatchResults(Generic[_R]):
         kind = "jobs" if self._raw else "files"
         return f"<BatchResults {kind} total={self.total} total_pages={self.total_pages} next_page={self.next_page}>"
 
+    def _repr_html_(self) -> str:
+        """In a notebook: what was read so far, of how many, and any warning."""
+        from .html import progress_block
+
+        kind = "jobs" if self._raw else "files"
+        pages = f"page {self.next_page - 1} of {self.total_pages}" if self.total_pages else "no page read yet"
+        return progress_block(
+            f"batch read ({kind})",
+            done=self._stream.items_delivered - length_hint(self._cursor),  # handed to the caller
+            total=self.total,
+            unit=f"{kind} yielded",
+            notes=[pages + ("" if self.complete else "; records may be missing")] + self.warnings,
+        )
+
     def _report(self, stacklevel: int) -> None:
         fresh = self._stream.warnings[self._warned :]
         for message in fresh:
