@@ -16,6 +16,9 @@ def _shutdown() -> None:
 def _batch_stage(status: str, total_files: Optional[int], files_completed: Optional[int], files_failed: Optional[int]) -> str:
     """`"final"`, `"running"` or `"unknown"`: the core's rule behind `BatchStatus.is_final`."""
 
+def _error_classes() -> List[str]:
+    """The name of every class of `soket_transcribe.errors` a core error can become."""
+
 @final
 class Page:
     """One page of results, as the service sent it."""
@@ -149,9 +152,9 @@ class Client:
         """`get_page` for asyncio."""
     def _stream(self, query: Any) -> PageStream:
         """The pages of one read (an `st.BatchQuery`, checked here, once), in order."""
-    def status(self, batch_id: str) -> BatchStatus:
+    def status(self, batch_id: str, *, max_retries: Optional[int] = None) -> BatchStatus:
         """A batch's progress (`GET /status/batch/{batch_id}`)."""
-    def status_async(self, batch_id: str) -> Coroutine[Any, Any, BatchStatus]:
+    def status_async(self, batch_id: str, *, max_retries: Optional[int] = None) -> Coroutine[Any, Any, BatchStatus]:
         """`status` for asyncio."""
     def _poll_status(self, batch_id: str, seconds: Optional[float], persist: bool) -> Tuple[Optional[BatchStatus], Optional[str]]:
         """One poll of `wait`: `(status, None)`, or `(None, why)` once `seconds` ran out."""
@@ -167,11 +170,18 @@ class Client:
         chunks: Optional[bool] = None,
         speech_information: Optional[bool] = None,
         as_dataclass: Literal[False] = False,
+        max_retries: Optional[int] = None,
     ) -> Dict[str, Any]:
         """One file's record (`GET /results/file/{file_id}`): a dict, or an `st.FileResult`."""
     @overload
     def get_file(
-        self, file_id: str, *, chunks: Optional[bool] = None, speech_information: Optional[bool] = None, as_dataclass: Literal[True]
+        self,
+        file_id: str,
+        *,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        as_dataclass: Literal[True],
+        max_retries: Optional[int] = None,
     ) -> FileResult: ...
     @overload
     def get_file_async(
@@ -181,11 +191,18 @@ class Client:
         chunks: Optional[bool] = None,
         speech_information: Optional[bool] = None,
         as_dataclass: Literal[False] = False,
+        max_retries: Optional[int] = None,
     ) -> Coroutine[Any, Any, Dict[str, Any]]:
         """`get_file` for asyncio."""
     @overload
     def get_file_async(
-        self, file_id: str, *, chunks: Optional[bool] = None, speech_information: Optional[bool] = None, as_dataclass: Literal[True]
+        self,
+        file_id: str,
+        *,
+        chunks: Optional[bool] = None,
+        speech_information: Optional[bool] = None,
+        as_dataclass: Literal[True],
+        max_retries: Optional[int] = None,
     ) -> Coroutine[Any, Any, FileResult]: ...
 
 def _cache_info(cache_dir: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:

@@ -9,10 +9,45 @@ use crate::error::{Error, Missing};
 
 static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
+/// The classes of `soket_transcribe.errors` a core error can become, each named once: the
+/// variant is the class's name, and `ALL` lists every variant, so that `_error_classes` (checked
+/// against the module by tests/test_errors.py) cannot miss one the mapping uses.
+macro_rules! ours {
+    ($($class:ident),+ $(,)?) => {
+        #[allow(clippy::enum_variant_names)]
+        #[derive(Clone, Copy)]
+        enum Ours { $($class),+ }
+
+        impl Ours {
+            const ALL: &'static [Ours] = &[$(Ours::$class),+];
+
+            fn name(self) -> &'static str {
+                match self { $(Ours::$class => stringify!($class)),+ }
+            }
+        }
+    };
+}
+
+ours!(
+    APIError,
+    AuthenticationError,
+    PermissionDeniedError,
+    NotFoundError,
+    InvalidRequestError,
+    RateLimitError,
+    ServerError,
+    BatchNotFoundError,
+    FileResultNotFoundError,
+    APITimeoutError,
+    APIConnectionError,
+    ResponseFormatError,
+    BatchChangedError,
+);
+
 /// The Python class of each core error: a builtin, or one of `soket_transcribe.errors`.
 enum Class {
     Builtin(fn(String) -> PyErr),
-    Ours(&'static str),
+    Ours(Ours),
 }
 
 fn class_of(err: &Error) -> Class {
@@ -21,27 +56,33 @@ fn class_of(err: &Error) -> Class {
         // As `threading.Thread.start()` says it when the OS refuses a thread.
         Error::Internal(_) | Error::RuntimeStart(_) => Class::Builtin(PyRuntimeError::new_err),
         Error::Api { status, .. } => Class::Ours(match status {
-            401 => "AuthenticationError",
-            403 => "PermissionDeniedError",
-            404 => "NotFoundError",
-            400 | 422 => "InvalidRequestError",
-            429 => "RateLimitError",
-            500..=599 => "ServerError",
-            _ => "APIError",
+            401 => Ours::AuthenticationError,
+            403 => Ours::PermissionDeniedError,
+            404 => Ours::NotFoundError,
+            400 | 422 => Ours::InvalidRequestError,
+            429 => Ours::RateLimitError,
+            500..=599 => Ours::ServerError,
+            _ => Ours::APIError,
         }),
-        Error::NotFound { what: Missing::Batch, .. } => Class::Ours("BatchNotFoundError"),
-        Error::NotFound { what: Missing::File, .. } => Class::Ours("FileResultNotFoundError"),
-        Error::Connection { timeout: true, .. } => Class::Ours("APITimeoutError"),
-        Error::Connection { timeout: false, .. } => Class::Ours("APIConnectionError"),
-        Error::Format { .. } => Class::Ours("ResponseFormatError"),
-        Error::BatchChanged { .. } => Class::Ours("BatchChangedError"),
+        Error::NotFound { what: Missing::Batch, .. } => Class::Ours(Ours::BatchNotFoundError),
+        Error::NotFound { what: Missing::File, .. } => Class::Ours(Ours::FileResultNotFoundError),
+        Error::Connection { timeout: true, .. } => Class::Ours(Ours::APITimeoutError),
+        Error::Connection { timeout: false, .. } => Class::Ours(Ours::APIConnectionError),
+        Error::Format { .. } => Class::Ours(Ours::ResponseFormatError),
+        Error::BatchChanged { .. } => Class::Ours(Ours::BatchChangedError),
     }
+}
+
+/// The name of every class of `soket_transcribe.errors` a core error can become.
+#[pyfunction]
+pub fn _error_classes() -> Vec<&'static str> {
+    Ours::ALL.iter().map(|class| class.name()).collect()
 }
 
 pub fn to_pyerr(err: Error) -> PyErr {
     match class_of(&err) {
         Class::Builtin(new_err) => new_err(err.to_string()),
-        Class::Ours(name) => Python::attach(|py| build(py, name, &err).unwrap_or_else(|e| e)),
+        Class::Ours(class) => Python::attach(|py| build(py, class.name(), &err).unwrap_or_else(|e| e)),
     }
 }
 

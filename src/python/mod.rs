@@ -52,6 +52,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::PyReady>()?;
     m.add_function(wrap_pyfunction!(records::as_dataclasses, m)?)?;
     m.add_function(wrap_pyfunction!(status::_batch_stage, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::_error_classes, m)?)?;
     cache::register(m)?;
     wait::register(m)?;
     mock::register(m)?;
