@@ -1,8 +1,10 @@
 """Errors as a user meets them: every class the core can raise exists in `st.errors` under
 `SoketError`, HTTP statuses become the README's classes, and `max_retries` works per call on
-`status` and `get_file` as on `get_page`."""
+`status` and `get_file` as on `get_page`; and `status` answers the `st.BatchStatus` the service sent."""
 
 import asyncio
+import json
+import urllib.request
 
 import pytest
 
@@ -125,3 +127,16 @@ def test_get_file_async_takes_max_retries_per_call(server):
 def test_a_negative_max_retries_is_refused(server, client):
     with pytest.raises(OverflowError):
         client.status(server.batch_id, max_retries=-1)
+
+
+def test_status_is_the_batch_status_the_service_sent(server, client):
+    """Rust builds `st.BatchStatus` from its parsed answer; `from_dict` (for users' dicts) agrees."""
+    sent = urllib.request.Request(
+        f"{server.url}/status/batch/{server.batch_id}", headers={"Authorization": f"Bearer {server.token}"}
+    )
+    with urllib.request.urlopen(sent) as answer:
+        record = json.load(answer)
+    status = client.status(server.batch_id)
+    assert status == st.BatchStatus.from_dict(record)
+    assert status.extra and not set(status.extra) & set(st.BatchStatus._NAMED)
+    assert status.to_dict() == {**dict.fromkeys(st.BatchStatus._NAMED), **record}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyModule;
+use pyo3::types::{PyDict, PyModule};
 
 use crate::error::Error;
 use crate::status::{BatchStatus, Polled, Stage};
@@ -21,10 +21,29 @@ fn model<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     models.bind(py).getattr(name)
 }
 
-/// `st.BatchStatus` from the core's answer: named fields, and the rest in `extra`.
-pub fn batch_status<'py>(py: Python<'py>, status: &BatchStatus) -> PyResult<Bound<'py, PyAny>> {
-    let answer = pythonize::pythonize(py, status)?;
-    model(py, "BatchStatus")?.call_method1("from_dict", (answer,))
+/// `st.BatchStatus` built once, from the core's parsed answer: its fields, the unnamed ones in
+/// `extra` (taken apart whole, so that a field added to the core's struct must be handed on).
+pub fn batch_status<'py>(py: Python<'py>, answer: &BatchStatus) -> PyResult<Bound<'py, PyAny>> {
+    let BatchStatus {
+        batch_id,
+        status,
+        total_files,
+        files_completed,
+        files_failed,
+        estimated_audio_seconds,
+        estimated_completion_seconds,
+        extra,
+    } = answer;
+    let fields = PyDict::new(py);
+    fields.set_item("batch_id", batch_id)?;
+    fields.set_item("status", status)?;
+    fields.set_item("total_files", total_files)?;
+    fields.set_item("files_completed", files_completed)?;
+    fields.set_item("files_failed", files_failed)?;
+    fields.set_item("estimated_audio_seconds", estimated_audio_seconds)?;
+    fields.set_item("estimated_completion_seconds", estimated_completion_seconds)?;
+    fields.set_item("extra", pythonize::pythonize(py, extra)?)?;
+    model(py, "BatchStatus")?.call((), Some(&fields))
 }
 
 /// A file's record from its JSON object, as a dict or (`as_dataclass`) an `st.FileResult`.
