@@ -140,3 +140,14 @@ def test_status_is_the_batch_status_the_service_sent(server, client):
     assert status == st.BatchStatus.from_dict(record)
     assert status.extra and not set(status.extra) & set(st.BatchStatus._NAMED)
     assert status.to_dict() == {**dict.fromkeys(st.BatchStatus._NAMED), **record}
+
+
+def test_a_coroutine_made_with_no_loop_running_is_one_to_asyncio(server, client):
+    """Built before any loop runs, `status_async`'s awaitable is taken by `create_task` too."""
+    made_early = client.status_async(server.batch_id)
+    assert asyncio.iscoroutine(made_early)
+
+    async def main():
+        return await asyncio.create_task(made_early)
+
+    assert asyncio.run(main()) == client.status(server.batch_id)

@@ -160,12 +160,11 @@ impl PyDeferred {
     }
 }
 
-/// `asyncio.run` and `create_task` take only coroutines: `_Deferred` is registered as one.
+/// `asyncio.run` and `create_task` take only coroutines: `_Deferred` is one to
+/// `collections.abc.Coroutine`'s subclass hook, which asks for `__await__`, `send`, `throw`
+/// and `close`, no registration.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyDeferred>()?;
-    let coroutine = m.py().import("collections.abc")?.getattr("Coroutine")?;
-    coroutine.call_method1("register", (m.getattr("_Deferred")?,))?;
-    Ok(())
+    m.add_class::<PyDeferred>()
 }
 
 /// pyo3-async-runtimes' spawner: called inside our runtime's context only (from `on_runtime`,
