@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import hashlib
 import http.client
@@ -250,10 +251,8 @@ def test_scripted_faults(srv: MockServer) -> None:
 
 def test_stall_triggers_client_timeouts(srv: MockServer) -> None:
     srv.fail_next("stall", stall_s=0.5)
-    started = time.monotonic()
-    with pytest.raises(socket.timeout):
+    with pytest.raises(socket.timeout):  # it times out, rather than wait the stall out and answer
         results_with_timeout(srv, 0.2)
-    assert time.monotonic() - started < 0.45
     assert results(srv).status == 200
 
 
@@ -269,7 +268,9 @@ def test_latency_is_added_without_serialising_requests() -> None:
             t.start()
         for t in threads:
             t.join()
-        assert 0.2 <= time.monotonic() - started < 1.0
+        assert time.monotonic() - started >= 0.2
+        # Not serialised: requests overlapped at the server (measured there, not by a wall clock).
+        assert max(r["in_flight"] for r in server.requests) >= 2
 
 
 def test_redirect_to_another_server(srv: MockServer) -> None:
@@ -312,8 +313,10 @@ def test_status_endpoint(srv: MockServer) -> None:
     status = get(srv.url, f"/status/batch/{srv.batch_id}").json()
     assert status["batch_id"] == srv.batch_id
     assert status["total_files"] == 105
-    assert status["files_completed"] + status["files_failed"] <= 105
-    assert status["estimated_audio_seconds"] > 0
+    records = [f for p in range(1, 4) for f in results(srv, f"page={p}&limit=50").json()["files"]]
+    counts = collections.Counter(f["status"] for f in records)
+    assert (status["files_completed"], status["files_failed"]) == (counts["completed"], counts["failed"]) == (87, 9)
+    assert status["estimated_audio_seconds"] == 35378.7, "seeded"
 
 
 def test_stop_closes_the_port_and_keeps_the_log() -> None:
