@@ -112,7 +112,9 @@ def test_ctrl_c_interrupts_a_waiting_call_quickly():
         line = proc.stdout.readline().split()
         elapsed = time.monotonic() - sent
         assert line[0] == "interrupted"
-        assert elapsed < 0.5, f"KeyboardInterrupt took {elapsed:.3f}s"
+        # The server holds the answer 30 s, so anything well under that is Ctrl-C's doing; the
+        # bound leaves a loaded 2-core machine room to schedule the child (idle: ~0.01 s).
+        assert elapsed < 5, f"KeyboardInterrupt took {elapsed:.3f}s"
         assert proc.stdout.readline().split() == ["usable", "10"]
         assert proc.wait(timeout=10) == 0
 

@@ -97,8 +97,9 @@ def test_wait_polls_no_more_often_than_the_interval(server, client):
     batch_id = server.add_batch(10, statuses={"completed": 1.0}, grow_per_request=1)  # never done, no estimate
     with pytest.raises(st.WaitTimeoutError) as e:
         client.wait(batch_id, poll_interval=0.25, timeout=1.0)
-    # At 0, 0.25, 0.5, 0.75 and the deadline at most (fewer when answers are slow).
-    assert 3 <= polls(server, batch_id) <= 5
+    # At 0, 0.25, 0.5, 0.75 and the deadline at most; fewer when a loaded machine answers slowly,
+    # but more than one (a second poll needs only the first answer within 0.75 s).
+    assert 2 <= polls(server, batch_id) <= 5
     assert isinstance(e.value, st.SoketError)
 
 
@@ -169,7 +170,7 @@ def test_wait_refuses_bad_arguments_before_any_request(server, client, kwargs, m
     assert server.requests == []
 
 
-def test_ctrl_c_stops_a_sync_wait_within_half_a_second(server):
+def test_ctrl_c_stops_a_sync_wait_at_once(server):
     script = textwrap.dedent(
         f"""
         import sys, time
@@ -187,8 +188,7 @@ def test_ctrl_c_stops_a_sync_wait_within_half_a_second(server):
         while polls(server, server.batch_id) == 0:  # the first poll is answered: it sleeps now
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.02)
-        time.sleep(0.2)
-        sent = time.monotonic()
+        sent = time.monotonic()  # in the pause or still in the poll: Ctrl-C ends either at once
         proc.send_signal(signal.SIGINT)
         line = proc.stdout.readline()
         took = time.monotonic() - sent
@@ -196,7 +196,9 @@ def test_ctrl_c_stops_a_sync_wait_within_half_a_second(server):
         proc.kill() if proc.poll() is None else None
         proc.communicate(timeout=10)
     assert line == "interrupted\n"
-    assert took < 0.5
+    # Polls are 30 s apart, so anything well under that is Ctrl-C's doing; the bound leaves a
+    # loaded 2-core machine room to schedule the child.
+    assert took < 5
 
 
 # -- one file ------------------------------------------------------------------------------
