@@ -291,3 +291,14 @@ def test_the_mocks_unfiltered_view_keeps_its_order_and_agrees_with_its_status():
             assert status.files_completed + status.files_failed == min(5 * (4 * round + 3), 60)
         assert all([f["file_id"] for f in r] == [f["file_id"] for f in reads[0]] for r in reads)
         assert sum(f["status"] in FINAL for f in reads[-1]) > sum(f["status"] in FINAL for f in reads[0])
+
+
+def test_batch_status_shows_itself_in_a_notebook():
+    status = st.BatchStatus.from_dict(
+        {"batch_id": "b<1>", "status": "processing", "total_files": 10, "files_completed": 6, "files_failed": 1,
+         "estimated_audio_seconds": None, "estimated_completion_seconds": 120}
+    )
+    html = status._repr_html_()
+    assert "7 of 10 files final (6 completed, 1 failed, 3 running)" in html
+    assert "b&lt;1&gt;" in html and "about 2 min to go" in html and "<script" not in html
+    assert "\n" not in repr(status)

@@ -117,3 +117,19 @@ class BatchStatus(_Model):
     def files_done(self) -> int:
         """Files finished either way: completed plus failed."""
         return (self.files_completed or 0) + (self.files_failed or 0)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: a bar of completed / failed / running files, and the estimate."""
+        from .html import batch_bar
+
+        notes = [f"status: {self.status}"]
+        estimate = self.estimated_completion_seconds
+        if estimate is not None and estimate >= 0 and self.in_progress:
+            notes.append(f"about {estimate / 60:,.0f} min to go, as the service estimates")
+        return batch_bar(
+            f"batch {self.batch_id or ''}".strip(),
+            total=self.total_files,
+            completed=self.files_completed,
+            failed=self.files_failed,
+            notes=notes,
+        )
