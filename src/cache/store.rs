@@ -114,6 +114,10 @@ impl Cache {
     pub fn commit(&self, writer: EntryWriter, key: EntryKey) -> io::Result<()> {
         let dest = self.path(&key);
         writer.finish(key, &dest)?;
+        // Stamped by the clock hits use: the file system's own stamp of a new file is coarser (a
+        // kernel tick) and may fall before a hit made just before, which would make the newest
+        // entry look older than it is.
+        touch(&dest);
         self.evict()
     }
 
