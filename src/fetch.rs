@@ -197,7 +197,7 @@ impl ApiClient {
                 Err(err) => err.edit_text(|s| *s = self.redact(s)),
             };
             let decision = if err.is_throttle() {
-                self.rate.on_throttle(started);
+                self.rate.on_throttle_after(started, err.retry_after());
                 match self.throttle_wait(&err, retry) {
                     Ok(wait) => {
                         // Not a failure while the client's reads move: max_retries is left alone.

@@ -1,42 +1,59 @@
 //! One rate controller per client: every request of an `ApiClient` (every read, thread, task,
 //! `get_page`, `status`, `get_file`) starts through it. Until the service throttles (a 429, or a
 //! 503 with `Retry-After`) it does nothing. From the first throttle it paces request starts, one
-//! every `1/rate` seconds in arrival order, and adapts the rate:
+//! every `1/rate` seconds in arrival order, and keeps the rate just under the service's:
 //!
-//! - CUBIC (RFC 8312), as botocore's `retry_mode="adaptive"` does: a throttle cuts the rate to
-//!   `BETA * w_max`; successes raise it again along `w_max + C (t - K)^3`, slowly near `w_max`
-//!   (where the service's limit was met) and faster beyond it, probing for more.
-//! - `w_max` is the service's rate as measured, when it can be (the accept-rate idea of Google's
+//! - The service's rate is measured from what it accepts (the accept-rate idea of Google's
 //!   client-side adaptive throttling, SRE book "Handling Overload"): a token bucket is empty at
-//!   each throttle, so the requests it accepted between two throttles, over the time between
-//!   them, is its refill rate. Before two throttles are far enough apart, `w_max` is the rate we
-//!   were sending at, and the rate after the first throttle grows exponentially (slow start)
-//!   until the next one.
+//!   every throttle, so the requests it accepted between two throttles, over the time between
+//!   them, is its refill rate, less the tokens it dropped while full: each pair is a lower bound,
+//!   and the largest of the recent ones is the estimate (`w_max`).
+//! - CUBIC (RFC 8312), as botocore's `retry_mode="adaptive"` does, around that estimate: a
+//!   throttle cuts the rate to `BETA * w_max`; successes raise it again along
+//!   `w_max * (1 + C (t - K)^3)`, flat near `w_max` for seconds (so the next probe into the
+//!   limit, which costs a throttle and its `Retry-After`, comes seconds later) and faster beyond.
+//! - From the first throttle until the next cut, slow start doubles the rate from the accept
+//!   rate of the last second. A measure is trusted when it agrees with that accept rate (its
+//!   span was saturated, not spent waiting); until one is, the curve around the last second's
+//!   accept rate is steeper (`C_PROBING`). Growth counts only the time the pacer was used
+//!   (`paced`): a read that cannot send (its window waits on a throttled page) does not raise
+//!   the rate (RFC 7661's rule for an application-limited sender).
 //!
 //! Only one cut per throttle "epoch": throttles of requests started before the last cut say
-//! nothing new. Once pacing, a lone throttle among the last answers is taken as noise (a service
-//! may refuse a request now and then whatever the rate): a cut needs three in the last ten. A known quota (`max_requests_per_second`) paces from the start and caps the rate.
+//! nothing new. A throttle asking to come back at once (`Retry-After: 0`, or a few ms) is a
+//! service shedding a request, not a rate limit: it is retried without pacing the client, unless
+//! such throttles are half of the recent answers. A known quota (`max_requests_per_second`)
+//! paces from the start and caps the rate.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// CUBIC's multiplicative decrease and scaling constant (botocore's values are 0.7 and 0.4; a
-/// cut from a measured rate can be milder).
-const BETA: f64 = 0.8;
-const C: f64 = 0.4;
+/// CUBIC's multiplicative decrease, and its curve in units of `w_max`: back at `w_max` K =
+/// cbrt((1 - BETA) / C) = 2 s after a cut, 10% above it 2 s later.
+const BETA: f64 = 0.9;
+const C: f64 = 0.0125;
+/// The same curve around an estimate not trusted yet: back at it in 0.5 s, 80% above 1 s later.
+const C_PROBING: f64 = 0.8;
 /// The slowest pace (botocore's minimum fill rate).
 const MIN_RATE: f64 = 0.5;
-/// Slow start doubles the rate this often until the second throttle.
+/// Slow start doubles the rate each this much paced time, until the second cut.
 const DOUBLING: Duration = Duration::from_millis(200);
-/// Throttles further apart than this measure the service's rate...
+/// Throttles at least this far apart measure the service's rate (a token's worth of error is
+/// 1/(rate * span) of it)...
 const MIN_SPAN: Duration = Duration::from_millis(500);
 /// ...from the throttles of this long a history.
 const HISTORY: Duration = Duration::from_secs(10);
-/// A cut needs this many throttles among the last `OUTCOMES` answers.
-const THROTTLES_TO_CUT: usize = 3;
+/// A measure is trusted at this fraction of the last second's accept rate or more.
+const TRUSTED: f64 = 0.8;
+/// A throttle asking for less than this is a shed request, not a rate limit...
+const SHORT_WAIT: Duration = Duration::from_millis(50);
+/// ...unless this many of the last `OUTCOMES` answers are throttles.
+const SHED_LIMIT: usize = 5;
 const OUTCOMES: usize = 10;
+/// Pages a read may fetch ahead while a throttled one waits its `Retry-After`, at most.
+const MAX_AHEAD: usize = 64;
 
 pub struct RateController {
     pacing: AtomicBool,
@@ -51,18 +68,24 @@ struct State {
     rate: f64,
     next_start: Instant,
     w_max: f64,
+    /// Cuts since pacing began.
+    cuts: u32,
+    /// Slow start: no trusted measure of the service's rate yet.
+    probing: bool,
     last_cut: Option<Instant>,
-    /// The service's rate measured between throttles, once known.
-    measured: Option<f64>,
-    /// Successes ever, and (time, successes then) at each recent cut.
+    /// Paced time since the last cut: `1/rate` per success.
+    paced: f64,
+    /// Successes ever, and (time, successes then) at each throttle of the last `HISTORY`.
     accepted: u64,
-    cuts: VecDeque<(Instant, u64)>,
+    throttles: VecDeque<(Instant, u64)>,
     /// Successes in the last second: the rate we were sending at when the first throttle came.
     recent: VecDeque<Instant>,
     /// When the current run of throttles with no success between began.
     throttled_since: Option<Instant>,
     /// The last answers, true for a throttle.
     outcomes: VecDeque<bool>,
+    /// The wait the service asked of its last throttle.
+    retry_after: Duration,
 }
 
 impl State {
@@ -71,6 +94,22 @@ impl State {
             self.outcomes.pop_front();
         }
         self.outcomes.push_back(throttled);
+    }
+
+    /// The largest accept rate measured between a past throttle and one now.
+    fn measure(&self, now: Instant) -> Option<f64> {
+        let rates = self.throttles.iter().filter(|(t, _)| now - *t >= MIN_SPAN);
+        rates.map(|(t, a)| (self.accepted - a) as f64 / (now - *t).as_secs_f64()).reduce(f64::max)
+    }
+
+    /// The rate `paced` seconds after the last cut.
+    fn grown(&self) -> f64 {
+        if self.cuts == 1 {
+            return self.w_max * 2f64.powf(self.paced / DOUBLING.as_secs_f64());
+        }
+        let c = if self.probing { C_PROBING } else { C };
+        let k = ((1.0 - BETA) / c).cbrt();
+        self.w_max * (1.0 + c * (self.paced - k).powi(3))
     }
 }
 
@@ -85,13 +124,16 @@ impl RateController {
                 rate,
                 next_start: now,
                 w_max: rate,
+                cuts: 0,
+                probing: false,
                 last_cut: None,
-                measured: None,
+                paced: 0.0,
                 accepted: 0,
-                cuts: VecDeque::new(),
+                throttles: VecDeque::new(),
                 recent: VecDeque::new(),
                 throttled_since: None,
                 outcomes: VecDeque::with_capacity(OUTCOMES),
+                retry_after: Duration::ZERO,
             }),
             queue: tokio::sync::Mutex::new(()),
             throttled: AtomicU64::new(0),
@@ -101,6 +143,20 @@ impl RateController {
     /// The paced rate in requests per second, None while not pacing.
     pub fn rate(&self) -> Option<f64> {
         self.pacing.load(Ordering::Relaxed).then(|| self.lock().rate)
+    }
+
+    /// Pages a read should fetch ahead beyond its window: while the service throttles with a
+    /// `Retry-After`, a throttled page holds up the pages behind it for that long, and the pacer
+    /// can start `rate * Retry-After` requests meanwhile. None of it while not pacing.
+    pub fn pages_ahead(&self) -> usize {
+        if !self.pacing.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let state = self.lock();
+        if state.cuts == 0 {
+            return 0; // a known quota, never throttled
+        }
+        ((state.rate * state.retry_after.as_secs_f64()).ceil() as usize).min(MAX_AHEAD)
     }
 
     /// Waits for this request's turn (at once while not pacing); returns when it starts.
@@ -131,60 +187,76 @@ impl RateController {
         state.accepted += 1;
         state.throttled_since = None;
         state.record(false);
-        if !self.pacing.load(Ordering::Relaxed) {
-            // Only needed for the first throttle: the sending rate of the last second.
-            state.recent.push_back(now);
-            while state.recent.front().is_some_and(|t| now - *t > Duration::from_secs(1)) {
-                state.recent.pop_front();
-            }
-            return;
+        // The accept rate of the last second, read at a throttle.
+        state.recent.push_back(now);
+        while state.recent.front().is_some_and(|t| now - *t > Duration::from_secs(1)) {
+            state.recent.pop_front();
         }
-        let Some(cut) = state.last_cut else { return }; // a known quota, never throttled
-        let t = (now - cut).as_secs_f64();
-        let grown = match state.measured {
-            None => state.w_max * BETA * 2f64.powf(t / DOUBLING.as_secs_f64()),
-            Some(_) => {
-                let k = (state.w_max * (1.0 - BETA) / C).cbrt();
-                state.w_max + C * (t - k).powi(3)
-            }
-        };
-        state.rate = self.capped(grown);
+        if !self.pacing.load(Ordering::Relaxed) || state.cuts == 0 {
+            return; // not throttled yet, or a known quota never throttled
+        }
+        // Grow only while the pace is used: a start scheduled within the last interval.
+        let interval = Duration::from_secs_f64(1.0 / state.rate);
+        if now < state.next_start + interval {
+            state.paced += interval.as_secs_f64();
+            state.rate = self.capped(state.grown());
+        }
     }
 
-    /// A throttled answer to a request that started at `started`.
+    /// A throttled answer to a request that started at `started`, the service's wait unknown.
     pub fn on_throttle(&self, started: Instant) {
+        self.on_throttle_after(started, None);
+    }
+
+    /// A throttled answer to a request that started at `started`, asking to wait `wait`.
+    pub fn on_throttle_after(&self, started: Instant, wait: Option<Duration>) {
         let now = Instant::now();
         self.throttled.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         state.throttled_since.get_or_insert(now);
         state.record(true);
-        if state.last_cut.is_some_and(|cut| started < cut) {
-            return; // sent before the last cut: nothing new
+        let shed = wait.is_some_and(|w| w < SHORT_WAIT);
+        if shed && state.outcomes.iter().filter(|t| **t).count() < SHED_LIMIT {
+            return;
         }
-        let noise = state.outcomes.iter().filter(|t| **t).count() < THROTTLES_TO_CUT;
-        if self.pacing.load(Ordering::Relaxed) && noise {
+        state.retry_after = wait.unwrap_or(Duration::ZERO);
+        // The bucket is empty now: a point to measure its rate from, whatever the epoch.
+        let measured = state.measure(now);
+        let accepted = state.accepted;
+        state.throttles.push_back((now, accepted));
+        while state.throttles.front().is_some_and(|(t, _)| now - *t > HISTORY) {
+            state.throttles.pop_front();
+        }
+        // Sent before the last cut, or too soon after it (the bucket was empty at the cut, and
+        // refills a token only so fast): nothing new.
+        if state.last_cut.is_some_and(|cut| started < cut || now - cut < MIN_SPAN) {
             return;
         }
         let first = !self.pacing.swap(true, Ordering::Relaxed);
-        let sending = if first { state.recent.len().max(1) as f64 } else { state.rate };
-        let accepted = state.accepted;
-        state.cuts.push_back((now, accepted));
-        while state.cuts.front().is_some_and(|(t, _)| now - *t > HISTORY) {
-            state.cuts.pop_front();
-        }
-        let (t0, a0) = state.cuts[0];
-        let span = now - t0;
-        let was_measured = state.measured.is_some();
-        if span >= MIN_SPAN {
-            state.measured = Some(((accepted - a0) as f64 / span.as_secs_f64()).max(MIN_RATE));
-        }
-        state.w_max = state.measured.unwrap_or(sending);
-        state.rate = self.capped(state.w_max * BETA);
+        // What the service accepted in the last second: its rate, plus what its bucket held a
+        // second ago; above the rate we were throttled at, only that rate is known too fast.
+        let recent = (state.recent.len().max(1) as f64).min(state.rate);
+        // The measure is trusted when it agrees with the last second: its span was saturated,
+        // not spent waiting (a window held up by a throttled page drops tokens the bucket had).
+        // Nor the first measure, which spans slow start's climb from below the service's rate.
+        let trusted = measured.filter(|rate| state.cuts >= 2 && *rate >= TRUSTED * recent);
+        let settles = state.probing && trusted.is_some();
+        state.probing = trusted.is_none();
+        state.w_max = trusted.unwrap_or(recent);
+        state.rate = self.capped(if first { state.w_max } else { state.w_max * BETA });
+        state.cuts += 1;
+        state.paced = 0.0;
         state.last_cut = Some(now);
+        // The bucket is empty: hold back the requests not yet sent, released at the new pace.
+        state.next_start = state.next_start.max(now + Duration::from_secs_f64(1.0 / state.rate));
+        let rate = state.rate;
+        // Logged with the lock released: the logger may wait for the GIL, whose holder may be
+        // waiting for this lock (`pages_ahead`).
+        drop(state);
         if first {
-            log::info!("the service throttles: pacing requests at {:.1}/s from now on", state.rate);
-        } else if !was_measured && state.measured.is_some() {
-            log::info!("pacing settled near the service's measured rate, {:.1} requests/s", state.w_max);
+            log::info!("the service throttles: pacing requests at {rate:.1}/s from now on");
+        } else if settles {
+            log::info!("pacing settles at {rate:.1} requests/s, under the service's measured rate");
         }
     }
 
@@ -210,6 +282,8 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
     }
 
+    const ONE_SECOND: Option<Duration> = Some(Duration::from_secs(1));
+
     #[test]
     fn nothing_changes_until_the_first_throttle() {
         let rc = RateController::new(None);
@@ -219,51 +293,92 @@ mod tests {
         }
         assert_eq!(rc.rate(), None);
         assert_eq!(rc.throttled_for(), None);
+        assert_eq!(rc.pages_ahead(), 0);
     }
 
     #[test]
-    fn a_throttle_starts_pacing_and_one_epoch_cuts_once() {
+    fn a_throttle_starts_slow_start_and_one_epoch_cuts_once() {
         let rc = RateController::new(None);
         let before = Instant::now();
         for _ in 0..10 {
             rc.on_success();
         }
-        rc.on_throttle(before);
-        let first = rc.rate().unwrap();
-        assert!((first - 10.0 * BETA).abs() < 1e-9, "{first}");
-        rc.on_throttle(before); // sent before the cut
-        assert_eq!(rc.rate(), Some(first));
-        rc.on_success();
-        rc.on_throttle(Instant::now());
-        rc.on_throttle(Instant::now());
-        assert!(rc.rate().unwrap() < first, "three throttles among the last ten answers: a cut");
-        for _ in 0..9 {
-            rc.on_success();
+        rc.on_throttle_after(before, ONE_SECOND);
+        assert_eq!(rc.rate(), Some(10.0), "slow start from the accept rate of the last second");
+        assert_eq!(rc.pages_ahead(), 10, "a second of paced pages while the throttled one waits");
+        rc.on_throttle_after(before, ONE_SECOND); // sent before the cut
+        assert_eq!(rc.rate(), Some(10.0));
+        for _ in 0..2 {
+            rc.on_success(); // 1/rate paced each: doubles each 0.2 s
         }
-        let before_noise = rc.rate();
-        rc.on_throttle(Instant::now());
-        assert_eq!(rc.rate(), before_noise, "a lone throttle is noise");
-        assert_eq!(rc.throttled.load(Ordering::Relaxed), 5);
+        let grown = rc.rate().unwrap();
+        assert!(grown > 15.0 && grown < 20.0, "{grown}");
+        rc.on_throttle_after(Instant::now(), ONE_SECOND);
+        assert_eq!(rc.rate(), Some(grown), "too soon after the cut to cut again");
+        std::thread::sleep(MIN_SPAN);
+        rc.on_throttle_after(Instant::now(), ONE_SECOND);
+        let cut = rc.rate().unwrap();
+        assert!(cut < 20.0, "a throttle in a new epoch cuts: {cut}");
+        assert_eq!(rc.throttled.load(Ordering::Relaxed), 4);
         assert!(rc.throttled_for().is_some());
         rc.on_success();
-        assert_eq!(rc.throttled_for(), None);
-        assert!(rc.rate() > before_noise, "successes raise the rate");
+        assert_eq!(rc.throttled_for(), None, "a success ends the run of throttles");
     }
 
     #[test]
-    fn the_service_rate_is_measured_between_throttles() {
+    fn the_service_rate_is_measured_between_throttles_and_paced_just_under() {
         let rc = RateController::new(None);
-        rc.on_throttle(Instant::now());
-        std::thread::sleep(MIN_SPAN);
-        for _ in 0..20 {
+        rc.on_throttle_after(Instant::now(), ONE_SECOND);
+        for _ in 0..2 {
+            std::thread::sleep(MIN_SPAN);
+            for _ in 0..20 {
+                rc.on_success();
+            }
+            rc.on_throttle_after(Instant::now(), ONE_SECOND);
+        }
+        // The second cut ends slow start, whose climb the measure spans: only the third is trusted.
+        let (w_max, probing) = {
+            let state = rc.lock();
+            (state.w_max, state.probing)
+        };
+        let span = MIN_SPAN.as_secs_f64();
+        assert!(!probing && w_max <= 20.0 / span && w_max > 20.0 / (span + 0.2), "{w_max}");
+        assert!((rc.rate().unwrap() - w_max * BETA).abs() < 1e-9);
+        // Back at the measured rate after K seconds of paced successes, flat near it.
+        rc.lock().next_start = Instant::now() + Duration::from_secs(60); // the pacer is busy
+        let k = ((1.0 - BETA) / C).cbrt();
+        while rc.lock().paced < k {
             rc.on_success();
         }
-        for _ in 0..THROTTLES_TO_CUT {
-            rc.on_throttle(Instant::now());
+        let rate = rc.rate().unwrap();
+        assert!(rate > w_max * 0.99 && rate < w_max * 1.01, "{rate} vs {w_max}");
+    }
+
+    #[test]
+    fn a_throttle_asking_for_no_wait_is_shed_not_a_rate_limit() {
+        let rc = RateController::new(None);
+        for i in 0..100 {
+            if i % 10 == 0 {
+                rc.on_throttle_after(Instant::now(), Some(Duration::from_millis(20)));
+            } else {
+                rc.on_success();
+            }
         }
-        let measured = rc.lock().measured.unwrap();
-        assert!(measured <= 20.0 / MIN_SPAN.as_secs_f64() && measured > 20.0 / (MIN_SPAN.as_secs_f64() + 1.0));
-        assert!((rc.rate().unwrap() - measured * BETA).abs() < 1e-9);
+        assert_eq!(rc.rate(), None, "one in ten shed: no pacing");
+        for _ in 0..SHED_LIMIT {
+            rc.on_throttle_after(Instant::now(), Some(Duration::ZERO));
+        }
+        assert!(rc.rate().is_some(), "half the answers shed: a rate limit after all");
+        assert_eq!(rc.throttled.load(Ordering::Relaxed), 10 + SHED_LIMIT as u64);
+    }
+
+    #[test]
+    fn growth_counts_only_paced_time() {
+        let rc = RateController::new(None);
+        rc.on_throttle_after(Instant::now(), ONE_SECOND);
+        let start = rc.rate();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(rc.rate(), start, "time without successes does not raise the rate");
     }
 
     #[test]
@@ -278,5 +393,8 @@ mod tests {
             rc.on_success();
         }
         assert_eq!(rc.rate(), Some(50.0));
+        assert_eq!(rc.pages_ahead(), 0);
+        rc.on_throttle_after(Instant::now(), ONE_SECOND);
+        assert!(rc.rate().unwrap() <= 50.0, "never above the quota");
     }
 }

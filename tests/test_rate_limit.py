@@ -2,6 +2,7 @@
 429 while pages arrive, and never pace a service that does not throttle."""
 
 import asyncio
+import logging
 import threading
 
 import pytest
@@ -131,3 +132,20 @@ def test_configuration_is_checked_and_pickled():
     again = pickle.loads(pickle.dumps(client))
     assert (again.max_requests_per_second, again.rate_limit_timeout) == (2.5, 30.0)
     assert st.Client("t0ken", "http://127.0.0.1:9/t").max_requests_per_second is None
+
+
+def test_pacing_is_logged_while_python_logs_and_reads(expected, caplog):
+    """The controller logs with its lock released: a handler needs the GIL, and the reading
+    thread holds the GIL while it asks the controller for its window (this hung once)."""
+    with throttled_server() as srv, caplog.at_level(logging.INFO, logger="soket_transcribe"):
+        client = st.Client(srv.token, srv.url, concurrency=4)
+        assert [f["file_id"] for f in client.iter_files(srv.batch_id, limit=LIMIT)] == expected
+    assert "the service throttles: pacing requests at" in caplog.text
+
+
+def test_a_shed_request_is_retried_without_pacing_the_client(server, client):
+    """`Retry-After: 0` (as the mock's random faults send, there with `retry-after-ms: 20`) is a
+    service shedding one request, not a rate limit: retried, never paced, max_retries untouched."""
+    server.fail_next("429", times=2, retry_after="0")
+    assert len(list(client.iter_files(server.batch_id, limit=100))) == 1234
+    assert client.stats["throttled"] == 2 and client.stats["rate"] is None

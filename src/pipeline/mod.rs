@@ -286,7 +286,12 @@ impl PagePipeline {
 
     fn fill_window(&mut self) {
         // Until the first answer tells the page count, only one request is out.
-        let window = if self.last_page.is_none() { 1 } else { WINDOW_PER_REQUEST * self.options.concurrency.max(1) };
+        let window = if self.last_page.is_none() {
+            1
+        } else {
+            // A throttled page waits its Retry-After: the pages behind it keep coming meanwhile.
+            WINDOW_PER_REQUEST * self.options.concurrency.max(1) + self.client.rate.pages_ahead()
+        };
         let bound = self.fetch_bound();
         while self.in_flight.len() < window && self.next_to_fetch <= bound {
             let number = self.next_to_fetch;
