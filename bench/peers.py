@@ -488,6 +488,84 @@ def aiohttp_orjson_dataframe(cfg: Config) -> Callable[[], Any]:
     return run
 
 
+# -- a rate-limited service (the ratelimit scenario): each run adds the 429s it met --------
+
+THROTTLED = [0]
+
+
+def ours_ratelimit(cfg: Config) -> Callable[[Tally], None]:
+    """`for f in iter_files(...)`: the client's rate controller finds the service's rate."""
+    import soket_transcribe  # noqa: F401
+
+    def run(tally: Tally) -> None:
+        client = _client(cfg)
+        tally.stream(client.iter_files(cfg.batch, limit=cfg.limit, speech_information=True))
+        THROTTLED[0] += client.stats["throttled"]
+
+    return run
+
+
+def ours_ratelimit_threads(cfg: Config) -> Callable[[Tally], None]:
+    """Two threads, each reading half the pages, through one client (one controller)."""
+    import threading
+
+    import soket_transcribe  # noqa: F401
+
+    def run(tally: Tally) -> None:
+        client = _client(cfg)
+        pages = client.get_page(cfg.batch, limit=cfg.limit).total_pages
+        half = pages // 2
+        tallies = [Tally(), Tally()]
+
+        def read(tally: Tally, start: int, pages: int) -> None:
+            res = client.iter_files(cfg.batch, limit=cfg.limit, speech_information=True, start_page=start, max_items=pages * cfg.limit)
+            tally.stream(res)
+
+        threads = [
+            threading.Thread(target=read, args=(tallies[0], 1, half)),
+            threading.Thread(target=read, args=(tallies[1], half + 1, pages - half)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for part in tallies:
+            tally.count += part.count
+            tally.checksum ^= part.checksum
+        THROTTLED[0] += client.stats["throttled"]
+
+    return run
+
+
+def aiohttp_retry_after(cfg: Config) -> Callable[[Tally], None]:
+    """What users write against a rate limit: `aiohttp_orjson`'s window, each request retried on
+    429 after its `Retry-After`, or after a backoff (0.5 s doubling, full jitter) without one."""
+    import random
+
+    import aiohttp
+    import orjson  # noqa: F401
+
+    async def main(tally: Tally) -> None:
+        connector = aiohttp.TCPConnector(limit=cfg.concurrency)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+        async with aiohttp.ClientSession(headers=cfg.headers, connector=connector, timeout=timeout) as session:
+
+            async def fetch(page: int) -> bytes:
+                for attempt in range(100):
+                    async with session.get(cfg.endpoint, params=cfg.params(page)) as r:
+                        if r.status != 429:
+                            r.raise_for_status()
+                            return await r.read()
+                        THROTTLED[0] += 1
+                        wait = r.headers.get("Retry-After")
+                    await asyncio.sleep(float(wait) if wait else random.uniform(0, min(8.0, 0.5 * 2**attempt)))
+                raise RuntimeError(f"page {page}: throttled 100 times")
+
+            await _windowed(fetch, tally, cfg.concurrency)
+
+    return lambda tally: asyncio.run(main(tally))
+
+
 STREAMING = {
     f.__name__: f
     for f in (
@@ -504,6 +582,9 @@ STREAMING = {
         ours_dataclass,
         ours_cached,
         ours_download,
+        ours_ratelimit,
+        ours_ratelimit_threads,
+        aiohttp_retry_after,
     )
 }
 TABLES = {
@@ -615,6 +696,7 @@ def main() -> None:
         checksum=tally.result(),
         baseline_kb=baseline,
         peak_kb=_status_kb("VmHWM"),
+        throttled=THROTTLED[0],  # 429s met, by the peers that count them (the ratelimit scenario)
         run_peak_kb=run_peak_kb,  # tables: the most a run grew the RSS, its result included
         # CPU seconds per run and thread (threads that ended before now are not counted)
         cpu={k: round((v - cpu_before.get(k, 0.0)) / (args.warmup + args.runs), 3) for k, v in _thread_cpu().items()},

@@ -548,6 +548,70 @@ def entry_and_gzip_bytes(srv: Dict[str, str], args: argparse.Namespace) -> tuple
     return entry, gzipped
 
 
+RATE_SERVER = """
+import json, sys
+from soket_transcribe.testing import MockServer
+files, rate, burst = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+retry_after = None if sys.argv[4] == "none" else float(sys.argv[4])
+with MockServer(files=files, rate_limit=rate, burst=burst, retry_after=retry_after) as srv:
+    print(json.dumps({"url": srv.url, "token": srv.token, "batch": srv.batch_id}), flush=True)
+    sys.stdin.read()
+"""
+RATE, BURST, RATE_PAGES, RATE_LIMIT = 40, 8, 400, 25
+RATE_CONCURRENCY = [4, 8, 16, 32]
+
+
+@contextmanager
+def rate_limited_server(retry_after: Optional[float]) -> Iterator[Dict[str, str]]:
+    """The mock behind a token bucket (RATE/s, BURST), in a process of its own."""
+    argv = [str(RATE_PAGES * RATE_LIMIT), str(RATE), str(BURST), "none" if retry_after is None else str(retry_after)]
+    proc = subprocess.Popen([sys.executable, "-c", RATE_SERVER, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line:
+            raise RuntimeError("the rate-limited mock did not start (see its stderr above)")
+        yield json.loads(line)
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(timeout=10)
+
+
+def scenario_ratelimit(args: argparse.Namespace, report: Report) -> None:
+    """A rate-limited service: 400 pages of 25 behind a bucket of 40/s, burst 8, with and without
+    Retry-After; time against the ideal (the burst used once, then the rate) and 429s per page."""
+    ideal = (RATE_PAGES - BURST) / RATE
+    n = 1 if args.quick else min(args.runs, 3)
+    rows, worst, most = [], 0.0, 0.0
+    for retry_after in (1.0, None):
+        header = "Retry-After: 1" if retry_after else "no Retry-After"
+        with rate_limited_server(retry_after) as srv:
+            report.noise.append(f"ratelimit ({header}), before: {noise()}")
+            runs = [(f"ours, concurrency {c}", "ours_ratelimit", c, n) for c in RATE_CONCURRENCY]
+            runs.append(("ours, 2 threads on one client (concurrency 8)", "ours_ratelimit_threads", 8, n))
+            runs += [(f"aiohttp + Retry-After, concurrency {c}", "aiohttp_retry_after", c, 1) for c in RATE_CONCURRENCY]
+            for label, peer, concurrency, times in runs:
+                opts = argparse.Namespace(**{**vars(args), "limit": RATE_LIMIT, "concurrency": concurrency})
+                outs = [run_peer(peer, srv, opts) for _ in range(times)]
+                if {o["count"] for o in outs} != {RATE_PAGES * RATE_LIMIT}:
+                    raise RuntimeError(f"{label}: read {[o['count'] for o in outs]} files")
+                t = median(outs)
+                per_page = statistics.median(o["throttled"] for o in outs) / RATE_PAGES
+                print(f"  {header:15s} {label:48s} {t:7.2f} s  {t / ideal:5.2f}x  {per_page:.3f} 429s/page", flush=True)
+                rows.append([header, label, f"{t:.2f}", spread(outs), f"{t / ideal:.2f}x", f"{per_page:.3f}"])
+                if peer.startswith("ours"):
+                    worst, most = max(worst, t / ideal), max(most, per_page)
+    report.table(
+        f"Rate limits: {RATE_PAGES * RATE_LIMIT:,} files in {RATE_PAGES} pages of {RATE_LIMIT}, a bucket of {RATE}/s, burst {BURST}",
+        ["service", "client", "median s", "min–max s", "time / ideal", "429s per page"],
+        rows,
+        note=f"Ideal: (pages - burst) / rate = {ideal:.1f} s. Ours: median of {n} runs, each a fresh process and "
+        "client (default settings but `concurrency`); the peer: one run. Every run read every file.",
+    )
+    report.target("rate limit: time / ideal, every row of ours", "<= 1.25x", f"{worst:.2f}x", worst <= 1.25)
+    report.target("rate limit: 429s per page served, every row of ours", "<= 0.1", f"{most:.3f}", most <= 0.1)
+
+
 @contextmanager
 def server_for(
     args: argparse.Namespace, files: int, latency_ms: int = 0, gzip: bool = False, final: bool = False
@@ -568,6 +632,7 @@ SCENARIOS = {
     "gzip": scenario_gzip,
     "cache": scenario_cache,
     "download": scenario_download,
+    "ratelimit": scenario_ratelimit,
 }
 
 

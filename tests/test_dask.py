@@ -240,3 +240,15 @@ def test_keys_holding_dots_are_columns_of_their_own_and_project(scripted_server,
     assert ddf["a\\.b"].compute().tolist() == list(range(6))
     assert ddf["a.b"].compute().tolist() == [-i for i in range(6)]
     assert ddf[["m.x\\.y"]].compute()["m.x\\.y"].tolist() == [10 * i for i in range(6)]
+
+
+def test_a_throttled_batch_is_read_to_the_end_by_the_workers(cluster):
+    """Two worker processes read one batch behind one token bucket, each through its process's
+    client (its own rate controller): every file once, and no RateLimitError from the 429s."""
+    with MockServer(files=600, seed=7, token=TOKEN) as clean:
+        expected = [f["file_id"] for f in st.Client(TOKEN, clean.url).iter_files(clean.batch_id)]
+    with MockServer(files=600, seed=7, token=TOKEN, rate_limit=40, burst=8, retry_after=1) as srv:
+        client = st.Client(TOKEN, srv.url, max_retries=0)
+        frame = client.iter_files(srv.batch_id, limit=10).to_dask(pages_per_partition=6).compute()
+        assert sorted(frame["file_id"]) == sorted(expected) and len(frame) == len(expected)
+        assert any(r["throttled"] for r in srv.requests), "the workers met the bucket"
