@@ -28,8 +28,8 @@ use tokio::task::JoinSet;
 
 use super::batch::{Batch, Changes};
 use super::bodies;
-use super::download::{parse_download_query, DownloadBody, Source, Spoil};
 use super::data::{batch_uuid, status_cdf, status_index, Include, Item, DEFAULT_WEIGHTS};
+use super::download::{parse_download_query, DownloadBody, Source, Spoil};
 use super::faults::{malform, Fault, FaultKind, FaultPlan};
 use super::query::{parse_file_query, parse_results_query};
 use super::records::Records;

@@ -13,8 +13,8 @@
 //! cancel) and call again without losing or repeating a page.
 
 mod cached;
-mod download;
 mod changes;
+mod download;
 mod filter;
 mod seen;
 mod workers;
@@ -34,8 +34,8 @@ use crate::retry::RetryPolicy;
 use crate::status::fetch_status;
 
 pub use cached::CacheRead;
-pub use changes::OnChange;
 use cached::CacheState;
+pub use changes::OnChange;
 use changes::{Reread, Shifts, Snapshot};
 use seen::RecentIds;
 use workers::{Fetched, Shaping, Workers};
