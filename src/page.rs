@@ -101,6 +101,12 @@ impl Page {
         &self.body[self.records[i].span.clone()]
     }
 
+    /// Whether record `i` is an object whose top-level `"status"` (the first such member) is a
+    /// string that `test` accepts: what the client-side filter and the cache's finality check read.
+    pub fn record_status_is(&self, i: usize, test: impl FnOnce(&str) -> bool) -> jiter::JiterResult<bool> {
+        top_level_status_is(self.record_json(i), test)
+    }
+
     /// Keep the first `n` records.
     pub fn truncate(&mut self, n: usize) {
         if n < self.records.len() {
@@ -375,6 +381,22 @@ fn read_record(jiter: &mut Jiter, peek: Peek, id_field: &str) -> jiter::JiterRes
         is_id = jiter.next_key()?.map(|k| k == id_field);
     }
     Ok(id)
+}
+
+fn top_level_status_is(json: &[u8], test: impl FnOnce(&str) -> bool) -> jiter::JiterResult<bool> {
+    let mut jiter = Jiter::new(json);
+    if jiter.peek()? != Peek::Object {
+        return Ok(false);
+    }
+    let mut key = jiter.known_object()?.map(|k| k == "status");
+    while let Some(is_status) = key {
+        if is_status {
+            return Ok(jiter.peek()? == Peek::String && test(jiter.known_str()?));
+        }
+        jiter.next_skip()?;
+        key = jiter.next_key()?.map(|k| k == "status");
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -1,29 +1,11 @@
 //! Whether a page's records are all final: a file `completed` or `failed` no longer changes;
 //! one `processing` or `retrying` (or of a status the service does not document) may.
 
-use jiter::{Jiter, JiterResult, Peek};
-
 use crate::page::Page;
 
 /// Every record's top-level `"status"` is `completed` or `failed`.
 pub fn all_final(page: &Page) -> bool {
-    (0..page.records.len()).all(|i| is_final(page.record_json(i)).unwrap_or(false))
-}
-
-fn is_final(json: &[u8]) -> JiterResult<bool> {
-    let mut jiter = Jiter::new(json);
-    if jiter.peek()? != Peek::Object {
-        return Ok(false);
-    }
-    let mut key = jiter.known_object()?.map(|k| k == "status");
-    while let Some(is_status) = key {
-        if is_status {
-            return Ok(jiter.peek()? == Peek::String && matches!(jiter.known_str()?, "completed" | "failed"));
-        }
-        jiter.next_skip()?;
-        key = jiter.next_key()?.map(|k| k == "status");
-    }
-    Ok(false)
+    (0..page.records.len()).all(|i| page.record_status_is(i, |s| matches!(s, "completed" | "failed")).unwrap_or(false))
 }
 
 #[cfg(test)]

@@ -3,8 +3,6 @@
 //! leave and join it as they finish), while the whole batch does not: reading the whole batch
 //! and filtering here is what keeps every record once.
 
-use jiter::{Jiter, JiterResult, Peek};
-
 use crate::error::{Error, Result};
 use crate::page::Page;
 use crate::query::Status;
@@ -13,9 +11,9 @@ use crate::query::Status;
 pub(super) fn keep_status(mut page: Page, want: Status) -> Result<Page> {
     let keep = (0..page.records.len())
         .map(|i| {
-            let json = page.record_json(i);
-            has_status(json, want.as_str()).map_err(|e| {
-                Error::format(format!("a record is not valid JSON: {e}"), json, true).on_page(page.meta.page)
+            page.record_status_is(i, |s| s == want.as_str()).map_err(|e| {
+                Error::format(format!("a record is not valid JSON: {e}"), page.record_json(i), true)
+                    .on_page(page.meta.page)
             })
         })
         .collect::<Result<Vec<bool>>>()?;
@@ -23,23 +21,6 @@ pub(super) fn keep_status(mut page: Page, want: Status) -> Result<Page> {
     // `Vec::retain` visits the records in order, once each.
     page.retain(|_| keep.next().unwrap_or(false));
     Ok(page)
-}
-
-/// Whether `json` is an object whose `"status"` member is the string `want` (the first such member).
-fn has_status(json: &[u8], want: &str) -> JiterResult<bool> {
-    let mut jiter = Jiter::new(json);
-    if jiter.peek()? != Peek::Object {
-        return Ok(false);
-    }
-    let mut key = jiter.known_object()?.map(|k| k == "status");
-    while let Some(is_status) = key {
-        if is_status {
-            return Ok(jiter.peek()? == Peek::String && jiter.known_str()? == want);
-        }
-        jiter.next_skip()?;
-        key = jiter.next_key()?.map(|k| k == "status");
-    }
-    Ok(false)
 }
 
 #[cfg(test)]
