@@ -284,3 +284,19 @@ def test_a_record_slid_past_every_read_by_a_shift_is_said(server, client):
         else:
             with pytest.raises(st.BatchChangedError, match=re.escape(message)):
                 read_changing(res)
+
+
+def test_a_read_is_one_object_checked_once_in_the_core(server, client):
+    # st.BatchQuery is what iter_files builds; a bad one is refused when opened, before any request.
+    query = st.BatchQuery(batch_id=server.batch_id, limit=100, start_page=2, max_items=150)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(query)) == query
+    got = [f for page in query.open(client) for f in page.items]
+    assert got == list(client.iter_files(server.batch_id, limit=100, start_page=2, max_items=150))
+    server.clear_requests()
+    with pytest.raises(ValueError, match="limit must be between 1 and 200; got 0"):
+        st.BatchQuery(batch_id=server.batch_id, limit=0).open(client)
+    with pytest.raises(ValueError, match="end_page must be >= start_page"):
+        st.BatchQuery(batch_id=server.batch_id, start_page=3, end_page=2).open(client)
+    assert server.requests == []

@@ -41,6 +41,7 @@ from .errors import (
 from .follow import FollowResults
 from .models import BatchStatus, FileResult, JobResult
 from .partitions import BatchPartition
+from .query import BatchQuery
 from .results import BatchResults
 from .subtitles import to_srt, to_vtt
 
@@ -65,6 +66,7 @@ __all__ = [
     "BatchResults",
     "FollowResults",
     "BatchPartition",
+    "BatchQuery",
     "Page",
     "FileResult",
     "JobResult",
