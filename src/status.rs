@@ -397,6 +397,9 @@ mod tests {
         server.fail_next(FaultKind::RateLimited { retry_after: "20".into() }, 1);
         let answer = poll(&api, server.batch_id(), Some(Duration::from_millis(200)), true).unwrap();
         assert!(matches!(answer, Polled::OutOfTime(None)), "{answer:?}");
+        // A client of its own: the 429 above set this client's rate controller pacing, which may
+        // hold the next request past this poll's bound (right for a throttled service, not this case).
+        let api = mock_client(&server, 3);
         server.fail_next(FaultKind::Status(503), 10_000);
         let answer = poll(&api, server.batch_id(), Some(Duration::from_millis(1500)), true).unwrap();
         assert!(matches!(answer, Polled::OutOfTime(Some(Error::Api { status: 503, .. }))), "{answer:?}");
