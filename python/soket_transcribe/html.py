@@ -35,25 +35,26 @@ def batch_bar(
         if total and count
     )
     counts = ", ".join(f"{count:,} {name}" for name, count in parts)
-    of = "?" if total is None else f"{total:,}"
-    lines = "".join(f"<div>{escape(note)}</div>" for note in notes)
-    return (
-        f'<div style="font-family:sans-serif;font-size:13px;max-width:40em">'
-        f"<b>{escape(title)}</b>: {done:,} of {of} files final ({escape(counts)})"
-        f'<div style="display:flex;height:10px;background:#eee;margin:4px 0">{segments}</div>'
-        f"{lines}</div>"
-    )
+    return _block(title, f"{done:,} of {_of(total)} files final ({counts})", segments, notes)
 
 
 def progress_block(title: str, *, done: int, total: Optional[int], unit: str, notes: Iterable[str] = ()) -> str:
     """A bar of `done` out of `total` (None: not known yet), with notes below."""
     width = 100 * min(done, total) / total if total else 0.0
-    of = "?" if total is None else f"{total:,}"
+    segment = f'<div style="width:{width:.2f}%;background:{_COLOURS["completed"]}"></div>'
+    return _block(title, f"{done:,} of {_of(total)} {unit}", segment, notes)
+
+
+def _of(total: Optional[int]) -> str:
+    return "?" if total is None else f"{total:,}"
+
+
+def _block(title: str, summary: str, segments: str, notes: Iterable[str]) -> str:
+    """The one layout: a bold title and a summary, a bar of `segments`, a line per note."""
     lines = "".join(f"<div>{escape(note)}</div>" for note in notes)
     return (
         f'<div style="font-family:sans-serif;font-size:13px;max-width:40em">'
-        f"<b>{escape(title)}</b>: {done:,} of {of} {escape(unit)}"
-        f'<div style="display:flex;height:10px;background:#eee;margin:4px 0">'
-        f'<div style="width:{width:.2f}%;background:{_COLOURS["completed"]}"></div></div>'
+        f"<b>{escape(title)}</b>: {escape(summary)}"
+        f'<div style="display:flex;height:10px;background:#eee;margin:4px 0">{segments}</div>'
         f"{lines}</div>"
     )
