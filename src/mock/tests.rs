@@ -341,7 +341,7 @@ fn a_growing_batch_gains_files_per_request() {
 fn latency_is_added_without_blocking_other_requests() {
     let server = start(MockConfig { latency_ms: 200, ..MockConfig::default() });
     let started = Instant::now();
-    let handles: Vec<_> = (0..8)
+    let handles: Vec<_> = (0..16)
         .map(|_| {
             let port = server.port();
             let target = results(&server, "limit=1");
@@ -350,7 +350,8 @@ fn latency_is_added_without_blocking_other_requests() {
         .collect();
     assert!(handles.into_iter().all(|h| h.join().unwrap() == 200));
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(200) && elapsed < Duration::from_millis(1000), "{elapsed:?}");
+    // One after another they would take 3.2 s; the bound leaves a loaded machine room.
+    assert!(elapsed >= Duration::from_millis(200) && elapsed < Duration::from_millis(1600), "{elapsed:?}");
 }
 
 #[test]
