@@ -246,11 +246,38 @@ def test_async_pages(server, client):
     assert pages == list(range(1, 9)) and res.total_pages == 8, "1,234 files, 166 a page"
 
 
+def wait_for_requests(server, count, deadline_s=30):
+    """Until the mock has logged `count` result requests (the deadline only guards a hang)."""
+    import time
+
+    deadline = time.monotonic() + deadline_s
+    while len(result_requests(server)) < count:
+        assert time.monotonic() < deadline, f"{len(result_requests(server))} of {count} requests after {deadline_s} s"
+        time.sleep(0.005)
+
+
+class KindsSeen:
+    """A page stream that notes what kind of awaitable each `__anext__` hands over."""
+
+    def __init__(self, stream):
+        self.stream, self.kinds = stream, []
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+    def __anext__(self):
+        awaitable = self.stream.__anext__()
+        self.kinds.append(type(awaitable).__name__)
+        return awaitable
+
+
+# With concurrency=1 one worker takes the pages in order: it asks for page n+1 only once the
+# answer of page n is in the client, so the mock's log tells which pages are already fetched.
+
+
 def test_async_hands_over_a_page_already_fetched_at_once(server):
     """A page the pipeline has fetched ahead comes as an awaitable already finished (no
     runtime task, no wake-up of the loop); an error fetched ahead comes the same way."""
-    import time
-
     from soket_transcribe import _core
 
     client = st.Client(server.token, server.url, concurrency=1, max_retries=0)
@@ -258,30 +285,31 @@ def test_async_hands_over_a_page_already_fetched_at_once(server):
     server.fail_next("status", 1, status=403)  # page 4 fails
 
     async def main():
-        stream = client.iter_files(server.batch_id, limit=100)._stream
-        first = (await stream.__anext__()).parse()
-        deadline = time.monotonic() + 10  # the window (pages 2-4) is fetched meanwhile
-        while len(result_requests(server)) < 4 and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.2)  # the last answer reaches the client
-        kinds, pages = set(), [first.page]
+        stream = KindsSeen(client.iter_files(server.batch_id, limit=100)._stream)
+        pages = [(await stream.__anext__()).parse().page]  # the window (pages 2-4) is asked for
+        kinds_before = len(stream.kinds)
+        await asyncio.to_thread(wait_for_requests, server, 4)  # pages 2 and 3 are in
+        pages.append((await stream.__anext__()).parse().page)  # page 5 is asked for
+        await asyncio.to_thread(wait_for_requests, server, 5)  # page 4's 403 is in
+        pages.append((await stream.__anext__()).parse().page)
+        awaitable = stream.__anext__()
         with pytest.raises(st.PermissionDeniedError) as e:
-            while True:
-                awaitable = stream.__anext__()
-                kinds.add(type(awaitable).__name__)
-                pages.append((await awaitable).parse().page)
+            await awaitable
         with pytest.raises(RuntimeError, match="already awaited"):
             await awaitable
-        return kinds, pages, e.value.page
+        return stream.kinds[kinds_before:], pages, e.value.page
 
     kinds, pages, failed = asyncio.run(main())
-    assert kinds == {_core._Ready.__name__}
+    assert kinds == [_core._Ready.__name__] * 3
     assert (pages, failed) == ([1, 2, 3], 4)
 
 
-def test_other_tasks_run_between_pages_already_fetched(server, client):
+def test_other_tasks_run_between_pages_already_fetched(server):
     """Pages fetched ahead are taken without suspending, yet the loop's other tasks still get
     a turn between every two pages."""
+    from soket_transcribe import _core
+
+    client = st.Client(server.token, server.url, concurrency=1)
 
     async def main():
         ticks = 0
@@ -293,18 +321,20 @@ def test_other_tasks_run_between_pages_already_fetched(server, client):
                 await asyncio.sleep(0)
 
         res = client.iter_files(server.batch_id, limit=25)
+        res._stream = stream = KindsSeen(res._stream)
         pages = res.pages().__aiter__()
         await pages.__anext__()
-        await asyncio.sleep(0.5)  # the window (12 pages) is fetched meanwhile
+        await asyncio.to_thread(wait_for_requests, server, 4)  # the window's pages 2 and 3 are in
         task = asyncio.ensure_future(ticker())
         seen = []
         async for page in pages:
             seen.append(ticks)
         task.cancel()
-        return seen
+        return seen, stream.kinds
 
-    seen = asyncio.run(main())
+    seen, kinds = asyncio.run(main())
     assert len(seen) == -(-1234 // 25) - 1  # every page but the first
+    assert kinds[1:3] == [_core._Ready.__name__] * 2, "pages 2 and 3 were taken without suspending"
     assert all(b > a for a, b in zip(seen, seen[1:])), seen
 
 

@@ -262,18 +262,31 @@ def test_ctrl_c_mid_stream_in_a_subprocess():
         from test_download import stalling_server, url
         server = stalling_server(500, 250, threading.Event())
         client = st.Client("t", url(server))
+
+        class Announced:
+            # Says when the loop calls into Rust for page 3, which the server holds back.
+            def __init__(self, stream):
+                self.stream, self.calls = stream, 0
+            def __getattr__(self, name):
+                return getattr(self.stream, name)
+            def __next__(self):
+                self.calls += 1
+                if self.calls == 3:
+                    print("waiting", flush=True)
+                return next(self.stream)
+
+        res = client.iter_files("b", transport="download", limit=100)
+        res._stream = Announced(res._stream)
         try:
-            for i, f in enumerate(client.iter_files("b", transport="download", limit=100)):
-                if i == 199:
-                    print("ready", flush=True)
+            for f in res:
+                pass
         except KeyboardInterrupt:
             print("interrupted", flush=True)
         """
         % str(__import__("pathlib").Path(__file__).parent)
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(0.3)  # the loop now waits in Rust for a page the server holds back
+    assert proc.stdout.readline().strip() == "waiting"  # the loop now waits in Rust for page 3
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=10)
     assert "interrupted" in out
