@@ -156,29 +156,40 @@ def test_follow_break_then_again_loses_nothing_and_stops_polling():
         assert srv.requests_total > before
 
 
-def test_follow_cancelled_task_stops_polling():
-    async def main(client, batch, srv):
-        seen = []
+def wait_until(condition, what, deadline_s=30):
+    """Until `condition()` holds (the deadline only guards a hang)."""
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {deadline_s} s"
+        time.sleep(0.005)
 
+
+def test_follow_cancelled_task_stops_polling():
+    def between_polls(srv):
+        # Two status requests in a row: the pages are read, no stream is open, and nothing
+        # moves (the batch never finishes), so the follow only sleeps and asks the status.
+        return [("/status/" in r["path"]) for r in srv.requests[-2:]] == [True, True]
+
+    async def main(client, batch, srv):
         async def consume():
             async for f in client.follow(batch, poll_interval=0.1, limit=10):
-                seen.append(f)
+                pass
 
         task = asyncio.create_task(consume())
-        while srv.requests_total < 3:
-            await asyncio.sleep(0.02)
+        await asyncio.to_thread(wait_until, lambda: between_polls(srv), "status poll")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        after = srv.requests_total
-        await asyncio.sleep(0.5)
-        return after
+        sent = client.stats["requests"]  # counted as each request is made: no lag behind the cancel
+        await asyncio.sleep(0.5)  # five poll intervals: a follow still polling would ask again
+        return sent
 
     with MockServer(files=1, seed=3) as srv:
         batch = srv.add_batch(30, seed=6, statuses={"processing": 1})  # never finishes
         client = st.Client(srv.token, srv.url)
-        after = asyncio.run(main(client, batch, srv))
-        assert srv.requests_total == after  # nothing polls once the task is cancelled
+        sent = asyncio.run(main(client, batch, srv))
+        assert client.stats["requests"] == sent  # nothing polls once the task is cancelled
+        assert srv.requests_total <= sent
 
 
 def test_follow_view_moved_warns_and_still_yields_each_file_once():
@@ -199,27 +210,31 @@ def test_follow_view_moved_warns_and_still_yields_each_file_once():
 
 
 def test_follow_ctrl_c_in_a_subprocess():
+    # The mock runs here: its log says when the follow in the subprocess has begun to poll.
     script = textwrap.dedent(
         """
-        import sys, time
+        import sys
         import soket_transcribe as st
-        from soket_transcribe.testing import MockServer
-        with MockServer(files=1) as srv:
-            batch = srv.add_batch(20, statuses={"processing": 1})
-            client = st.Client(srv.token, srv.url)
-            try:
-                print("ready", flush=True)
-                for f in client.follow(batch, poll_interval=30):
-                    pass
-            except KeyboardInterrupt:
-                print("interrupted", flush=True)
+        client = st.Client(sys.argv[1], sys.argv[2])
+        try:
+            for f in client.follow(sys.argv[3], poll_interval=30):
+                pass
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(0.5)  # whether the follow is polling (in Rust) or sleeping, Ctrl-C ends it
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=10)
+    with MockServer(files=1) as srv:
+        batch = srv.add_batch(20, statuses={"processing": 1})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, srv.token, srv.url, batch], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            wait_until(lambda: srv.requests_total or proc.poll() is not None, "request from the subprocess", 60)
+            # whether the follow is polling (in Rust) or sleeping out its 30 s, Ctrl-C ends it
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
     assert "interrupted" in out
 
 
