@@ -1,6 +1,7 @@
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, Iterator
+from typing import Any, Callable, Dict, Iterator, List, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -52,3 +53,28 @@ def scripted_server() -> Iterator[Callable[[Answer], str]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+ScriptedPages = Callable[..., st.Client]
+
+
+@pytest.fixture
+def scripted_pages(scripted_server) -> ScriptedPages:
+    """`scripted_pages(records, limit)`: a client of a scripted service that serves `records`
+    (read at each request: a test may extend the list) `limit` a page, and reports the totals
+    named in `totals=` (default both, "total_pages" and "total_files")."""
+
+    def serve(
+        records: List[Dict[str, Any]], limit: int, *, totals: Sequence[str] = ("total_pages", "total_files")
+    ) -> st.Client:
+        def answer(query: Dict[str, str]) -> bytes:
+            page = int(query["page"])
+            files = records[(page - 1) * limit : page * limit]
+            body = {"page": page, "limit": limit, "count": len(files), "files": files}
+            reported = {"total_pages": -(-len(records) // limit), "total_files": len(records)}
+            body.update({name: reported[name] for name in totals})
+            return json.dumps(body).encode()
+
+        return st.Client("t0ken", scripted_server(answer), max_retries=0)
+
+    return serve

@@ -169,18 +169,11 @@ def test_a_status_view_of_a_running_batch_is_refused_rather_than_mixed(server, c
         client.iter_files(batch, status="processing", limit=50).to_dask(pages_per_partition=1)
 
 
-def test_every_partition_computes_the_dtypes_of_the_meta(scripted_server, cluster):
+def test_every_partition_computes_the_dtypes_of_the_meta(scripted_pages, cluster):
     # A boolean true on page 1, null after, true again; an integer null on page 2 only.
     flags, counts = [True, True, None, None, True, None], [0, 1, None, 3, 4, 5]
     records = [{"file_id": f"f{i}", "flag": f, "n": n} for i, (f, n) in enumerate(zip(flags, counts))]
-
-    def answer(query):
-        page = int(query["page"])
-        files = records[(page - 1) * 2 : page * 2]
-        body = {"page": page, "limit": 2, "total_pages": 3, "total_files": 6, "count": 2, "files": files}
-        return json.dumps(body).encode()
-
-    client = st.Client("t0ken", scripted_server(answer), max_retries=0)
+    client = scripted_pages(records, 2)
     ddf = client.iter_files("b", limit=2).to_dask(pages_per_partition=1)
     assert ddf.dtypes.to_dict() == {"file_id": ddf["file_id"].dtype, "flag": "boolean", "n": "Int64", "extra": ddf["extra"].dtype}
     frames = cluster.compute(list(ddf.to_delayed()), sync=True)
@@ -224,17 +217,10 @@ def wait_for(condition, seconds=30.0):
 
 
 
-def test_keys_holding_dots_are_columns_of_their_own_and_project(scripted_server, cluster):
+def test_keys_holding_dots_are_columns_of_their_own_and_project(scripted_pages, cluster):
     # A key literally named "a.b" beside a nested a.b, and a dotted key inside a struct.
     records = [{"file_id": f"f{i}", "a.b": i, "a": {"b": -i}, "m": {"x.y": 10 * i}} for i in range(6)]
-
-    def answer(query):
-        page = int(query["page"])
-        files = records[(page - 1) * 2 : page * 2]
-        body = {"page": page, "limit": 2, "total_pages": 3, "total_files": 6, "count": 2, "files": files}
-        return json.dumps(body).encode()
-
-    client = st.Client("t0ken", scripted_server(answer), max_retries=0)
+    client = scripted_pages(records, 2)
     ddf = client.iter_files("b", limit=2).to_dask(pages_per_partition=1)
     assert list(ddf.columns) == ["file_id", "a\\.b", "a.b", "m.x\\.y", "extra"]
     assert ddf["a\\.b"].compute().tolist() == list(range(6))

@@ -261,25 +261,11 @@ def test_a_missing_engine_names_the_extra_to_install(monkeypatch, method, module
         getattr(res, method)()
 
 
-def serve(scripted_server, records, limit, *, totals=("total_pages", "total_files")):
-    """A client of a scripted service holding `records`, `limit` a page, reporting `totals`."""
-
-    def answer(query):
-        page = int(query["page"])
-        files = records[(page - 1) * limit : page * limit]
-        body = {"page": page, "limit": limit, "count": len(files), "files": files}
-        reported = {"total_pages": -(-len(records) // limit), "total_files": len(records)}
-        body.update({name: reported[name] for name in totals})
-        return json.dumps(body).encode()
-
-    return st.Client("t0ken", scripted_server(answer), max_retries=0)
-
-
-def test_every_partition_has_the_dtypes_of_the_meta_nullable_where_a_later_page_holds_nulls(scripted_server):
+def test_every_partition_has_the_dtypes_of_the_meta_nullable_where_a_later_page_holds_nulls(scripted_pages):
     flags = [True, True, None, None, True, None]
     counts = [0, 1, None, 3, 4, 5]
     records = [{"file_id": f"f{i}", "flag": f, "n": n} for i, (f, n) in enumerate(zip(flags, counts))]
-    parts = serve(scripted_server, records, 2).iter_files("b", limit=2).partitions(pages_per_partition=1)
+    parts = scripted_pages(records, 2).iter_files("b", limit=2).partitions(pages_per_partition=1)
     import pandas as pd
 
     meta = parts[0].empty_pandas()
@@ -292,48 +278,41 @@ def test_every_partition_has_the_dtypes_of_the_meta_nullable_where_a_later_page_
     assert whole["extra"].isna().all()
 
 
-def test_a_late_field_named_extra_is_kept_in_the_extra_column(scripted_server):
+def test_a_late_field_named_extra_is_kept_in_the_extra_column(scripted_pages):
     records = [{"file_id": f"f{i}"} for i in range(6)]
     records[2]["extra"] = "theirs"  # page 2 of 3: neither sampled page has it
-    parts = serve(scripted_server, records, 2).iter_files("b", limit=2).partitions(pages_per_partition=1)
+    parts = scripted_pages(records, 2).iter_files("b", limit=2).partitions(pages_per_partition=1)
     assert parts[0].schema.names == ["file_id", "extra"]
     rows = pa.concat_tables([p.to_arrow() for p in parts]).to_pylist()
     assert [json.loads(r["extra"]) if r["extra"] else None for r in rows] == [None, None, {"extra": "theirs"}, None, None, None]
 
 
-def test_pages_without_total_files_are_planned_from_the_page_count_and_the_last_page(scripted_server):
+def test_pages_without_total_files_are_planned_from_the_page_count_and_the_last_page(scripted_pages):
     records = [{"file_id": f"f{i}"} for i in range(450)]
-    client = serve(scripted_server, records, 50, totals=("total_pages",))
+    client = scripted_pages(records, 50, totals=("total_pages",))
     assert len(list(client.iter_files("b", limit=50))) == 450
     parts = client.iter_files("b", limit=50).partitions(pages_per_partition=4)
     assert [(p.pages, p.num_rows) for p in parts] == [(range(1, 5), 200), (range(5, 9), 200), (range(9, 10), 50)]
     assert [r["file_id"] for p in parts for r in p.records()] == [r["file_id"] for r in records]
 
 
-def test_the_last_page_is_sampled_too_when_the_first_holds_only_failed_files(scripted_server):
+def test_the_last_page_is_sampled_too_when_the_first_holds_only_failed_files(scripted_pages):
     records = [{"file_id": f"f{i}", "status": "failed"} for i in range(4)]
     records += [{"file_id": f"f{i}", "status": "completed", "result": {"text": f"t{i}"}} for i in range(4, 6)]
-    parts = serve(scripted_server, records, 2).iter_files("b", limit=2).partitions(pages_per_partition=1)
+    parts = scripted_pages(records, 2).iter_files("b", limit=2).partitions(pages_per_partition=1)
     assert "result.text" in parts[0].schema.names
     table = pa.concat_tables([p.to_arrow() for p in parts])
     assert table["result.text"].to_pylist() == [None] * 4 + ["t4", "t5"]
     assert table["extra"].null_count == 6
 
 
-def test_a_partition_warned_of_a_moved_batch_keeps_every_record_it_fetched(scripted_server):
+def test_a_partition_warned_of_a_moved_batch_keeps_every_record_it_fetched(scripted_pages):
     records = [{"file_id": f"f{i}"} for i in range(130)]
-    served = {"records": records[:120]}
-
-    def answer(query):
-        page, held = int(query["page"]), served["records"]
-        files = held[(page - 1) * 50 : page * 50]
-        body = {"page": page, "limit": 50, "total_pages": 3, "total_files": len(held), "count": len(files), "files": files}
-        return json.dumps(body).encode()
-
-    client = st.Client("t0ken", scripted_server(answer), max_retries=0)
+    served = records[:120]
+    client = scripted_pages(served, 50)
     last = client.iter_files("b", limit=50).partitions(pages_per_partition=1, on_change="warn")[2]
     assert last.num_rows == 20
-    served["records"] = records  # ten more files on the last page since the plan
+    served += records[120:]  # ten more files on the last page since the plan
     with pytest.warns(RuntimeWarning, match=r"partition 2 \(page 3\) expected 20 records"):
         assert last.to_arrow()["file_id"].to_pylist() == [f"f{i}" for i in range(100, 130)]
 

@@ -1,6 +1,5 @@
 """res.to_ray(): a batch read by the read tasks of a real Ray cluster (two CPUs), a page a block."""
 
-import json
 import pyarrow as pa
 import pytest
 
@@ -82,16 +81,9 @@ def test_a_refused_token_is_a_clear_error(server, cluster):
 
 
 
-def test_a_key_holding_a_dot_is_selected_by_its_escaped_name(scripted_server, cluster):
+def test_a_key_holding_a_dot_is_selected_by_its_escaped_name(scripted_pages, cluster):
     records = [{"file_id": f"f{i}", "a.b": i, "a": {"b": -i}} for i in range(6)]
-
-    def answer(query):
-        page = int(query["page"])
-        files = records[(page - 1) * 2 : page * 2]
-        body = {"page": page, "limit": 2, "total_pages": 3, "total_files": 6, "count": 2, "files": files}
-        return json.dumps(body).encode()
-
-    client = st.Client("t0ken", scripted_server(answer), max_retries=0)
+    client = scripted_pages(records, 2)
     ds = client.iter_files("b", limit=2).to_ray(pages_per_partition=1)
     assert sorted(row["a\\.b"] for row in ds.select_columns(["a\\.b"]).take_all()) == list(range(6))
     assert sorted(row["a.b"] for row in ds.select_columns(["a.b"]).take_all()) == [-5, -4, -3, -2, -1, 0]
