@@ -153,6 +153,36 @@ fn id_hash(id: &str) -> u64 {
 /// Python's `json` would (lone surrogates, nesting beyond jiter's 200 levels), and the body is
 /// read on after it by a new jiter (`base`: where that one starts).
 pub fn parse_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
+    match read_page(body.clone(), raw, requested_page) {
+        Err(err @ Error::Format { .. }) => {
+            // A lone surrogate escape in the envelope (a batch id, an error message, a field not
+            // read here): Python's `json` reads it, jiter refuses it. The envelope is read from a
+            // copy with each written `\ufffd`, which has the same length, so the records' spans
+            // hold; the records stay the body as sent, marked where the copy differs.
+            let Some(clean) = surrogates_replaced(&body) else { return Err(err) };
+            let mut page = match read_page(Bytes::from(clean), raw, requested_page) {
+                Ok(page) => page,
+                Err(Error::Format { .. }) => return Err(err),
+                Err(answer) => return Err(answer), // an error body, now read
+            };
+            for record in &mut page.records {
+                record.lone_surrogates |= page.body[record.span.clone()] != body[record.span.clone()];
+            }
+            page.body = body;
+            Ok(page)
+        }
+        read => read,
+    }
+}
+
+/// `body` with each lone surrogate escape written `\ufffd` (the same number of bytes), or None
+/// when it holds none.
+pub fn surrogates_replaced(body: &[u8]) -> Option<Vec<u8>> {
+    memchr::memmem::find(body, b"\\u")?;
+    Some(without_lone_surrogates(body)).filter(|clean| clean[..] != body[..])
+}
+
+fn read_page(body: Bytes, raw: bool, requested_page: u64) -> Result<Page> {
     let shape = names(raw);
     let base = Cell::new(0);
     let format_error = |message: String, malformed: bool| Error::format(message, &body, malformed);
@@ -291,32 +321,50 @@ pub fn error_body(status: u16, message: String, body: &[u8]) -> Error {
 /// An answer that has them is an answer, its `"error"` one field among others (a failed file's
 /// reason, a failed batch's cause). The rule of every endpoint: a page's own field is its array.
 pub fn error_answer(status: u16, body: &[u8], fields: &[&str]) -> Option<Error> {
-    let message = error_message(body)?;
-    let mut jiter = Jiter::new(body);
-    let mut key = jiter.next_object().ok()?.map(str::to_owned);
-    while let Some(k) = key {
-        let null = jiter.peek().ok()? == Peek::Null;
-        if !null && fields.contains(&k.as_str()) {
-            return None;
-        }
-        jiter.next_skip().ok()?;
-        key = jiter.next_key().ok()?.map(str::to_owned);
-    }
-    Some(error_body(status, message, body))
+    let message = match error_answer_in(body, fields) {
+        Ok(message) => message,
+        Err(_) => error_answer_in(&surrogates_replaced(body)?, fields).ok().flatten(),
+    };
+    Some(error_body(status, message?, body))
 }
 
-/// The `"error"` member of a JSON error body, if it is one.
-pub fn error_message(body: &[u8]) -> Option<String> {
+/// The message of an error body (see `error_answer`); Err when jiter refuses the body.
+fn error_answer_in(body: &[u8], fields: &[&str]) -> jiter::JiterResult<Option<String>> {
+    let Some(message) = error_member(body)? else { return Ok(None) };
     let mut jiter = Jiter::new(body);
-    let mut key = jiter.next_object().ok()?.map(str::to_owned);
+    let mut key = jiter.next_object()?.map(str::to_owned);
+    while let Some(k) = key {
+        let null = jiter.peek()? == Peek::Null;
+        if !null && fields.contains(&k.as_str()) {
+            return Ok(None);
+        }
+        jiter.next_skip()?;
+        key = jiter.next_key()?.map(str::to_owned);
+    }
+    Ok(Some(message))
+}
+
+/// The `"error"` member of a JSON error body, if it is one (a lone surrogate escape in the body
+/// read as U+FFFD, as Python's `json` reads the body and our parsers cannot).
+pub fn error_message(body: &[u8]) -> Option<String> {
+    match error_member(body) {
+        Ok(message) => message,
+        Err(_) => error_member(&surrogates_replaced(body)?).ok().flatten(),
+    }
+}
+
+/// The `"error"` string of an object; Err when jiter refuses what it reads before it.
+fn error_member(body: &[u8]) -> jiter::JiterResult<Option<String>> {
+    let mut jiter = Jiter::new(body);
+    let mut key = jiter.next_object()?.map(str::to_owned);
     while let Some(k) = key {
         if k == "error" {
-            return read_string(&mut jiter).ok().flatten();
+            return read_string(&mut jiter);
         }
-        jiter.next_skip().ok()?;
-        key = jiter.next_key().ok()?.map(str::to_owned);
+        jiter.next_skip()?;
+        key = jiter.next_key()?.map(str::to_owned);
     }
-    None
+    Ok(None)
 }
 
 /// Whether `bytes` holds `n` ASCII digits in a row (in a number or in a string: either way
@@ -537,6 +585,28 @@ mod tests {
         let flags: Vec<_> = page.records.iter().map(|r| (r.lone_surrogates, r.long_numbers)).collect();
         assert_eq!(flags, [(true, false), (false, false), (false, false), (false, true)]);
         assert_eq!(&page.body[page.array.clone()], &body.as_bytes()[25..body.len() - 1]);
+    }
+
+    #[test]
+    fn lone_surrogates_in_the_envelope_are_read_as_python_reads_them() {
+        // In the batch id, a field not read, a key: the envelope reads as U+FFFD; the body and
+        // the records stay as sent, a record with its own lone surrogate still marked.
+        let body = r#"{"batch_id":"b\ud800","note":"x\udc00","k\ud83d":1,"total_pages":1,"total_files":2,
+            "files":[{"file_id":"a","t":"\u00e9\ud83d\ude00"},{"file_id":"b","t":"cut \ud83d"}]}"#;
+        let page = parse(body, false).unwrap();
+        assert_eq!(page.meta.batch_id.as_deref(), Some("b\u{fffd}"));
+        assert_eq!((page.meta.total, page.records.len()), (Some(2), 2));
+        assert_eq!(&page.body[..], body.as_bytes());
+        assert_eq!(page.record_json(1), br#"{"file_id":"b","t":"cut \ud83d"}"#);
+        let flags: Vec<_> = page.records.iter().map(|r| (r.key, r.lone_surrogates)).collect();
+        assert_eq!(flags, [(Some(id_hash("a")), false), (Some(id_hash("b")), true)]);
+        // An error body keeps its meaning; a body broken elsewhere stays the error it was.
+        let err = parse(r#"{"error":"batch not found","why":"\udc00"}"#, false).unwrap_err();
+        assert!(matches!(err, Error::NotFound { what: Missing::Batch, .. }), "{err:?}");
+        assert_eq!(error_message(br#"{"why":"\udc00","error":"bad \ud800 id"}"#).as_deref(), Some("bad \u{fffd} id"));
+        let err = parse(r#"{"batch_id":"\ud800","total_pages":1,"files":[}"#, false).unwrap_err();
+        assert!(matches!(err, Error::Format { malformed: true, .. }), "{err:?}");
+        assert_eq!(surrogates_replaced(br#"{"a":"\ud83d\ude00 \u00e9"}"#), None, "nothing lone: no copy");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::fetch::ApiClient;
-use crate::page::error_answer;
+use crate::page::{error_answer, surrogates_replaced};
 use crate::retry::RetryPolicy;
 
 /// `GET /status/batch/{batch_id}`: the batch's aggregate progress. Fields the service adds
@@ -153,7 +153,9 @@ const FILE_FIELDS: &[&str] = &["filename", "status", "result", "errors", "chunk_
 /// A 2xx status answer: `{"error": "batch not found"}` (or another error body) is an error.
 pub fn parse_status(body: Bytes) -> Result<BatchStatus> {
     refuse_error_body(&body, STATUS_FIELDS)?;
-    serde_json::from_slice(&body).map_err(|e| {
+    // A lone surrogate escape (Python's `json` reads it, serde refuses it) is read as U+FFFD.
+    let read = |text: &[u8]| serde_json::from_slice(text);
+    read(&body).or_else(|e| surrogates_replaced(&body).map_or(Err(e), |clean| read(&clean))).map_err(|e| {
         // A cut or garbled body is worth another try; a body of the wrong shape is not.
         let malformed = e.is_syntax() || e.is_eof();
         let what = if malformed { "valid JSON" } else { "the documented shape" };
@@ -165,11 +167,17 @@ pub fn parse_status(body: Bytes) -> Result<BatchStatus> {
 /// returned as it came, to be parsed once by its consumer.
 pub fn parse_file(body: Bytes) -> Result<Bytes> {
     refuse_error_body(&body, FILE_FIELDS)?;
-    let mut jiter = Jiter::new(&body);
-    let json_error = |e: jiter::JiterError| Error::format(format!("response body is not valid JSON: {e}"), &body, true);
-    let object = jiter.peek().map_err(json_error)? == Peek::Object;
-    jiter.next_skip().map_err(json_error)?;
-    jiter.finish().map_err(json_error)?;
+    let is_object = |text: &[u8]| {
+        let mut jiter = Jiter::new(text);
+        let object = jiter.peek()? == Peek::Object;
+        jiter.next_skip()?;
+        jiter.finish().map(|()| object)
+    };
+    // A lone surrogate escape is read as Python's `json` reads it (`file_record`): checked on a
+    // copy that writes it U+FFFD.
+    let object = is_object(&body)
+        .or_else(|e| surrogates_replaced(&body).map_or(Err(e), |clean| is_object(&clean)))
+        .map_err(|e| Error::format(format!("response body is not valid JSON: {e}"), &body, true))?;
     if !object {
         return Err(Error::format("the file answer is JSON but not an object", &body, false));
     }
@@ -405,6 +413,22 @@ mod tests {
         assert!(matches!(answer, Polled::OutOfTime(Some(Error::Api { status: 503, .. }))), "{answer:?}");
         // Each would take 20 s unbounded: the bound is what ended them (loose for a loaded machine).
         assert!(began.elapsed() < Duration::from_secs(15), "{:?}", began.elapsed());
+    }
+
+    #[test]
+    fn lone_surrogates_are_read_as_python_reads_them() {
+        let body = br#"{"batch_id":"b\ud800","status":"processing","total_files":3,"note":"x\udc00"}"#;
+        let status = parse_status(Bytes::from_static(body)).unwrap();
+        assert_eq!((status.batch_id.as_deref(), status.total_files), (Some("b\u{fffd}"), Some(3)));
+        assert_eq!(status.extra["note"], "x\u{fffd}");
+        let missing = parse_status(Bytes::from_static(br#"{"error":"batch not found","x":"\ud800"}"#)).unwrap_err();
+        assert!(matches!(missing, Error::NotFound { what: Missing::Batch, .. }), "{missing:?}");
+        let record = br#"{"file_id":"f","result":{"text":"cut \ud83d"}}"#;
+        assert_eq!(&parse_file(Bytes::from_static(record)).unwrap()[..], record, "kept as sent");
+        assert!(matches!(
+            parse_file(Bytes::from_static(br#"{"a":"\ud800"#)),
+            Err(Error::Format { malformed: true, .. })
+        ));
     }
 
     #[test]

@@ -555,6 +555,25 @@ def test_a_lone_surrogate_loses_nothing(records_server):
     assert client.iter_files("b").to_polars()["t"].to_list() == ["cut \ufffd", "ok"]
 
 
+def test_a_lone_surrogate_in_an_answer_beside_the_records_is_read_as_python_reads_it(scripted_server):
+    # The page's envelope, the status answer and a file answer: Python's json reads each, so do we.
+    records = '[{"file_id": "a", "t": "ok"}, {"file_id": "b", "t": "cut \\ud83d"}]'
+    page = '{"batch_id": "b\\ud800", "note": "\\udc00", "page": 1, "total_pages": 1, "total_files": 2, "files": %s}'
+    client = st.Client("t", scripted_server(lambda query: (page % records).encode()), max_retries=0)
+    assert list(client.iter_files("b")) == json.loads(records)
+    assert client.iter_files("b").to_arrow().column("t").to_pylist() == ["ok", "cut \ufffd"]
+    status = '{"batch_id": "b", "status": "completed", "total_files": 2, "note": "x\\ud800"}'
+    client = st.Client("t", scripted_server(lambda query: status.encode()), max_retries=0)
+    got = client.status("b")
+    assert (got.status, got.total_files, got.extra) == ("completed", 2, {"note": "x\ufffd"})
+    answer = '{"file_id": "f", "result": {"text": "cut \\ud83d"}}'
+    client = st.Client("t", scripted_server(lambda query: answer.encode()), max_retries=0)
+    assert client.get_file("f") == json.loads(answer)
+    client = st.Client("t", scripted_server(lambda query: b'{"error": "batch not found", "x": "\\ud800"}'))
+    with pytest.raises(st.BatchNotFoundError):
+        list(client.iter_files("b"))
+
+
 def test_keys_with_dots_nul_and_backslashes_name_unique_columns(records_server):
     record = '{"file_id": "a", "a.b": 1, "a": {"b": 2}, "m": {"x.y": 3}, "k\\u0000": 4, "c\\\\d": 5}'
     client = records_server([record])

@@ -113,11 +113,16 @@ fn parse_record<'py>(py: Python<'py>, page: &Page, i: usize) -> PyResult<Bound<'
             return Ok(value);
         }
     }
-    let loads = JSON_LOADS.get_or_try_init(py, || py.import("json")?.getattr("loads").map(Bound::unbind))?;
-    loads.bind(py).call1((PyBytes::new(py, json),)).map_err(|e| {
+    json_loads(py, json).map_err(|e| {
         let message = format!("a record cannot be read: {e}");
         to_pyerr(Error::format(message, json, false).on_page(page.meta.page))
     })
+}
+
+/// Python's `json.loads(json)`.
+pub(super) fn json_loads<'py>(py: Python<'py>, json: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    let loads = JSON_LOADS.get_or_try_init(py, || py.import("json")?.getattr("loads").map(Bound::unbind))?;
+    loads.bind(py).call1((PyBytes::new(py, json),))
 }
 
 static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

@@ -48,9 +48,12 @@ pub fn batch_status<'py>(py: Python<'py>, answer: &BatchStatus) -> PyResult<Boun
 
 /// A file's record from its JSON object, as a dict or (`as_dataclass`) an `st.FileResult`.
 pub fn file_record<'py>(py: Python<'py>, json: &[u8], as_dataclass: bool) -> PyResult<Bound<'py, PyAny>> {
-    let record = PARSER
-        .python_parse(py, json)
-        .map_err(|e| to_pyerr(Error::format(format!("the file answer is not valid JSON: {e}"), json, true)))?;
+    // jiter refuses a lone surrogate escape, which Python's `json` keeps (as for a page's records).
+    let record = match PARSER.python_parse(py, json) {
+        Ok(record) => record,
+        Err(e) => super::page::json_loads(py, json)
+            .map_err(|_| to_pyerr(Error::format(format!("the file answer is not valid JSON: {e}"), json, true)))?,
+    };
     if as_dataclass {
         model(py, "FileResult")?.call_method1("from_dict", (record,))
     } else {
