@@ -250,7 +250,7 @@ def test_scripted_faults(srv: MockServer) -> None:
 
 
 def test_stall_triggers_client_timeouts(srv: MockServer) -> None:
-    srv.fail_next("stall", stall_s=0.5)
+    srv.fail_next("stall", stall_s=2.0)  # well past the timeout, however late the client is scheduled
     with pytest.raises(socket.timeout):  # it times out, rather than wait the stall out and answer
         results_with_timeout(srv, 0.2)
     assert results(srv).status == 200

@@ -114,13 +114,13 @@ def test_retry_after_beyond_the_cap_raises_at_once(server):
 
 def test_timeout(server):
     client = st.Client(server.token, server.url, timeout=0.3, max_retries=1)
-    server.fail_next("stall", times=2, stall_s=2.0)
+    server.fail_next("stall", times=2, stall_s=30.0)
     started = time.monotonic()
     with pytest.raises(st.APITimeoutError) as e:
         client.get_page(server.batch_id)
     assert isinstance(e.value, st.APIConnectionError) and e.value.page == 1
     assert "after 1 retries" in str(e.value)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15, "two timeouts of 0.3 s, not two stalls of 30 s"
     assert pages_requested(server) == [1, 1], "the stalled request, then its one retry"
     assert counts(client) == {"requests": 2, "retries": 1}
 

@@ -324,16 +324,16 @@ def test_batch_status_is_final_by_the_cores_rule(word, total, done, stage):
 
 
 # -- wait's deadline -----------------------------------------------------------------------
-# Each case would take 8 to 20 s without the deadline; the bounds are loose (a loaded 2-core
+# Each case would take 20 to 30 s without the deadline; the bounds are loose (a loaded 2-core
 # machine) but well below what an unbounded wait takes.
 
 
 def test_a_slow_status_answer_does_not_outlast_the_timeout(server, client):
-    server.fail_next("stall", stall_s=8)
+    server.fail_next("stall", stall_s=30)
     began = time.monotonic()
     with pytest.raises(st.WaitTimeoutError, match=f"batch {server.batch_id}: no status answer within 1 s$") as e:
         client.wait(server.batch_id, timeout=1)
-    assert 1 <= time.monotonic() - began < 5
+    assert 1 <= time.monotonic() - began < 15
     assert e.value.status is None
 
 
@@ -342,7 +342,7 @@ def test_retry_after_does_not_outlast_the_timeout(server, client):
     began = time.monotonic()
     with pytest.raises(st.WaitTimeoutError):
         asyncio.run(client.wait_async(server.batch_id, timeout=1))
-    assert 1 <= time.monotonic() - began < 5
+    assert 1 <= time.monotonic() - began < 15
 
 
 def test_failures_while_waiting_are_retried_until_the_deadline(server, client):
