@@ -339,3 +339,134 @@ def test_the_cache_command_shows_and_clears(srv, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SOKET_CACHE_DIR")
     assert cli_main(["cache", "info"]) == 2
     assert "SOKET_CACHE_DIR" in capsys.readouterr().err
+
+
+# transport="download": one entry for both transports (a download's records are the paged read's,
+# page for page), served from disk and kept by the same rule.
+
+
+def download_requests(server):
+    return sum("/download/batch/" in r["path"] for r in server.requests)
+
+
+def page_dicts(res):
+    return [p.to_dict() for p in res.pages()]
+
+
+@pytest.mark.parametrize("gzip", [True, False], ids=["gzip", "identity"])
+def test_a_download_read_is_served_from_a_paged_reads_entry(tmp_path, gzip):
+    with MockServer(files=450, seed=3, statuses=FINAL, gzip=gzip) as srv:
+        first = client(srv, tmp_path)
+        everything = list(first.iter_files(srv.batch_id, limit=50))
+        table = first.iter_files(srv.batch_id, limit=50).to_arrow()
+        assert len(entries(tmp_path)) == 1
+        srv.clear_requests()
+
+        c = client(srv, tmp_path)
+        res = c.iter_files(srv.batch_id, limit=50, transport="download")
+        assert list(res) == everything
+        assert (res.total, res.complete) == (450, True)
+        assert c.iter_files(srv.batch_id, limit=50, transport="download").to_arrow().equals(table)
+        assert srv.requests == [], "no stream, no status request: the entry serves it"
+        assert c.stats["cache_hits"] == 2 * PAGES and c.stats["requests"] == 0
+
+
+@pytest.mark.parametrize("gzip", [True, False], ids=["gzip", "identity"])
+@pytest.mark.parametrize("raw", [False, True], ids=["files", "jobs"])
+def test_a_finished_download_is_kept_and_serves_either_transport(tmp_path, gzip, raw):
+    with MockServer(files=450, seed=3, statuses=FINAL, gzip=gzip) as srv:
+        read = (lambda c, **kw: c.iter_jobs(srv.batch_id, limit=50, **kw)) if raw else (
+            lambda c, **kw: c.iter_files(srv.batch_id, limit=50, **kw)
+        )
+        plain = st.Client(srv.token, srv.url)  # no cache: what the service sends
+        expected, expected_pages = list(read(plain)), page_dicts(read(plain))
+        srv.clear_requests()
+
+        res = read(client(srv, tmp_path), transport="download")
+        assert list(res) == expected
+        assert (res.total, res.complete) == (len(expected), True)
+        assert len(entries(tmp_path)) == 1, "a whole download of a finished batch is kept"
+        assert download_requests(srv) == 1 and results_requests(srv) == 0
+        srv.clear_requests()
+
+        for transport in ("pages", "download"):
+            c = client(srv, tmp_path)
+            res = read(c, transport=transport)
+            assert list(res) == expected, transport
+            assert (res.total, res.total_pages, res.complete) == (len(expected), len(expected_pages), True)
+            assert page_dicts(read(c, transport=transport)) == expected_pages, "pages as the service cuts them"
+            assert read(c, transport=transport).to_arrow().equals(read(plain).to_arrow())
+            assert c.stats["requests"] == 0 and c.stats["cache_hits"] == 3 * len(expected_pages)
+        assert all("/results/batch/" in r["path"] for r in srv.requests), "only the `plain` reads"
+
+
+def test_a_download_with_fields_keeps_whole_records(srv, tmp_path):
+    everything = list(st.Client(srv.token, srv.url).iter_files(srv.batch_id, limit=50))
+    narrow = list(client(srv, tmp_path).iter_files(srv.batch_id, limit=50, fields=["file_id"], transport="download"))
+    assert narrow == [{"file_id": f["file_id"]} for f in everything]
+    srv.clear_requests()
+    assert list(client(srv, tmp_path).iter_files(srv.batch_id, limit=50)) == everything
+    assert srv.requests == []
+
+
+def test_a_partial_download_keeps_nothing_and_is_served_from_an_entry(srv, tmp_path):
+    c = client(srv, tmp_path)
+    list(c.iter_files(srv.batch_id, limit=50, max_items=120, transport="download"))
+    list(c.iter_files(srv.batch_id, limit=50, start_page=2, transport="download"))
+    assert entries(tmp_path) == []
+    everything = list(c.iter_files(srv.batch_id, limit=50, transport="download"))
+    srv.clear_requests()
+    res = c.iter_files(srv.batch_id, limit=50, start_page=3, max_items=70, transport="download")
+    assert list(res) == everything[100:170] and res.next_page == 4, "page 4 was cut short"
+    assert srv.requests == []
+
+
+def test_a_running_batchs_download_is_not_kept_and_is_once_done(tmp_path):
+    with MockServer(files=1, statuses=FINAL) as server:
+        batch = server.add_batch(150, seed=4, statuses={"processing": 1.0}, processing_seconds=3.0)
+        c = client(server, tmp_path)
+        running = list(c.iter_files(batch, limit=50, transport="download"))
+        assert any(f["status"] == "processing" for f in running), "read while files were in flight"
+        assert entries(tmp_path) == [], "a batch with a file in flight is not kept"
+        c.wait(batch, poll_interval=0.2)
+        done = list(c.iter_files(batch, limit=50, transport="download"))
+        assert len(entries(tmp_path)) == 1, "kept once every file is final"
+        server.clear_requests()
+        assert list(client(server, tmp_path).iter_files(batch, limit=50, transport="download")) == done
+        assert server.requests == []
+
+
+def test_a_status_view_of_a_running_batch_is_not_kept_by_a_download(tmp_path):
+    with MockServer(files=1, statuses=FINAL) as server:
+        batch = server.add_batch(300, seed=5, statuses={"completed": 0.5, "processing": 0.5})
+        c = client(server, tmp_path)
+        completed = list(c.iter_files(batch, status="completed", limit=50, transport="download"))
+        assert completed and all(f["status"] == "completed" for f in completed), "every record it read is final"
+        assert entries(tmp_path) == [], "the status endpoint says the batch runs"
+
+
+def test_refresh_downloads_again_and_replaces_the_entry(srv, tmp_path):
+    c = client(srv, tmp_path)
+    everything = list(c.iter_files(srv.batch_id, limit=50))
+    before = entries(tmp_path)[0].stat().st_mtime_ns
+    srv.clear_requests()
+    assert list(c.iter_files(srv.batch_id, limit=50, transport="download", refresh=True)) == everything
+    assert download_requests(srv) == 1 and results_requests(srv) == 0
+    assert len(entries(tmp_path)) == 1 and entries(tmp_path)[0].stat().st_mtime_ns >= before
+    srv.clear_requests()
+    again = client(srv, tmp_path)
+    assert page_dicts(again.iter_files(srv.batch_id, limit=50)) == page_dicts(st.Client(srv.token, srv.url).iter_files(srv.batch_id, limit=50))
+    assert results_requests(srv) == PAGES and again.stats["requests"] == 0, "the replaced entry serves"
+
+
+def test_an_empty_batchs_download_is_kept_as_its_one_empty_page(tmp_path):
+    with MockServer(files=1, statuses=FINAL) as server:
+        batch = server.add_batch(0, seed=1, statuses=FINAL)
+        expected = page_dicts(st.Client(server.token, server.url).iter_files(batch, limit=50))
+        c = client(server, tmp_path)
+        assert list(c.iter_files(batch, limit=50, transport="download")) == []
+        assert len(entries(tmp_path)) == 1
+        server.clear_requests()
+        again = client(server, tmp_path)
+        assert page_dicts(again.iter_files(batch, limit=50)) == expected
+        assert server.requests == []

@@ -89,15 +89,13 @@ def test_the_library_prints_nothing_unless_logging_is_configured() -> None:
     assert token and token not in loud.stderr
 
 
-def test_the_cache_neither_serves_nor_keeps_a_download_read(tmp_path) -> None:
+def test_the_cache_serves_and_keeps_a_download_read(tmp_path) -> None:
     with MockServer(files=0) as srv:
-        batch_id = srv.add_batch(300, statuses={"completed": 1.0})  # final: a paged read is kept
+        batch_id = srv.add_batch(300, statuses={"completed": 1.0})  # final: a whole read is kept
         client = st.Client(srv.token, srv.url, cache_dir=str(tmp_path))
         expected = list(client.iter_files(batch_id, transport="download"))
-        assert len(expected) == 300 and client.cache_info()["entries"] == 0, "a download read is not kept"
-        assert list(client.iter_files(batch_id)) == expected
-        assert client.cache_info()["entries"] == 1, "the paged read is"
+        assert len(expected) == 300 and client.cache_info()["entries"] == 1, "a whole download read is kept"
         srv.clear_requests()
+        assert list(client.iter_files(batch_id)) == expected
         assert list(client.iter_files(batch_id, transport="download")) == expected
-        # Nor served: the stream is asked for again (and the status, for `res.total`).
-        assert sorted(r["path"].split("/")[-3] for r in srv.requests) == ["download", "status"]
+        assert srv.requests == [], "one entry serves both transports, with no request"

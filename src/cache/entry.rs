@@ -53,10 +53,38 @@ pub struct Frame {
 impl Frame {
     pub fn compress(body: &[u8], records: u64) -> io::Result<Frame> {
         let body_len = u32::try_from(body.len()).map_err(|_| damaged("a page body over 4 GiB"))?;
-        let stored = zstd::bulk::compress(body, LEVEL)?;
+        let stored = compressed(body)?;
         let crc = crc32fast::hash(&stored);
         Ok(Frame { stored, body_len, crc, records })
     }
+
+    /// The body continued by `more`, compressed apart: zstd frames stored one after the other
+    /// decompress as one body (a page whose end is known later: see `envelope`).
+    pub fn then(mut self, more: &[u8]) -> io::Result<Frame> {
+        let body_len =
+            u32::try_from(self.body_len as usize + more.len()).map_err(|_| damaged("a page body over 4 GiB"))?;
+        self.stored.extend_from_slice(&compressed(more)?);
+        self.stored.shrink_to_fit();
+        Ok(Frame { crc: crc32fast::hash(&self.stored), body_len, ..self })
+    }
+
+    /// Records in the page.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Bytes it holds (a read that keeps its frames until its end counts them).
+    pub fn stored_len(&self) -> u64 {
+        self.stored.len() as u64
+    }
+}
+
+/// zstd of `body`, holding no more memory than its size (the compressor's buffer is sized for
+/// the worst case, larger than the body itself).
+fn compressed(body: &[u8]) -> io::Result<Vec<u8>> {
+    let mut stored = zstd::bulk::compress(body, LEVEL)?;
+    stored.shrink_to_fit();
+    Ok(stored)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -334,6 +362,23 @@ mod tests {
         assert_eq!(reader.header().body_bytes, bodies.iter().map(|b| b.len() as u64).sum::<u64>());
         assert!(reader.page(4).unwrap().is_none() && reader.page(0).unwrap().is_none());
         assert!(!dir.join(".tmp-test").exists(), "the temporary file was renamed");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_frame_continued_reads_back_as_one_body() {
+        let dir = temp_dir("continued");
+        let temp = dir.join(".tmp-c");
+        let mut writer = EntryWriter::new(File::create(&temp).unwrap(), temp).unwrap();
+        let head = br#"{"page":1,"files":[{"a":1},{"a":2}]"#;
+        let frame = Frame::compress(head, 2).unwrap().then(br#","total_pages":1}"#).unwrap();
+        assert_eq!(frame.stored_len(), frame.stored.capacity() as u64, "no spare memory is held");
+        writer.append(&frame).unwrap();
+        let dest = dir.join("c.entry");
+        writer.finish(key(), &dest).unwrap();
+        let reader = EntryReader::open(&dest).unwrap();
+        assert_eq!(reader.page(1).unwrap().unwrap(), &br#"{"page":1,"files":[{"a":1},{"a":2}],"total_pages":1}"#[..]);
+        assert_eq!(reader.header().records, 2);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -8,8 +8,10 @@
 //! - `store`: the directory: lookup, commit, the size cap (least recently used go first),
 //!   info and clear.
 //! - `finished`: whether a page's records are all final.
+//! - `envelope`: a results page's body around records read from a `/download` stream.
 
 mod entry;
+pub mod envelope;
 mod finished;
 mod key;
 mod store;

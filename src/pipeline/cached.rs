@@ -4,11 +4,16 @@
 //! each page's body as the service sent it, compressed on the worker threads and written in
 //! page order as pages are delivered; the entry is put in place only if the read ends complete,
 //! unchanged, every record final, and the status endpoint says the batch is done.
+//!
+//! A `/download` read uses the same entries (its records are the paged read's, page for page):
+//! found, the entry serves it as it serves a paged read; not found, a whole download gathers its
+//! pages, compressed, until the stream ends (their totals are known only then: see
+//! `cache::envelope`), and they are kept by the same rule.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::cache::{all_final, Cache, EntryKey, EntryReader, EntryWriter, Frame};
+use crate::cache::{all_final, envelope, Cache, EntryKey, EntryReader, EntryWriter, Frame};
 use crate::error::Result;
 use crate::fetch::ApiClient;
 use crate::page::{parse_page, Page};
@@ -41,6 +46,17 @@ pub(super) struct Source {
 }
 
 impl Source {
+    fn new(read: CacheRead, disk: Option<EntryReader>, capture: bool) -> Source {
+        Source {
+            read,
+            disk,
+            damage: Mutex::new(None),
+            abandoned: AtomicBool::new(false),
+            capture,
+            not_final: AtomicBool::new(false),
+        }
+    }
+
     /// One page, from the entry when there is one, else from the service; with its body
     /// compressed for the new entry when this read keeps one and its records are all final.
     pub(super) async fn page(
@@ -90,7 +106,23 @@ impl Source {
 pub(super) struct CacheState {
     source: Option<Arc<Source>>,
     writer: Option<(EntryWriter, Arc<Cache>, EntryKey)>,
+    /// A download's pages, each without its end (the totals), until the stream ends.
+    gathered: Option<Gathered>,
     looked: bool,
+}
+
+/// Where a download read's pages come from (`CacheState::open_download`).
+pub(super) enum DownloadFrom {
+    /// The entry: the page pipeline serves them from disk, as it serves a paged read.
+    Entry,
+    /// The stream; `keep`: its pages are gathered for a new entry.
+    Stream { keep: bool },
+}
+
+#[derive(Default)]
+struct Gathered {
+    frames: Vec<Frame>,
+    bytes: u64,
 }
 
 impl CacheState {
@@ -105,35 +137,60 @@ impl CacheState {
             return None;
         }
         let read = options.cache.clone()?;
-        let (disk, warning) = match read.refresh {
-            true => (None, None),
-            false => match read.cache.lookup(&read.key) {
-                Ok(disk) => (disk, None),
-                Err(err) => {
-                    (None, Some(format!("{err}: the entry was removed, and the batch is read from the service")))
-                }
-            },
-        };
-        let whole = options.start_page == 1 && options.end_page.is_none() && options.max_items.is_none();
-        let capture = disk.is_none() && whole && options.filter.is_none();
-        if capture {
-            match read.cache.writer() {
-                Ok(writer) => self.writer = Some((writer, Arc::clone(&read.cache), read.key.clone())),
-                Err(err) => log::info!("the cache cannot be written ({err}): this read is not kept"),
-            }
+        let (disk, warning) = lookup(&read);
+        if disk.is_none() && whole(options) {
+            self.start_writer(&read);
         }
         options.check_running &= disk.is_none();
         let capture = self.writer.is_some();
-        let source = Source {
-            read,
-            disk,
-            damage: Mutex::new(None),
-            abandoned: AtomicBool::new(false),
-            capture,
-            not_final: AtomicBool::new(false),
-        };
-        self.source = Some(Arc::new(source));
+        self.source = Some(Arc::new(Source::new(read, disk, capture)));
         warning
+    }
+
+    /// `open` for a `/download` read (once, before the stream is asked for): an entry found
+    /// serves it as it serves a paged read; else a whole read gathers its pages for a new one.
+    /// None once looked.
+    pub(super) fn open_download(&mut self, options: &mut PipelineOptions) -> Option<(DownloadFrom, Option<String>)> {
+        if std::mem::replace(&mut self.looked, true) {
+            return None;
+        }
+        let Some(read) = options.cache.clone() else { return Some((DownloadFrom::Stream { keep: false }, None)) };
+        let (disk, warning) = lookup(&read);
+        if disk.is_some() {
+            options.check_running = false;
+            self.source = Some(Arc::new(Source::new(read, disk, false)));
+            return Some((DownloadFrom::Entry, warning));
+        }
+        if whole(options) && self.start_writer(&read) {
+            self.gathered = Some(Gathered::default());
+        }
+        Some((DownloadFrom::Stream { keep: self.gathered.is_some() }, warning))
+    }
+
+    fn start_writer(&mut self, read: &CacheRead) -> bool {
+        match read.cache.writer() {
+            Ok(writer) => self.writer = Some((writer, Arc::clone(&read.cache), read.key.clone())),
+            Err(err) => log::info!("the cache cannot be written ({err}): this read is not kept"),
+        }
+        self.writer.is_some()
+    }
+
+    /// A download's page delivered (in order), with its body's start compressed (`None`: its
+    /// records are not all final). Kept in memory until the stream ends; a read whose pages
+    /// outgrow the whole cache is not kept (its entry would be evicted at once).
+    pub(super) fn gathered(&mut self, number: u64, frame: Option<Frame>) {
+        let (Some(gathered), Some((_, cache, _))) = (&mut self.gathered, &self.writer) else { return };
+        let next = gathered.frames.len() as u64 + 1;
+        match frame {
+            Some(frame) if number == next && gathered.bytes + frame.stored_len() <= cache.max_bytes() => {
+                gathered.bytes += frame.stored_len();
+                gathered.frames.push(frame);
+            }
+            _ => {
+                self.gathered = None;
+                self.writer = None; // not a whole read of final records that fits: nothing is kept
+            }
+        }
     }
 
     /// A page delivered (in order): its body goes into the entry. Returns a warning if a page
@@ -162,9 +219,11 @@ impl CacheState {
         query: &Query,
         progress: &Progress,
     ) {
-        let Some((writer, cache, key)) = self.writer.take() else { return };
+        let Some((mut writer, cache, key)) = self.writer.take() else { return };
+        let gathered = self.gathered.take();
         let clean = progress.complete && !progress.changed && options.filter.is_none();
-        if !clean || progress.total_pages.is_none_or(|pages| writer.pages() < pages.max(1)) {
+        let pages = gathered.as_ref().map_or(writer.pages(), |g| (g.frames.len() as u64).max(1));
+        if !clean || progress.total_pages.is_none_or(|total| pages < total.max(1)) {
             return;
         }
         match fetch_status(client, &query.batch_id, &options.retry).await {
@@ -172,9 +231,53 @@ impl CacheState {
             Ok(_) => return log::info!("the batch is still running: its pages are not kept"),
             Err(err) => return log::info!("the batch's status is unknown ({err}): its pages are not kept"),
         }
-        let stored = tokio::task::spawn_blocking(move || cache.commit(writer, key)).await;
+        let query = query.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            if let Some(gathered) = gathered {
+                gathered.write(&mut writer, &query)?;
+            }
+            cache.commit(writer, key)
+        })
+        .await;
         if let Ok(Err(err)) = stored {
             log::warn!("the cache entry could not be written: {err}");
         }
     }
+}
+
+impl Gathered {
+    /// Each page ended with the view's totals (its records: the read was whole) and appended in
+    /// order; a view with no record is one empty page, as the results endpoint answers it.
+    fn write(self, writer: &mut EntryWriter, query: &Query) -> std::io::Result<()> {
+        let (limit, raw) = (u64::from(query.limit), query.raw);
+        let total = self.frames.iter().map(Frame::records).sum();
+        let tail = envelope::tail(total, limit, raw);
+        let mut frames = self.frames;
+        if frames.is_empty() {
+            frames.push(Frame::compress(
+                &[envelope::head(&query.batch_id, 1, limit, 0, raw), b"[]".to_vec()].concat(),
+                0,
+            )?);
+        }
+        for frame in frames {
+            writer.append(&frame.then(&tail)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The read's entry, unless `refresh` (then it is replaced); a damaged one is gone, and said.
+fn lookup(read: &CacheRead) -> (Option<EntryReader>, Option<String>) {
+    if read.refresh {
+        return (None, None);
+    }
+    match read.cache.lookup(&read.key) {
+        Ok(disk) => (disk, None),
+        Err(err) => (None, Some(format!("{err}: the entry was removed, and the batch is read from the service"))),
+    }
+}
+
+/// A read of the whole view, the only kind that may be kept.
+fn whole(options: &PipelineOptions) -> bool {
+    options.start_page == 1 && options.end_page.is_none() && options.max_items.is_none() && options.filter.is_none()
 }

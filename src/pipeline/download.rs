@@ -8,6 +8,9 @@
 //! requested again and read from where it stopped: the records already taken are skipped, and
 //! the last of them must come back the same (the seam), else the order changed and the read
 //! fails with `BatchChanged` rather than lose or repeat a record.
+//!
+//! A read the cache may keep (see `cached`) also gets each page's body as the results endpoint
+//! would send it, compressed on the reading task before `fields=` narrows the page.
 
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::ops::Range;
@@ -21,6 +24,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use super::{PipelineOptions, Progress};
+use crate::cache::{all_final, envelope, Frame};
 use crate::error::{Error, Result};
 use crate::fetch::ApiClient;
 use crate::page::{error_answer, parse_page, Page};
@@ -188,8 +192,9 @@ fn line_hash(line: &[u8]) -> u64 {
 
 /// What the reading task sends the consumer.
 enum Event {
-    /// A page, and the hash of its last record as the service sent it (the seam to resume at).
-    Page(Page, u64),
+    /// A page, the hash of its last record as the service sent it (the seam to resume at), and
+    /// its body's start for the cache (see `Reader::keep`).
+    Page(Page, u64, Option<Frame>),
     /// The stream ended: the view held this many records.
     End(u64),
     Failed(Error),
@@ -218,6 +223,8 @@ struct Reader {
     /// Ask the status endpoint once the stream answers (after it, so that the stream is the
     /// first request the service sees).
     ask_total: AtomicBool,
+    /// Compress each page for the cache, until a record that may still change is seen.
+    keep: AtomicBool,
 }
 
 /// One attempt's progress through the view.
@@ -353,7 +360,7 @@ impl Reader {
 
     /// One line: skipped (before the resume point; the seam checked), or taken into the page,
     /// which joins `full` once it holds `limit` records.
-    fn take(&self, at: &mut Position, number: u64, line: &[u8], full: &mut Vec<(Page, u64)>) -> Result<()> {
+    fn take(&self, at: &mut Position, number: u64, line: &[u8], full: &mut Vec<Built>) -> Result<()> {
         if line.trim_ascii().is_empty() {
             return Ok(());
         }
@@ -392,23 +399,43 @@ impl Reader {
         });
     }
 
-    fn build(&self, at: &mut Position) -> Result<(Page, u64)> {
+    fn build(&self, at: &mut Position) -> Result<Built> {
         let number = (at.taken - 1) / self.limit + 1;
         let mut page = at.pending.build(number)?;
         page.meta.limit = Some(self.limit);
+        let kept = self.keep(&page);
         if let Some(projection) = &self.projection {
             page = projection.apply(&page)?;
         }
         at.sent = at.last;
         at.sent_through = at.taken;
-        Ok((page, at.last.expect("a page holds a record")))
+        Ok((page, at.last.expect("a page holds a record"), kept))
     }
 
-    async fn send(&self, (page, seam): (Page, u64)) -> Result<()> {
+    /// The page's body as the results endpoint sends it, but for its totals (known at the end:
+    /// see `envelope`), compressed; None once a record that may still change was seen.
+    fn keep(&self, page: &Page) -> Option<Frame> {
+        if !self.keep.load(Ordering::Relaxed) {
+            return None;
+        }
+        if !all_final(page) {
+            self.keep.store(false, Ordering::Relaxed);
+            return None;
+        }
+        let records = page.records.len() as u64;
+        let head = envelope::head(&self.batch_id, page.meta.page, self.limit, records, self.raw);
+        Frame::compress(&[&head, &page.body[page.array.clone()]].concat(), records).ok()
+    }
+
+    async fn send(&self, (page, seam, kept): Built) -> Result<()> {
         // The consumer is gone (dropped, or done with max_items): stop reading.
-        self.events.send(Event::Page(page, seam)).await.map_err(|_| Error::internal("the download's reader is gone"))
+        let event = Event::Page(page, seam, kept);
+        self.events.send(event).await.map_err(|_| Error::internal("the download's reader is gone"))
     }
 }
+
+/// A page built, the hash of its last record, and its body for the cache.
+type Built = (Page, u64, Option<Frame>);
 
 fn check_seam(resume: Resume, line: &[u8]) -> Result<()> {
     match resume.seam {
@@ -439,6 +466,8 @@ pub struct DownloadStream {
     task: Option<JoinHandle<()>>,
     total: Arc<OnceLock<u64>>,
     asked_total: bool,
+    /// Hand each page's body over for the cache (`keep_pages`).
+    keep: bool,
 }
 
 impl Drop for DownloadStream {
@@ -472,7 +501,14 @@ impl DownloadStream {
             task: None,
             total: Arc::new(OnceLock::new()),
             asked_total: false,
+            keep: false,
         })
+    }
+
+    /// With each page, hand over its body as the results endpoint sends it, for a cache entry
+    /// (before the stream is asked for).
+    pub fn keep_pages(&mut self, keep: bool) {
+        self.keep = keep;
     }
 
     fn start(&mut self) -> &mut mpsc::Receiver<Event> {
@@ -488,6 +524,7 @@ impl DownloadStream {
             events,
             total: Arc::clone(&self.total),
             ask_total: AtomicBool::new(!std::mem::replace(&mut self.asked_total, true) && self.wants_total()),
+            keep: AtomicBool::new(self.keep),
         };
         self.task = Some(tokio::spawn(reader.run(self.resume)));
         self.events.insert(receiver)
@@ -506,9 +543,10 @@ impl DownloadStream {
         }
     }
 
-    /// The next page, or None at the end. Cancel-safe; after an error, the next call requests
-    /// the stream again from the page after the last delivered.
-    pub async fn next(&mut self, progress: &mut Progress) -> Result<Option<Page>> {
+    /// The next page (with its body for the cache, when kept), or None at the end. Cancel-safe;
+    /// after an error, the next call requests the stream again from the page after the last
+    /// delivered.
+    pub async fn next(&mut self, progress: &mut Progress) -> Result<Option<(Page, Option<Frame>)>> {
         if progress.done {
             return Ok(None);
         }
@@ -522,7 +560,10 @@ impl DownloadStream {
             progress.total_pages = Some(total.div_ceil(u64::from(self.query.limit)));
         }
         match event {
-            Some(Event::Page(page, seam)) => Ok(Some(self.deliver(page, seam, progress))),
+            Some(Event::Page(page, seam, kept)) => {
+                self.keep &= kept.is_some(); // a stream asked for again keeps nothing more
+                Ok(Some((self.deliver(page, seam, progress), kept)))
+            }
             Some(Event::End(records)) => {
                 self.finish(records, progress);
                 Ok(None)
@@ -541,11 +582,13 @@ impl DownloadStream {
     fn deliver(&mut self, mut page: Page, seam: u64, progress: &mut Progress) -> Page {
         let number = page.meta.page;
         self.resume = Resume { skip: number * u64::from(self.query.limit), seam: Some(seam) };
+        let before_max = page.records.len();
         if let Some(max) = self.max_items {
             page.truncate(max.saturating_sub(progress.items_delivered) as usize);
         }
         progress.items_delivered += page.records.len() as u64;
-        progress.next_page = number + 1;
+        // A page cut short by `max_items` is where a resumed read starts, as for pages.
+        progress.next_page = if page.records.len() < before_max { number } else { number + 1 };
         if self.max_items.is_some_and(|max| progress.items_delivered >= max) {
             progress.done = true;
             self.stop(); // the rest is not wanted: the stream is closed

@@ -34,7 +34,7 @@ use crate::retry::RetryPolicy;
 use crate::status::fetch_status;
 
 pub use cached::CacheRead;
-use cached::CacheState;
+use cached::{CacheState, DownloadFrom};
 pub use changes::OnChange;
 use changes::{Reread, Shifts, Snapshot};
 use seen::RecentIds;
@@ -197,6 +197,7 @@ impl PagePipeline {
 
     /// The same read from one `/download` stream (see [`download`]): its pages are numbered
     /// as the results endpoint's, and `start_page`, `max_items` and `fields` apply as they do.
+    /// Its cache entry is the paged read's: one found serves it from disk, with no request.
     pub fn download(client: Arc<ApiClient>, query: Query, options: PipelineOptions) -> Result<PagePipeline> {
         let stream = download::DownloadStream::new(Arc::clone(&client), query.clone(), &options)?;
         let mut pipeline = PagePipeline::new(client, query, options)?;
@@ -210,8 +211,16 @@ impl PagePipeline {
 
     /// The next page in order, or None when the batch is exhausted.
     pub async fn next(&mut self) -> Result<Option<Page>> {
+        if self.download.is_some() {
+            self.open_download()?;
+        }
         if let Some(download) = &mut self.download {
-            return download.next(&mut self.progress).await;
+            let Some((page, kept)) = download.next(&mut self.progress).await? else {
+                self.cache.close(&self.client, &self.options, &self.query, &self.progress).await;
+                return Ok(None);
+            };
+            self.cache.gathered(page.meta.page, kept);
+            return Ok(Some(page));
         }
         if let Some(err) = self.pending.take() {
             return Err(err);
@@ -264,6 +273,21 @@ impl PagePipeline {
             }
             Err(err) => Err(self.stop_at(number, err)),
         }
+    }
+
+    /// Before a download's first page: a cache entry of the read serves it from disk, as it serves
+    /// a paged read (the stream is then never asked for); else the stream is read, and kept in a
+    /// new entry if it proves final.
+    fn open_download(&mut self) -> Result<()> {
+        let Some((from, warning)) = self.cache.open_download(&mut self.options) else { return Ok(()) };
+        if let Some(message) = warning {
+            self.warn(message, false, self.options.start_page)?;
+        }
+        match from {
+            DownloadFrom::Entry => self.download = None,
+            DownloadFrom::Stream { keep } => self.download.as_mut().expect("a download read").keep_pages(keep),
+        }
+        Ok(())
     }
 
     /// After an error: drop what is in flight; going on starts again at `number`.
