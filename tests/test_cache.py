@@ -470,3 +470,17 @@ def test_an_empty_batchs_download_is_kept_as_its_one_empty_page(tmp_path):
         again = client(server, tmp_path)
         assert page_dicts(again.iter_files(batch, limit=50)) == expected
         assert server.requests == []
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_a_damaged_entry_under_a_download_is_noticed_and_healed(srv, tmp_path, how):
+    everything = list(client(srv, tmp_path).iter_files(srv.batch_id, limit=50, transport="download"))
+    _damage(entries(tmp_path)[0], how)
+    srv.clear_requests()
+    with pytest.warns(RuntimeWarning, match="damaged cache entry"):
+        assert list(client(srv, tmp_path).iter_files(srv.batch_id, limit=50, transport="download")) == everything
+    assert srv.requests, "what the entry could not give came from the service"
+    list(client(srv, tmp_path).iter_files(srv.batch_id, limit=50, transport="download"))
+    srv.clear_requests()
+    assert list(client(srv, tmp_path).iter_files(srv.batch_id, limit=50, transport="download")) == everything
+    assert srv.requests == [] and len(entries(tmp_path)) == 1
