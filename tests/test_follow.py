@@ -164,6 +164,31 @@ def wait_until(condition, what, deadline_s=30):
         time.sleep(0.005)
 
 
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_batch_where_nothing_moves_is_asked_once_an_interval(face):
+    # Three pages in flight: each poll asks the status first, which says nothing finished, so
+    # the pages are not read; the next ask waits out the interval (it once followed at once), and
+    # the timeout's error tells the last answer rather than asking again.
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(30, seed=6, statuses={"processing": 1})  # never finishes
+        client = st.Client(srv.token, srv.url)
+        res = client.follow(batch, poll_interval=0.2, limit=10, timeout=1.5)
+
+        async def follow_async():
+            return [f async for f in res]
+
+        with pytest.raises(st.WaitTimeoutError):
+            list(res) if face == "sync" else asyncio.run(follow_async())
+        began = batch_requests(srv, batch)[0]["time"]
+        asks = [r["time"] for r in batch_requests(srv, batch) if "/status/" in r["path"]]
+        assert 2 <= len(asks) <= 1.5 / 0.2 + 1, len(asks)
+        # An interval apart, but for a last look at the deadline (what finished by then is yielded).
+        assert min(b - a for a, b in zip(asks, asks[1:-1])) >= 0.15, asks
+        assert asks[-1] - began >= 1.4, asks
+        # The first answer has nothing to compare with: the pages are read once more, then never.
+        assert res.polls == 2 and res.pages_read == 6, "the status said each time that nothing moved"
+
+
 def test_follow_cancelled_task_stops_polling():
     def between_polls(srv):
         # Two status requests in a row: the pages are read, no stream is open, and nothing

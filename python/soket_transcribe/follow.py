@@ -77,6 +77,8 @@ class _FollowPlan:
         self.pages_read = 0
         self.warnings: List[str] = []
         self.last_status: Optional[BatchStatus] = None
+        # `last_status` was asked after the last pages were read: still the news a timeout tells.
+        self.status_is_latest = False
         self._yielded: Set[str] = set()
         # Final records taken from pages, not yet handed over (a `break` keeps them for the next loop).
         self.outbox: Deque[Any] = deque()
@@ -103,6 +105,7 @@ class _FollowPlan:
         """The page ranges this poll reads: all of them on the first poll and after the view moved."""
         self.polls += 1
         self._poll_started = time.monotonic()
+        self.status_is_latest = False
         self._full_read = self._pending is None or self._moved
         if self._full_read:
             self._moved = False
@@ -176,10 +179,12 @@ class _FollowPlan:
 
     def nothing_moved(self, status: BatchStatus) -> bool:
         """The status says no file finished since the last poll: skip reading the pages."""
-        self.last_status = status
+        self.last_status, self.status_is_latest = status, True
         done = status.files_done
         unchanged = done is not None and done == self._done_at_last_status and status.in_progress
         self._done_at_last_status = done
+        if unchanged:  # the status request was this interval's poll: the next is an interval on
+            self._poll_started = time.monotonic()
         return unchanged
 
     def delay(self) -> Optional[float]:
@@ -401,12 +406,16 @@ class FollowResults(Generic[_R]):
             return None
 
     def _last_status(self) -> Optional[BatchStatus]:
+        if self._plan.status_is_latest:
+            return self._plan.last_status
         try:
             return self._ask(self._client.status)
         except Exception:  # the timeout is what the caller hears of; the status is a courtesy
             return None
 
     async def _last_status_async(self) -> Optional[BatchStatus]:
+        if self._plan.status_is_latest:
+            return self._plan.last_status
         try:
             return await self._client.status_async(self.batch_id)
         except Exception:  # as in `_last_status`
