@@ -387,6 +387,7 @@ def test_a_finished_download_is_kept_and_serves_either_transport(tmp_path, gzip,
         assert (res.total, res.complete) == (len(expected), True)
         assert len(entries(tmp_path)) == 1, "a whole download of a finished batch is kept"
         assert download_requests(srv) == 1 and results_requests(srv) == 0
+        assert status_requests(srv) == 1, "the size asked beside the stream also said it is finished"
         srv.clear_requests()
 
         for transport in ("pages", "download"):

@@ -175,6 +175,11 @@ impl CacheState {
         self.writer.is_some()
     }
 
+    /// This read may still end in an entry.
+    pub(super) fn keeping(&self) -> bool {
+        self.writer.is_some()
+    }
+
     /// A download's page delivered (in order), with its body's start compressed (`None`: its
     /// records are not all final). Kept in memory until the stream ends; a read whose pages
     /// outgrow the whole cache is not kept (its entry would be evicted at once).
@@ -211,13 +216,14 @@ impl CacheState {
 
     /// The read is over: keeps the entry if the read was whole, complete and unchanged (a
     /// damaged entry's warning aside), every page of it written, and the status endpoint says
-    /// the batch is done (one request).
+    /// the batch is done (one request, unless `known_finished`: a download asked it already).
     pub(super) async fn close(
         &mut self,
         client: &ApiClient,
         options: &PipelineOptions,
         query: &Query,
         progress: &Progress,
+        known_finished: bool,
     ) {
         let Some((mut writer, cache, key)) = self.writer.take() else { return };
         let gathered = self.gathered.take();
@@ -226,10 +232,13 @@ impl CacheState {
         if !clean || progress.total_pages.is_none_or(|total| pages < total.max(1)) {
             return;
         }
-        match fetch_status(client, &query.batch_id, &options.retry).await {
-            Ok(status) if !status.in_progress() => {}
-            Ok(_) => return log::info!("the batch is still running: its pages are not kept"),
-            Err(err) => return log::info!("the batch's status is unknown ({err}): its pages are not kept"),
+        // A batch the read already heard is finished stays finished: no need to ask again.
+        if !known_finished {
+            match fetch_status(client, &query.batch_id, &options.retry).await {
+                Ok(status) if !status.in_progress() => {}
+                Ok(_) => return log::info!("the batch is still running: its pages are not kept"),
+                Err(err) => return log::info!("the batch's status is unknown ({err}): its pages are not kept"),
+            }
         }
         let query = query.clone();
         let stored = tokio::task::spawn_blocking(move || {

@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use jiter::Jiter;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -221,8 +221,8 @@ struct Reader {
     /// The view's size from the status endpoint, when it said (a finished batch, whole files).
     total: Arc<OnceLock<u64>>,
     /// Ask the status endpoint once the stream answers (after it, so that the stream is the
-    /// first request the service sees).
-    ask_total: AtomicBool,
+    /// first request the service sees), and say there whether the batch is finished.
+    ask_total: std::sync::Mutex<Option<watch::Sender<Option<bool>>>>,
     /// Compress each page for the cache, until a record that may still change is seen.
     keep: AtomicBool,
 }
@@ -315,8 +315,8 @@ impl Reader {
             }
         };
         self.api.rate.on_success();
-        if self.ask_total.swap(false, Ordering::Relaxed) {
-            self.spawn_total();
+        if let Some(finished) = self.ask_total.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            self.spawn_total(finished);
         }
         let mut lines = LineReader::default();
         let max = self.api.max_body_bytes();
@@ -383,7 +383,7 @@ impl Reader {
     }
 
     /// The batch's size from the status endpoint (one request, beside the stream).
-    fn spawn_total(&self) {
+    fn spawn_total(&self, finished: watch::Sender<Option<bool>>) {
         let (api, retry, total) = (Arc::clone(&self.api), self.retry.clone(), Arc::clone(&self.total));
         let batch = self.batch_id.clone();
         tokio::spawn(async move {
@@ -392,9 +392,15 @@ impl Reader {
                     if let Some(files) = status.total_files {
                         let _ = total.set(files);
                     }
+                    finished.send_replace(Some(true));
                 }
-                Ok(_) => {}
-                Err(err) => log::info!("the batch's size is unknown until the download ends ({err})"),
+                Ok(_) => {
+                    finished.send_replace(Some(false));
+                }
+                Err(err) => {
+                    finished.send_replace(Some(false));
+                    log::info!("the batch's size is unknown until the download ends ({err})")
+                }
             }
         });
     }
@@ -466,6 +472,8 @@ pub struct DownloadStream {
     task: Option<JoinHandle<()>>,
     total: Arc<OnceLock<u64>>,
     asked_total: bool,
+    /// Whether the status answer (asked once, beside the first stream) says the batch is finished.
+    finished: (Option<watch::Sender<Option<bool>>>, watch::Receiver<Option<bool>>),
     /// Hand each page's body over for the cache (`keep_pages`).
     keep: bool,
 }
@@ -501,8 +509,22 @@ impl DownloadStream {
             task: None,
             total: Arc::new(OnceLock::new()),
             asked_total: false,
+            finished: {
+                let (tx, rx) = watch::channel(None);
+                (Some(tx), rx)
+            },
             keep: false,
         })
+    }
+
+    /// The status endpoint, asked beside the stream, said the batch is finished (so it stays);
+    /// waits for that answer. False when it was not asked, failed, or said the batch runs.
+    pub async fn batch_finished(&mut self) -> bool {
+        if self.finished.0.is_some() {
+            return false; // never asked
+        }
+        let answer = self.finished.1.wait_for(Option::is_some).await.map(|answer| *answer);
+        answer.ok().flatten().unwrap_or(false)
     }
 
     /// With each page, hand over its body as the results endpoint sends it, for a cache entry
@@ -523,7 +545,12 @@ impl DownloadStream {
             projection: self.projection.clone(),
             events,
             total: Arc::clone(&self.total),
-            ask_total: AtomicBool::new(!std::mem::replace(&mut self.asked_total, true) && self.wants_total()),
+            ask_total: std::sync::Mutex::new(
+                match !std::mem::replace(&mut self.asked_total, true) && self.wants_total() {
+                    true => self.finished.0.take(),
+                    false => None,
+                },
+            ),
             keep: AtomicBool::new(self.keep),
         };
         self.task = Some(tokio::spawn(reader.run(self.resume)));

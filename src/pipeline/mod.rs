@@ -216,7 +216,8 @@ impl PagePipeline {
         }
         if let Some(download) = &mut self.download {
             let Some((page, kept)) = download.next(&mut self.progress).await? else {
-                self.cache.close(&self.client, &self.options, &self.query, &self.progress).await;
+                let finished = self.cache.keeping() && download.batch_finished().await;
+                self.cache.close(&self.client, &self.options, &self.query, &self.progress, finished).await;
                 return Ok(None);
             };
             self.cache.gathered(page.meta.page, kept);
@@ -227,7 +228,7 @@ impl PagePipeline {
         }
         if self.held.is_none() {
             if self.progress.done {
-                self.cache.close(&self.client, &self.options, &self.query, &self.progress).await;
+                self.cache.close(&self.client, &self.options, &self.query, &self.progress, false).await;
                 return Ok(None);
             }
             if let Some(message) = self.cache.open(&mut self.options) {
