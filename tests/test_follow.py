@@ -156,6 +156,55 @@ def test_follow_break_then_again_loses_nothing_and_stops_polling():
         assert srv.requests_total > before
 
 
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_loop_cut_in_its_first_poll_goes_on_with_every_page(face):
+    # The first poll reads the whole batch; a `break` after page 1 once left pages 2-5 unread and
+    # the follow `finished` with 10 of 50 files.
+    with MockServer(files=50, seed=1, statuses={"completed": 1}) as srv:
+        client = st.Client(srv.token, srv.url)
+        res = client.follow(srv.batch_id, poll_interval=0.1, limit=10)
+
+        async def twice_async():
+            got = []
+            async for f in res:
+                got.append(f["file_id"])
+                if len(got) == 3:
+                    break
+            return got + [f["file_id"] async for f in res]
+
+        def twice():
+            got = []
+            for f in res:
+                got.append(f["file_id"])
+                if len(got) == 3:
+                    break
+            return got + [f["file_id"] for f in res]
+
+        got = twice() if face == "sync" else asyncio.run(twice_async())
+        assert got == [f["file_id"] for f in client.iter_files(srv.batch_id)]
+        assert res.finished and res.done == res.total == 50
+
+
+def test_a_second_loop_while_one_reads_is_refused_and_takes_over_once_it_stopped():
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(20, seed=6, statuses={"processing": 1})  # never finishes
+        client = st.Client(srv.token, srv.url)
+        res = client.follow(batch, poll_interval=30, limit=10, timeout=60)
+
+        async def main():
+            first = asyncio.create_task(anext(aiter(res), None))
+            while client.stats["requests"] < 2:  # the first poll read: it sleeps out the interval
+                await asyncio.sleep(0.01)
+            with pytest.raises(RuntimeError, match="being read"):
+                aiter(res)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            return aiter(res)  # the first loop is over: a new one may read
+
+        assert asyncio.run(main()) is not None
+
+
 def wait_until(condition, what, deadline_s=30):
     """Until `condition()` holds (the deadline only guards a hang)."""
     deadline = time.monotonic() + deadline_s

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import time
 import warnings
 from collections import deque
 from typing import (
     Any,
     AsyncIterator,
+    Callable,
     Deque,
     Dict,
     Generic,
@@ -83,6 +85,8 @@ class _FollowPlan:
         # Final records taken from pages, not yet handed over (a `break` keeps them for the next loop).
         self.outbox: Deque[Any] = deque()
         self._full_read = True
+        # A poll begun and not read to its end (a `break`, an error): the next loop goes on with it.
+        self.poll_open = False
         # Pages still holding a file that is not final, with the ids that page held at its last read.
         self._pending: Optional[Dict[int, List[str]]] = None  # None: every page (the first poll)
         self._moved = False
@@ -97,21 +101,28 @@ class _FollowPlan:
 
     @property
     def finished(self) -> bool:
-        return self._pending is not None and not self._pending and not self._moved
+        whole_read_cut = self.poll_open and self._full_read  # pages after the cut are not known yet
+        return self._pending is not None and not self._pending and not self._moved and not whole_read_cut
 
     # -- one poll ----------------------------------------------------------------------------
 
     def runs(self) -> List[Tuple[int, int]]:
-        """The page ranges this poll reads: all of them on the first poll and after the view moved."""
+        """The page ranges this poll reads: all of them on the first poll, after the view moved,
+        and again when such a read was cut (what it took is not taken twice)."""
         self.polls += 1
         self._poll_started = time.monotonic()
         self.status_is_latest = False
-        self._full_read = self._pending is None or self._moved
+        self._full_read = self._pending is None or self._moved or (self.poll_open and self._full_read)
+        self.poll_open = True
         if self._full_read:
             self._moved = False
             self._pending = None
             return [(1, 1)]
         return _run_ranges(list(self._pending or {}))
+
+    def poll_read(self) -> None:
+        """Every page of the poll was read."""
+        self.poll_open = False
 
     def end_page(self, last: int) -> Optional[int]:
         """The last page a stream reads: a whole read goes on to the page count its pages report."""
@@ -249,7 +260,7 @@ class FollowResults(Generic[_R]):
         if progress is not True:
             progress_callback(progress)  # refuses a bad `progress` now
         self._progress_arg = progress
-        self._reading = False
+        self._owner: Any = None  # the loop reading it (a generator, or an async generator)
 
     # -- where it stands ---------------------------------------------------------------------
 
@@ -302,10 +313,25 @@ class FollowResults(Generic[_R]):
 
     # -- the two faces -----------------------------------------------------------------------
 
-    def _claim(self) -> None:
-        if self._reading:
-            raise RuntimeError("this follow is already being read; call client.follow() again for a second reader")
-        self._reading = True
+    def _own(self, loop: Callable[[List[Any]], Any]) -> Any:
+        """A new loop over this follow. It goes on where the last one stopped (a `break`, an
+        error, a cancelled task): that one, idle at a `yield`, is set aside. One in the middle
+        of a step (another thread or task reading now) is not: that is a RuntimeError."""
+        owner = self._owner
+        if owner is not None and (getattr(owner, "gi_running", False) or getattr(owner, "ag_running", False)):
+            raise RuntimeError(
+                "this follow is being read (by another thread or task); call client.follow() again for a second reader"
+            )
+        if inspect.isgenerator(owner):
+            owner.close()  # its open stream goes now (an async one goes when it is collected)
+        me: List[Any] = []
+        me.append(loop(me))
+        self._owner = me[0]
+        return me[0]
+
+    def _check_owner(self, me: List[Any]) -> None:
+        if self._owner is not me[0]:
+            raise RuntimeError("another loop took this follow over (one loop at a time reads it)")
 
     def _stream(self, first: int, last: int) -> _core.PageStream:
         end = self._plan.end_page(last)
@@ -318,16 +344,22 @@ class FollowResults(Generic[_R]):
         self._plan.outbox.extend(fresh)
 
     def __iter__(self) -> Iterator[_R]:
-        self._claim()
+        return self._own(self._loop)  # type: ignore[no-any-return]
+
+    def __aiter__(self) -> AsyncIterator[_R]:
+        return self._own(self._async_loop)  # type: ignore[no-any-return]
+
+    def _loop(self, me: List[Any]) -> Iterator[_R]:
         plan, outbox = self._plan, self._plan.outbox
         progress = progress_callback(self._progress_arg)
         try:
             while True:
                 while outbox:
                     yield outbox.popleft()
+                    self._check_owner(me)
                 if plan.finished:
                     return
-                if plan.polls:
+                if plan.polls and not plan.poll_open:
                     if not self._wait_for_change():
                         raise plan.timed_out(self._last_status())
                 for first, last in plan.runs():
@@ -335,23 +367,24 @@ class FollowResults(Generic[_R]):
                         self._take(page)
                         while outbox:
                             yield outbox.popleft()
+                            self._check_owner(me)
                         if progress is not None:
                             progress(plan.done, plan.total)
+                plan.poll_read()
         finally:
             close_progress(progress)
-            self._reading = False
 
-    async def __aiter__(self) -> AsyncIterator[_R]:  # type: ignore[misc]
-        self._claim()
+    async def _async_loop(self, me: List[Any]) -> AsyncIterator[_R]:
         plan, outbox = self._plan, self._plan.outbox
         progress = progress_callback(self._progress_arg)
         try:
             while True:
                 while outbox:
                     yield outbox.popleft()
+                    self._check_owner(me)
                 if plan.finished:
                     return
-                if plan.polls:
+                if plan.polls and not plan.poll_open:
                     if not await self._wait_for_change_async():
                         raise plan.timed_out(await self._last_status_async())
                 for first, last in plan.runs():
@@ -359,11 +392,12 @@ class FollowResults(Generic[_R]):
                         self._take(fetched.parse())
                         while outbox:
                             yield outbox.popleft()
+                            self._check_owner(me)
                         if progress is not None:
                             progress(plan.done, plan.total)
+                plan.poll_read()
         finally:
             close_progress(progress)
-            self._reading = False
 
     # Between polls: sleep out the interval, and skip a poll the status says would find nothing.
     # False once the timeout is spent.
