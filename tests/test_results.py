@@ -4,6 +4,7 @@ table read that fails hands nothing over; one consumer at a time; a forked child
 All against the embedded mock over TCP."""
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -442,29 +444,60 @@ def test_memory_stays_flat_and_a_table_costs_about_its_size():
 # -- 9. the GIL while tables are read; Ctrl-C while iterating and in to_arrow ---------------
 
 
+def one_heavy_page():
+    """One page whose reading into Arrow is long work (~20 MB: 200 files of 1,500 words each)."""
+    words = [{"word": f"w{i}", "start": i / 10, "end": i / 10 + 0.05, "confidence": 0.9} for i in range(1500)]
+    files = [{"file_id": f"f{i}", "status": "done", "words": words} for i in range(200)]
+    return json.dumps({"page": 1, "limit": 200, "count": 200, "total_pages": 1, "total_files": 200, "files": files})
+
+
+def serve_once_sent(body, sent):
+    """A service answered by a Python thread of this process (so it needs the GIL to answer at
+    all) that sets `sent` once the whole answer is written; returns the server and its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            sent.set()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/transcribe"
+
+
 def test_other_threads_run_while_to_arrow_reads():
-    with MockServer(files=4000, seed=5, latency_ms=20) as srv:
-        client = st.Client(srv.token, srv.url, concurrency=1)
-        ticks, stop = [0], threading.Event()
+    """Once the page is sent, all that is left of `to_arrow()` is reading it into Arrow (~0.3 s
+    here, idle). Meanwhile another Python thread takes the GIL 10 times (a few ms of work): if
+    the read held the GIL, that thread could not finish before `to_arrow()` returned (its first
+    hand-over would give the GIL to the read for the whole conversion), and a read holding it
+    throughout could not even get the page from the Python service (a timeout)."""
+    sent, handed_over = threading.Event(), threading.Event()
 
-        def tick():
-            while not stop.is_set():
-                time.sleep(0.001)
-                ticks[0] += 1
+    def take_the_gil_ten_times():
+        sent.wait()
+        for _ in range(10):
+            time.sleep(0.002)  # gives the GIL up, then needs it back
+        handed_over.set()
 
-        ticker = threading.Thread(target=tick)
-        ticker.start()
-        try:
-            at_start = ticks[0]
-            # 40 pages one after another, each 20 ms away: the read lasts 0.8 s at the least
-            table = client.iter_files(srv.batch_id, limit=100, speech_information=True).to_arrow()
-            during = ticks[0] - at_start
-        finally:
-            stop.set()
-            ticker.join()
-    assert table.num_rows == 4000
-    # Held for the whole read, the GIL would allow ~0 ticks; released, ~800 (counted loosely).
-    assert during >= 20, during
+    server, url = serve_once_sent(one_heavy_page().encode(), sent)
+    try:
+        other = threading.Thread(target=take_the_gil_ten_times)
+        other.start()
+        table = st.Client("t0ken", url, max_retries=0, timeout=60).iter_files("b", limit=200).to_arrow()
+        ran_during_the_read = handed_over.is_set()
+        other.join()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert table.num_rows == 200 and table.column("words")[0].as_py()[1499]["word"] == "w1499"
+    assert ran_during_the_read
 
 
 CTRL_C = textwrap.dedent(
