@@ -313,13 +313,38 @@ def test_follow_ctrl_c_in_a_subprocess():
 
 
 def test_follow_repr_and_html():
-    with MockServer(files=20, seed=1, statuses={"completed": 1}) as srv:
+    with MockServer(files=20, seed=1, statuses={"completed": 0.5, "failed": 0.5}) as srv:
         client = st.Client(srv.token, srv.url)
+        failed = sum(f["status"] == "failed" for f in client.iter_files(srv.batch_id))
         res = client.follow(srv.batch_id, poll_interval=1)
         list(res)
         assert repr(res).startswith("<FollowResults ") and "\n" not in repr(res)
         html = res._repr_html_()
         assert "20 of 20 files final" in html and "<script" not in html
+        assert f"({20 - failed} completed, {failed} failed, 0 running)" in html and 0 < failed < 20
+
+
+def test_a_file_on_two_pages_of_one_read_is_a_moved_view(scripted_server, caplog):
+    # The batch keeps its size while `b` moves from page 1 to page 2 between the two page reads
+    # (a file gone from the front, one added at the end): no total tells it, the repeat does
+    # (`d` was never seen: the follow once ended without it).
+    reads = collections.Counter()
+    pages = {1: ["a", "b"], 2: ["c", "d"]}
+
+    def answer(query):
+        page = int(query["page"])
+        reads[page] += 1
+        ids = ["b", "c"] if (page, reads[page]) == (2, 1) else pages[page]
+        files = ",".join('{"file_id": "%s", "status": "completed"}' % i for i in ids)
+        return ('{"page": %d, "total_pages": 2, "total_files": 4, "files": [%s]}' % (page, files)).encode()
+
+    client = st.Client("t", scripted_server(answer), concurrency=1)
+    res = client.follow("b", poll_interval=0.05, limit=2)
+    with pytest.warns(RuntimeWarning, match="moved while followed .a page repeated files"):
+        got = [f["file_id"] for f in res]
+    assert got == ["a", "b", "c", "d"] and res.finished
+    assert dict(reads) == {1: 2, 2: 2}, "the whole batch read again, once"
+    assert [r.name for r in caplog.records if "moved while followed" in r.getMessage()] == ["soket_transcribe.follow"]
 
 
 def test_cli_follow_writes_a_line_per_file_as_it_turns_final():

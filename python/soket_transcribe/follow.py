@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import logging
 import time
 import warnings
 from collections import deque
@@ -43,6 +44,8 @@ __all__ = ["FollowResults", "FINAL_STATES"]
 
 #: The states a file never leaves.
 FINAL_STATES = frozenset({"completed", "failed"})
+
+_log = logging.getLogger("soket_transcribe.follow")
 
 #: The record type a `FollowResults` yields: `dict`, or `FileResult` (`as_dataclass=True`).
 _R = TypeVar("_R")
@@ -81,7 +84,8 @@ class _FollowPlan:
         self.last_status: Optional[BatchStatus] = None
         # `last_status` was asked after the last pages were read: still the news a timeout tells.
         self.status_is_latest = False
-        self._yielded: Set[str] = set()
+        self._yielded: Set[str] = set()  # each final file taken
+        self.failed = 0  # of the files taken, those that failed (the rest completed)
         # Final records taken from pages, not yet handed over (a `break` keeps them for the next loop).
         self.outbox: Deque[Any] = deque()
         self._full_read = True
@@ -96,8 +100,12 @@ class _FollowPlan:
     # -- the state the caller sees -----------------------------------------------------------
 
     @property
+    def taken(self) -> int:
+        return len(self._yielded)
+
+    @property
     def done(self) -> int:
-        return len(self._yielded) - len(self.outbox)
+        return self.taken - len(self.outbox)
 
     @property
     def finished(self) -> bool:
@@ -120,6 +128,12 @@ class _FollowPlan:
             return [(1, 1)]
         return _run_ranges(list(self._pending or {}))
 
+    def stream_read(self, stream: _core.PageStream) -> None:
+        """A stream's pages read: one that saw the view shift under it (a page repeating files
+        of the page before, so others may have been skipped) is the view moving."""
+        if not stream.complete:
+            self._view_moved("a page repeated files of the page before it, so some may have been skipped")
+
     def poll_read(self) -> None:
         """Every page of the poll was read."""
         self.poll_open = False
@@ -141,10 +155,12 @@ class _FollowPlan:
         for key, record in zip(ids, records):
             if not isinstance(record, dict):
                 raise ResponseFormatError(f"page {page.page} holds a record that is not an object: {record!r:.80}")
-            if record.get("status") not in FINAL_STATES:
+            status = record.get("status")
+            if status not in FINAL_STATES:
                 unfinished = True
             elif key not in self._yielded:
                 self._yielded.add(key)
+                self.failed += status == "failed"
                 fresh.append(self._narrowed(record))
         pending = self._pending if self._pending is not None else {}
         if unfinished:
@@ -180,6 +196,7 @@ class _FollowPlan:
             "files already yielded are not yielded again"
         )
         self.warnings.append(message)
+        _log.warning("%s", message)
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     # -- between polls -----------------------------------------------------------------------
@@ -304,9 +321,11 @@ class FollowResults(Generic[_R]):
     def _repr_html_(self) -> str:
         from .html import batch_bar
 
+        plan = self._plan  # the files known final (those a `break` left to hand over too)
         return batch_bar(
             f"following {self.batch_id}",
-            final=self.done,
+            completed=plan.taken - plan.failed,
+            failed=plan.failed,
             total=self.total,
             notes=[f"{self.polls} polls, {self.pages_read} pages read"] + self.warnings,
         )
@@ -363,13 +382,15 @@ class FollowResults(Generic[_R]):
                     if not self._wait_for_change():
                         raise plan.timed_out(self._last_status())
                 for first, last in plan.runs():
-                    for page in self._stream(first, last):
+                    stream = self._stream(first, last)
+                    for page in stream:
                         self._take(page)
                         while outbox:
                             yield outbox.popleft()
                             self._check_owner(me)
                         if progress is not None:
                             progress(plan.done, plan.total)
+                    plan.stream_read(stream)
                 plan.poll_read()
         finally:
             close_progress(progress)
@@ -388,13 +409,15 @@ class FollowResults(Generic[_R]):
                     if not await self._wait_for_change_async():
                         raise plan.timed_out(await self._last_status_async())
                 for first, last in plan.runs():
-                    async for fetched in self._stream(first, last):
+                    stream = self._stream(first, last)
+                    async for fetched in stream:
                         self._take(fetched.parse())
                         while outbox:
                             yield outbox.popleft()
                             self._check_owner(me)
                         if progress is not None:
                             progress(plan.done, plan.total)
+                    plan.stream_read(stream)
                 plan.poll_read()
         finally:
             close_progress(progress)
