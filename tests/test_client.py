@@ -9,10 +9,7 @@ import pytest
 
 import soket_transcribe as st
 from soket_transcribe.testing import MockServer
-
-
-def result_requests(server):
-    return [r for r in server.requests if "/results/batch/" in r["path"]]
+from requests_log import pages_asked, results_requests
 
 
 # -- configuration ----------------------------------------------------------------------
@@ -78,7 +75,7 @@ def test_bad_client_arguments(kwargs, message):
 def test_argument_errors_raise_before_any_request(server, client, call, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         call(client, server.batch_id)
-    assert result_requests(server) == []
+    assert results_requests(server) == []
 
 
 # -- one page ---------------------------------------------------------------------------
@@ -89,7 +86,7 @@ def test_get_page_sends_every_parameter(server, client):
         server.batch_id, page=2, limit=10, status="completed", raw=True, chunks=True, speech_information=False
     )
     assert page.page == 2 and page.raw and page.limit == 10
-    (req,) = result_requests(server)
+    (req,) = results_requests(server)
     assert parse_qs(req["query"]) == {
         "status": ["completed"],
         "page": ["2"],
@@ -125,7 +122,7 @@ def test_batch_id_is_one_encoded_path_segment(server, client):
     odd = server.add_batch(files=3, batch_id="a/b?c#d é")
     page = client.get_page(odd)
     assert page.total == 3 and page.batch_id == odd
-    (req,) = [r for r in result_requests(server)]
+    (req,) = [r for r in results_requests(server)]
     assert req["path"].endswith("/results/batch/a%2Fb%3Fc%23d%20%C3%A9")
 
 
@@ -148,7 +145,7 @@ def test_every_file_once_in_order_across_1000_pages():
         res = client.iter_files(srv.batch_id, limit=2)
         got = [f["file_id"] for f in res]
         assert got == expected and len(got) == 2345 and len(set(got)) == 2345
-        pages = sorted(int(parse_qs(r["query"])["page"][0]) for r in result_requests(srv))
+        pages = sorted(pages_asked(srv))
         assert pages == list(range(1, 1174)), "every page fetched exactly once"
         assert res.total == 2345 and res.total_pages == 1173 and res.next_page == 1174
 
@@ -251,8 +248,8 @@ def wait_for_requests(server, count, deadline_s=30):
     import time
 
     deadline = time.monotonic() + deadline_s
-    while len(result_requests(server)) < count:
-        assert time.monotonic() < deadline, f"{len(result_requests(server))} of {count} requests after {deadline_s} s"
+    while len(results_requests(server)) < count:
+        assert time.monotonic() < deadline, f"{len(results_requests(server))} of {count} requests after {deadline_s} s"
         time.sleep(0.005)
 
 
@@ -593,3 +590,15 @@ def test_fields_narrow_the_tables_too(server, client):
     assert table.column_names == ["file_id", "result.text"] and table.num_rows == 1234
     whole = client.iter_files(server.batch_id).to_arrow(flatten=True)
     assert table.column("result.text").to_pylist() == whole.column("result.text").to_pylist()
+
+
+def test_a_batch_query_is_built_by_keyword():
+    with pytest.raises(TypeError):
+        st.BatchQuery("b", True)
+    assert st.BatchQuery(batch_id="b", raw=True).raw
+
+
+def test_partitions_of_a_bad_read_are_refused_by_the_core_before_any_request(server, client):
+    with pytest.raises(ValueError, match=re.escape("max_items must be >= 0; got -1")):
+        client.iter_files(server.batch_id, max_items=-1).partitions()
+    assert server.requests == []

@@ -119,21 +119,12 @@ class Client(_core.Client):
         `/download/batch` NDJSON stream instead of one request per page (a cut stream is read on
         from where it stopped).
         """
-        query = BatchQuery(
-            batch_id=batch_id,
-            status=status,
-            limit=limit,
-            chunks=chunks,
-            speech_information=speech_information,
-            fields=paths(fields),
-            max_retries=max_retries,
-            transport=transport,
-            start_page=start_page,
-            max_items=max_items,
-            on_change=on_change,
-            refresh=refresh,
+        return self._read(
+            batch_id, raw=False, as_dataclass=as_dataclass, fields=fields,
+            status=status, limit=limit, chunks=chunks, speech_information=speech_information,
+            start_page=start_page, max_items=max_items,
+            on_change=on_change, max_retries=max_retries, refresh=refresh, transport=transport,
         )
-        return self._results(query, as_dataclass)
 
     @overload
     def iter_jobs(
@@ -213,22 +204,12 @@ class Client(_core.Client):
 
         Yields dicts, or `JobResult` with `as_dataclass=True` (see `iter_files` for the rest).
         """
-        query = BatchQuery(
-            batch_id=batch_id,
-            raw=True,
-            status=status,
-            limit=limit,
-            chunks=chunks,
-            speech_information=speech_information,
-            fields=paths(fields),
-            max_retries=max_retries,
-            transport=transport,
-            start_page=start_page,
-            max_items=max_items,
-            on_change=on_change,
-            refresh=refresh,
+        return self._read(
+            batch_id, raw=True, as_dataclass=as_dataclass, fields=fields,
+            status=status, limit=limit, chunks=chunks, speech_information=speech_information,
+            start_page=start_page, max_items=max_items,
+            on_change=on_change, max_retries=max_retries, refresh=refresh, transport=transport,
         )
-        return self._results(query, as_dataclass)
 
     def wait(
         self, batch_id: str, *, poll_interval: float = 5.0, timeout: Optional[float] = None, progress: ProgressArg = False
@@ -325,6 +306,11 @@ class Client(_core.Client):
             progress=progress,
         )
 
-    def _results(self, query: BatchQuery, as_dataclass: bool) -> BatchResults[Any]:
+    def _read(
+        self, batch_id: str, raw: bool, as_dataclass: bool, fields: Optional[Sequence[str]], **read: Any
+    ) -> BatchResults[Any]:
+        """`iter_files` (raw=False) and `iter_jobs` (raw=True): their other keywords are
+        `BatchQuery`'s fields, by the same names."""
+        query = BatchQuery(batch_id=batch_id, raw=raw, fields=paths(fields), **read)
         stream = query.open(self)  # checks the whole read, in the core, before anything is sent
         return BatchResults(stream, raw=query.raw, as_dataclass=as_dataclass, read=BatchRead(self, query))

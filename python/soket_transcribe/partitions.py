@@ -404,8 +404,6 @@ def plan_partitions(
     pages_per_partition = _pages_per_partition(pages_per_partition)
     if on_change not in ON_CHANGE:
         raise ValueError(f"on_change must be one of {ON_CHANGE}; got {on_change!r}")
-    if read.query.max_items is not None and read.query.max_items < 0:
-        raise ValueError(f"max_items must be >= 0; got {read.query.max_items}")
     if read.query.status is not None:
         _check_the_view_holds_still(read, on_change)
     query, start = read.query, read.query.start_page

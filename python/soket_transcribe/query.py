@@ -15,7 +15,7 @@ from . import _core
 __all__ = ["BatchQuery", "BatchRead", "paths"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatchQuery:
     """What each page asks the service for, which pages are read, and how they are handed over."""
 

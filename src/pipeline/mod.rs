@@ -154,15 +154,10 @@ impl Drop for PagePipeline {
 }
 
 impl PagePipeline {
+    /// A read of `query`'s pages as `options` say, both as `ReadSpec::validate` made them (the
+    /// one place a read is checked: `crate::read`).
     pub fn new(client: Arc<ApiClient>, query: Query, options: PipelineOptions) -> Result<PagePipeline> {
-        query.validate()?;
         let start = options.start_page;
-        if start < 1 {
-            return Err(Error::invalid(format!("start_page must be >= 1; got {start}")));
-        }
-        if let Some(end) = options.end_page.filter(|&end| end < start) {
-            return Err(Error::invalid(format!("end_page must be >= start_page ({start}); got {end}")));
-        }
         let done = options.max_items == Some(0);
         Ok(PagePipeline {
             client,

@@ -333,7 +333,6 @@ impl PyClient {
     /// A batch's progress (`GET /status/batch/{batch_id}`) as an `st.BatchStatus`.
     #[pyo3(signature = (batch_id, *, max_retries=None))]
     fn status<'py>(&self, py: Python<'py>, batch_id: &str, max_retries: Option<u32>) -> PyResult<Bound<'py, PyAny>> {
-        check_id("batch_id", batch_id).py_err()?;
         let (api, retry, batch_id) = (self.api()?, self.retry(max_retries), batch_id.to_owned());
         let answer = wait(py, async move { fetch_status(&api, &batch_id, &retry).await })?.py_err()?;
         batch_status(py, &answer)
@@ -347,6 +346,8 @@ impl PyClient {
         batch_id: &str,
         max_retries: Option<u32>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        // Refused when called, as `get_page_async` is, not only once awaited (the core's check
+        // runs inside the future).
         check_id("batch_id", batch_id).py_err()?;
         let (api, retry, batch_id) = (self.api()?, self.retry(max_retries), batch_id.to_owned());
         awaitable(py, async move {
@@ -397,7 +398,6 @@ impl PyClient {
         as_dataclass: bool,
         max_retries: Option<u32>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        check_id("file_id", file_id).py_err()?;
         let query = FileQuery { file_id: file_id.to_owned(), chunks, speech_information };
         let (api, retry) = (self.api()?, self.retry(max_retries));
         let body = wait(py, async move { fetch_file(&api, &query, &retry).await })?.py_err()?;
@@ -415,7 +415,7 @@ impl PyClient {
         as_dataclass: bool,
         max_retries: Option<u32>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        check_id("file_id", file_id).py_err()?;
+        check_id("file_id", file_id).py_err()?; // refused when called, as in `status_async`
         let query = FileQuery { file_id: file_id.to_owned(), chunks, speech_information };
         let (api, retry) = (self.api()?, self.retry(max_retries));
         awaitable(py, async move {
