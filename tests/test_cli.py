@@ -17,6 +17,7 @@ import pytest
 
 import soket_transcribe as st
 from soket_transcribe.testing import MockServer
+from requests_log import pages_asked
 
 
 def cli_env(server=None, **extra):
@@ -557,17 +558,12 @@ def test_a_write_error_stops_at_its_page_and_keeps_whole_pages(server, client, t
         f"pages before 3 are kept in {path}.partial; {path} was not written",
         f"resume with --start-page 3 (it continues {path}.partial)",
     ]
-    assert max(requested_pages(server)) <= 3 + 4, "the read stops there (pages fetched ahead aside), not at the end: 247"
+    assert max(pages_asked(server)) <= 3 + 4, "the read stops there (pages fetched ahead aside), not at the end: 247"
     kept = (tmp_path / "files.jsonl.partial").read_text(encoding="utf-8")
     assert kept.endswith("\n") and jsonl(kept) == list(client.iter_files(server.batch_id, limit=5, max_items=10))
     rest = run("results", server.batch_id, "--limit", "5", "--start-page", "3", "-o", str(path), server=server)
     assert rest.returncode == 0, rest.stderr
     assert jsonl(path.read_text(encoding="utf-8")) == list(client.iter_files(server.batch_id))
-
-
-def requested_pages(server):
-    queries = [r["query"] for r in server.requests if "/results/batch/" in r["path"]]
-    return [int(dict(p.split("=") for p in q.split("&"))["page"]) for q in queries]
 
 
 @pytest.mark.parametrize("format", ["jsonl", "json", "csv", "parquet"])
@@ -578,7 +574,7 @@ def test_ctrl_c_keeps_whole_pages_and_following_the_hint_completes_the_file(tmp_
     with MockServer(600, latency_ms=200) as server:
         args = ("results", server.batch_id, "--limit", "100", "--concurrency", "1", "--format", format, "-o", str(path))
         proc = start(*args, server=server)
-        while 3 not in requested_pages(server):  # pages 1 and 2 are written
+        while 3 not in pages_asked(server):  # pages 1 and 2 are written
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)

@@ -20,14 +20,11 @@ import pytest
 import soket_transcribe as st
 from soket_transcribe.query import BatchQuery
 from soket_transcribe.testing import MockServer
+from requests_log import results_requests
 
 
 def downloads(server):
     return [r for r in server.requests if "/download/batch/" in r["path"]]
-
-
-def pages_requested(server):
-    return [r for r in server.requests if "/results/batch/" in r["path"]]
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "gzip"])
@@ -45,7 +42,7 @@ def test_every_consumer_gets_the_paged_records(mock, raw):
         paged = list(read(mock.batch_id, **options, **shape))
         mock.clear_requests()
         assert list(read(mock.batch_id, transport="download", **options, **shape)) == paged, shape
-        assert len(downloads(mock)) == 1 and not pages_requested(mock)
+        assert len(downloads(mock)) == 1 and not results_requests(mock)
     assert read(mock.batch_id, transport="download").to_arrow().equals(read(mock.batch_id).to_arrow())
     assert pa.table(read(mock.batch_id, transport="download")).equals(pa.table(read(mock.batch_id)))
     frame = read(mock.batch_id, transport="download", **options).to_pandas()
@@ -62,7 +59,7 @@ def test_one_request_reads_the_whole_batch_and_the_pages_are_numbered_as_the_ser
     assert [p.page for p in pages] == list(range(1, 8)) and {p.limit for p in pages} == {200}
     (download,) = downloads(server)
     assert download["query"] == "format=ndjson" and download["fault"] is None
-    assert not pages_requested(server)
+    assert not results_requests(server)
     assert (res.total, res.total_pages, res.next_page, res.complete) == (1234, 7, 8, True)
 
 

@@ -7,17 +7,12 @@ import pytest
 
 import soket_transcribe as st
 from soket_transcribe.testing import MockServer
+from requests_log import pages_asked
 
 
 def counts(client):
     """The request and retry counts of `client.stats` (throttles are tested in test_rate_limit.py)."""
     return {k: client.stats[k] for k in ("requests", "retries")}
-
-
-def pages_requested(server):
-    from urllib.parse import parse_qs
-
-    return [int(parse_qs(r["query"])["page"][0]) for r in server.requests if "/results/batch/" in r["path"]]
 
 
 @pytest.mark.parametrize(
@@ -38,7 +33,7 @@ def test_transient_faults_are_retried(server, kind, kwargs):
     server.fail_next(kind, times=2, **kwargs)
     page = client.get_page(server.batch_id, limit=10)
     assert len(page.items) == 10
-    assert pages_requested(server) == [1, 1, 1]
+    assert pages_asked(server) == [1, 1, 1]
     assert counts(client) == {"requests": 3, "retries": 2}
 
 
@@ -58,7 +53,7 @@ def test_client_errors_are_never_retried(server, status, error):
     with pytest.raises(error) as e:
         client.get_page(server.batch_id, page=2)
     assert e.value.status_code == status and e.value.page == 2
-    assert pages_requested(server) == [2]
+    assert pages_asked(server) == [2]
     assert counts(client) == {"requests": 1, "retries": 0}
 
 
@@ -70,7 +65,7 @@ def test_retries_exhausted_raise_the_typed_error(server, status, error):
     with pytest.raises(error) as e:
         client.get_page(server.batch_id)
     assert e.value.status_code == status and "after 1 retries" in str(e.value)
-    assert pages_requested(server) == [1, 1]
+    assert pages_asked(server) == [1, 1]
     assert counts(client) == {"requests": 2, "retries": 1}
 
 
@@ -80,7 +75,7 @@ def test_connection_errors_exhausted(server):
     with pytest.raises(st.APIConnectionError) as e:
         client.get_page(server.batch_id, page=3)
     assert e.value.page == 3
-    assert pages_requested(server) == [3, 3]
+    assert pages_asked(server) == [3, 3]
     assert counts(client) == {"requests": 2, "retries": 1}
 
 
@@ -88,7 +83,7 @@ def test_per_call_max_retries_override(server):
     client = st.Client(server.token, server.url, max_retries=0)
     server.fail_next("status", times=2, status=503)
     assert client.get_page(server.batch_id, max_retries=2).page == 1
-    assert pages_requested(server) == [1, 1, 1]
+    assert pages_asked(server) == [1, 1, 1]
     assert counts(client) == {"requests": 3, "retries": 2}
 
 
@@ -108,7 +103,7 @@ def test_retry_after_beyond_the_cap_raises_at_once(server):
     with pytest.raises(st.RateLimitError):
         client.get_page(server.batch_id)
     assert time.monotonic() - started < 5
-    assert pages_requested(server) == [1]
+    assert pages_asked(server) == [1]
     assert counts(client) == {"requests": 1, "retries": 0}
 
 
@@ -121,7 +116,7 @@ def test_timeout(server):
     assert isinstance(e.value, st.APIConnectionError) and e.value.page == 1
     assert "after 1 retries" in str(e.value)
     assert time.monotonic() - started < 15, "two timeouts of 0.3 s, not two stalls of 30 s"
-    assert pages_requested(server) == [1, 1], "the stalled request, then its one retry"
+    assert pages_asked(server) == [1, 1], "the stalled request, then its one retry"
     assert counts(client) == {"requests": 2, "retries": 1}
 
 
@@ -131,7 +126,7 @@ def test_not_json_on_200_is_a_format_error(server):
     with pytest.raises(st.ResponseFormatError) as e:
         client.get_page(server.batch_id, page=4)
     assert e.value.page == 4 and "page 4" in str(e.value)
-    assert pages_requested(server) == [4] and counts(client) == {"requests": 1, "retries": 0}
+    assert pages_asked(server) == [4] and counts(client) == {"requests": 1, "retries": 0}
     assert server.token not in str(e.value) and server.token not in (e.value.excerpt or "")
 
 
@@ -167,7 +162,7 @@ def test_soak_under_faults_every_file_once_in_order():
         # count of, none sent twice.
         assert client.stats["retries"] == srv.faults_injected
         assert client.stats["requests"] == 2000 + srv.faults_injected
-        assert sorted(set(pages_requested(srv))) == list(range(1, 2001))
+        assert sorted(set(pages_asked(srv))) == list(range(1, 2001))
 
 
 def test_async_faults_are_retried_too(server):
@@ -179,7 +174,7 @@ def test_async_faults_are_retried_too(server):
         return [f async for f in client.iter_files(server.batch_id, limit=100)]
 
     assert len(asyncio.run(collect())) == 1234
-    assert sorted(pages_requested(server)) == sorted([*range(1, 14), *pages_requested(server)[:2]])
+    assert sorted(pages_asked(server)) == sorted([*range(1, 14), *pages_asked(server)[:2]])
     assert counts(client) == {"requests": 15, "retries": 2}, "13 pages, two of them twice"
 
 

@@ -19,14 +19,11 @@ import pytest
 
 import soket_transcribe as st
 from soket_transcribe.testing import MockServer
+from requests_log import pages_asked
 
 
 def ids(records):
     return [r["file_id"] for r in records]
-
-
-def requested_pages(server):
-    return [int(r["query"].split("page=")[1].split("&")[0]) for r in server.requests if "page=" in r["query"]]
 
 
 def wait_until(condition, what, timeout=30.0):
@@ -67,7 +64,7 @@ def test_a_cancel_once_the_page_has_come_loses_nothing():
             task = asyncio.create_task(read())
             await await_until(lambda: len(got) >= 2, "two records")
             # One request at a time, in page order: page 4 asked for means page 3 has come.
-            await await_until(lambda: 4 in requested_pages(srv), "page 4 requested")
+            await await_until(lambda: 4 in pages_asked(srv), "page 4 requested")
             time.sleep(0.3)  # the loop is busy: what the runtime finishes meanwhile waits for it
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -205,7 +202,7 @@ def test_a_timed_out_async_table_read_can_be_read_again():
         async def main():
             res = client.iter_files(srv.batch_id, limit=10)
             task = asyncio.create_task(res.to_arrow_async())
-            await await_until(lambda: 4 in requested_pages(srv), "page 4 requested")
+            await await_until(lambda: 4 in pages_asked(srv), "page 4 requested")
             task.cancel()  # as asyncio.wait_for does when its time is up
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -545,7 +542,7 @@ def test_ctrl_c_stops_a_read_and_going_on_loses_nothing(how):
             # Once pages 1-2 are read (not during the first imports, which Ctrl-C may break in
             # C code that is not ours) and page 3 is asked for:
             assert proc.stdout.readline() == "reading\n"
-            wait_until(lambda: 3 in requested_pages(srv) or proc.poll() is not None, "page 3 requested")
+            wait_until(lambda: 3 in pages_asked(srv) or proc.poll() is not None, "page 3 requested")
             proc.send_signal(signal.SIGINT)
             stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr

@@ -6,7 +6,6 @@ import json
 import math
 import threading
 from collections import Counter
-from urllib.parse import parse_qs
 
 import duckdb
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 
 import soket_transcribe as st
 from soket_transcribe.testing import MockServer
+from requests_log import pages_asked
 
 JSON_TEXT = b"soket_transcribe.json"
 OPTIONS = [
@@ -182,11 +182,6 @@ def test_polars_gives_back_the_records(client, mock, options):
     assert_same_records(flat.to_dicts(), files, paths, flat=True)
 
 
-def pages_requested(srv):
-    """The page numbers the results endpoint was asked for."""
-    return [int(parse_qs(r["query"])["page"][0]) for r in srv.requests if "/results/batch/" in r["path"]]
-
-
 def sql_by_status(res):
     return sorted(duckdb.sql("select status, count(*) from res group by 1").fetchall())
 
@@ -217,7 +212,7 @@ def test_every_arrow_stream_consumer_reads_a_fresh_result_fetching_each_page_onc
         files = list(client.iter_files(srv.batch_id, limit=100))
         srv.clear_requests()
         out = consume(client.iter_files(srv.batch_id, limit=100))
-        assert sorted(pages_requested(srv)) == list(range(1, 12)), "each page once"
+        assert sorted(pages_asked(srv)) == list(range(1, 12)), "each page once"
     if isinstance(out, list):  # DuckDB's rows
         assert out == sorted(Counter(f["status"] for f in files).items())
     else:
@@ -232,7 +227,7 @@ def test_the_arrow_stream_serves_consumer_after_consumer(client, mock):
     assert pa.table(res).num_rows == len(files)
     assert sql_by_status(res) == sorted(Counter(f["status"] for f in files).items())
     assert pl.DataFrame(res).height == len(files)
-    assert sorted(pages_requested(mock)) == [1, 2, 3, 4, 5, 6], "each of the 6 pages once"
+    assert sorted(pages_asked(mock)) == [1, 2, 3, 4, 5, 6], "each of the 6 pages once"
 
 
 # -- asyncio -------------------------------------------------------------------------------

@@ -34,7 +34,13 @@ def test_status_counts_equal_the_results_endpoint(server, client):
     assert status.extra["files_retrying"] == by_status["retrying"] > 0
     assert status.extra["files_processing"] == by_status["processing"] > 0
     assert status.status == "processing" and status.in_progress
-    assert status.estimated_audio_seconds > 0 and status.estimated_completion_seconds > 0
+    # The mock's estimates (src/mock): ~4 s of one worker for each file still in flight, and the
+    # audio of every file, drawn from the seed alone: the same batch with every file completed
+    # shows each length in `result.duration_seconds` (summed in tenths, as the mock does).
+    assert status.estimated_completion_seconds == 4 * (by_status["retrying"] + by_status["processing"]) == 212
+    all_completed = server.add_batch(1234, seed=7, statuses={"completed": 1.0})
+    tenths = sum(round(r["result"]["duration_seconds"] * 10) for r in client.iter_files(all_completed))
+    assert status.estimated_audio_seconds == tenths / 10 == 369863.6
     assert status.to_dict()["files_retrying"] == status.extra["files_retrying"]
 
 
