@@ -191,6 +191,16 @@ def test_a_speaker_id_cannot_add_or_break_cues():
     assert vtt_cues(st.to_vtt(record)) == [(0.0, 1.0, f"{label.replace('>', '&gt;')}: hello")]
 
 
+def test_a_segment_text_cannot_add_a_cue():
+    # No blank line needed: a number, then a timing line, inside one cue's text.
+    injected = "X\n2\n00:00:00,000 --> 01:00:00,000\nINJECT"
+    segments = [{"start": 0.0, "end": 1.0, "text": injected}, {"start": 2.0, "end": 3.0, "text": "next"}]
+    record = {**RECORD, "result": {"segments": segments}}
+    text = "X\n2\n\u206000:00:00,000 --> 01:00:00,000\nINJECT"
+    assert srt_cues(st.to_srt(record)) == [(0.0, 1.0, text), (2.0, 3.0, "next")]
+    assert [cue[2] for cue in vtt_cues(st.to_vtt(record))] == [injected.replace(">", "&gt;"), "next"]
+
+
 def test_control_characters_never_reach_a_cue():
     record = {**RECORD, "result": {"segments": [{"start": 0, "end": 1, "text": "a\x1b]0;PWNED\x07b\x0cc\x85d"}]}}
     assert srt_cues(st.to_srt(record)) == [(0.0, 1.0, "a]0;PWNEDb\nc\nd")]
@@ -232,6 +242,8 @@ def test_write_subtitles_refuses_a_batch_already_read(tmp_path):
         assert len(list(res)) == 30
         with pytest.raises(RuntimeError, match="already read"):
             res.write_subtitles(tmp_path)
+        with pytest.raises(RuntimeError, match="already read"):
+            st.subtitles.write_subtitles(res, tmp_path)  # the module's function, as the method
         res = client.iter_files(server.batch_id, speech_information=True)
         assert res.write_subtitles(tmp_path)
         with pytest.raises(RuntimeError, match="already read"):

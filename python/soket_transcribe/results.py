@@ -478,7 +478,6 @@ class BatchResults(Generic[_R]):
         after its `filename` made safe for every OS (collisions get ` (2)`...); returns the paths.
         Needs the segments: fetch with `speech_information=True`. A `BatchResults` already read
         (iterated, or into a table) would write only what a loop left: refused, as `to_pandas` is."""
-        self._check_unread()
         return subtitles.write_subtitles(self, directory, format)
 
     # -- scale out (partitions.py, dask_reader.py, ray_reader.py) ----------------------------

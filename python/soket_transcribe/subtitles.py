@@ -32,7 +32,7 @@ Record = Union[Mapping[str, Any], FileResult, JobResult]
 def to_srt(record: Record) -> str:
     """The record's speech segments as SubRip (`.srt`) text, a cue per segment (`S1: text`)."""
     cues = (
-        f"{n}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n"
+        f"{n}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{_srt_escape(text)}\n"
         for n, (start, end, text) in enumerate(_cues(record), start=1)
     )
     return "\n".join(cues)
@@ -112,6 +112,16 @@ def _clock(seconds: float, comma: str) -> str:
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
     return f"{hours:02}:{minutes:02}:{secs:02}{comma}{millis:03}"
+
+
+def _srt_escape(text: str) -> str:
+    # SubRip has no escapes: a number over a line that starts with a time (`2` then
+    # `00:00:00,000 --> ...`) starts a cue of its own, even with no blank line before it. Such a
+    # line starts with an invisible WORD JOINER instead, which no reader takes for a time.
+    return _TIME_AT_START.sub("\u2060", text)
+
+
+_TIME_AT_START = re.compile(r"(?m)^(?=\d+[,.:，．。：]\d+[,.:，．。：]\d+)")
 
 
 def _vtt_escape(text: str) -> str:
@@ -198,6 +208,9 @@ def write_subtitles(records: Iterable[Record], directory: Union[str, "os.PathLik
     """
     if format not in FORMATS:
         raise ValueError(f"format must be 'srt' or 'vtt'; got {format!r}")
+    check_unread = getattr(records, "_check_unread", None)  # a BatchResults a loop already read
+    if callable(check_unread):
+        check_unread()  # would write only what the loop left: refused, as `to_pandas` is
     render = to_srt if format == "srt" else to_vtt
     suffix = "." + format
     folder = Path(directory)
