@@ -35,7 +35,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 _IN_USE = (
-    "this BatchResults is already being read by another consumer (a thread or a task); "
+    "this BatchResults is already being read by another consumer (an iterator still alive, a thread or a task); "
     "each BatchResults is single-consumer: call iter_files() again for a second reader"
 )
 

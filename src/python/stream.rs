@@ -98,7 +98,7 @@ const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn in_use() -> PyErr {
     PyRuntimeError::new_err(
-        "this BatchResults is already being read by another consumer (a thread or a task); \
+        "this BatchResults is already being read by another consumer (an iterator still alive, a thread or a task); \
          each BatchResults is single-consumer: call iter_files() again for a second reader",
     )
 }
