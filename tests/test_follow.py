@@ -2,6 +2,7 @@
 
 import asyncio
 import collections
+import itertools
 import json
 import os
 import signal
@@ -165,20 +166,13 @@ def test_a_loop_cut_in_its_first_poll_goes_on_with_every_page(face):
         res = client.follow(srv.batch_id, poll_interval=0.1, limit=10)
 
         async def twice_async():
-            got = []
-            async for f in res:
-                got.append(f["file_id"])
-                if len(got) == 3:
-                    break
-            return got + [f["file_id"] async for f in res]
+            loop = aiter(res)
+            first = [(await anext(loop))["file_id"] for _ in range(3)]  # then the loop is left
+            return first + [f["file_id"] async for f in res]
 
         def twice():
-            got = []
-            for f in res:
-                got.append(f["file_id"])
-                if len(got) == 3:
-                    break
-            return got + [f["file_id"] for f in res]
+            first = [f["file_id"] for f in itertools.islice(res, 3)]  # the loop left mid-page
+            return first + [f["file_id"] for f in res]
 
         got = twice() if face == "sync" else asyncio.run(twice_async())
         assert got == [f["file_id"] for f in client.iter_files(srv.batch_id)]
