@@ -249,6 +249,17 @@ def test_scripted_faults(srv: MockServer) -> None:
         srv.fail_next("explode")
 
 
+def test_a_status_fault_sends_retry_after_when_given(srv: MockServer) -> None:
+    """A service under load answers 503 with `Retry-After`: a throttle, as a 429 is."""
+    srv.fail_next("status", status=503, retry_after=2)
+    srv.fail_next("status", status=503)
+    busy = results(srv)
+    assert (busy.status, busy.headers.get("retry-after"), busy.json()) == (503, "2", {"detail": "Service Unavailable"})
+    plain = results(srv)
+    assert (plain.status, plain.headers.get("retry-after")) == (503, None)
+    assert [r["fault"] for r in srv.requests] == ["status:503", "status:503"]
+
+
 def test_stall_triggers_client_timeouts(srv: MockServer) -> None:
     srv.fail_next("stall", stall_s=2.0)  # well past the timeout, however late the client is scheduled
     with pytest.raises(socket.timeout):  # it times out, rather than wait the stall out and answer

@@ -12,6 +12,9 @@ use super::rng::Rng;
 pub enum FaultKind {
     /// This HTTP status, with a JSON body `{"detail": "<reason>"}`.
     Status(u16),
+    /// This HTTP status with this `Retry-After` header value, sent as given: a 503 with it is
+    /// a service asking for a slower pace, as a 429 is.
+    StatusRetryAfter { code: u16, retry_after: String },
     /// 429 with this `Retry-After` header value, sent as given (seconds, an HTTP date, or junk).
     RateLimited { retry_after: String },
     /// Headers with the full Content-Length, part of the body, then the connection is dropped.
@@ -29,7 +32,7 @@ impl FaultKind {
     /// The name the request log gives this fault.
     pub fn label(&self) -> String {
         match self {
-            FaultKind::Status(code) => format!("status:{code}"),
+            FaultKind::Status(code) | FaultKind::StatusRetryAfter { code, .. } => format!("status:{code}"),
             FaultKind::RateLimited { .. } => "429".to_string(),
             FaultKind::CutBody => "cut".to_string(),
             FaultKind::MalformedJson => "malformed".to_string(),

@@ -591,9 +591,9 @@ fn bearer_token(authorization: &str) -> Option<&str> {
 fn fault_reply(fault: Option<&Fault>) -> Option<Reply> {
     let fault = fault?;
     match &fault.kind {
-        FaultKind::Status(code) => {
-            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            Some(Reply::json(status, bodies::detail(status.canonical_reason().unwrap_or("Injected fault"))))
+        FaultKind::Status(code) => Some(status_reply(*code)),
+        FaultKind::StatusRetryAfter { code, retry_after } => {
+            Some(status_reply(*code).with_header(header::RETRY_AFTER, retry_after))
         }
         FaultKind::RateLimited { retry_after } => {
             let reply = Reply::json(StatusCode::TOO_MANY_REQUESTS, bodies::detail("Too Many Requests"))
@@ -605,6 +605,12 @@ fn fault_reply(fault: Option<&Fault>) -> Option<Reply> {
         }
         FaultKind::CutBody | FaultKind::MalformedJson | FaultKind::Stall(_) | FaultKind::Shift(_) => None,
     }
+}
+
+/// An injected error status, with a JSON body giving its reason.
+fn status_reply(code: u16) -> Reply {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    Reply::json(status, bodies::detail(status.canonical_reason().unwrap_or("Injected fault")))
 }
 
 /// The answer above the rate limit: 429, with `Retry-After` unless the server sends none.

@@ -279,6 +279,22 @@ fn random_faults_follow_the_rate() {
 }
 
 #[test]
+fn a_status_fault_sends_retry_after_only_when_given() {
+    let server = start(MockConfig::default());
+    let target = results(&server, "limit=100");
+    server.fail_next(FaultKind::StatusRetryAfter { code: 503, retry_after: "1".to_string() }, 1);
+    server.fail_next(FaultKind::Status(503), 1);
+    let mut client = Client::new(&server);
+    let busy = client.get(&target);
+    assert_eq!((busy.status, busy.header("retry-after")), (503, Some("1")));
+    assert_eq!(busy.json()["detail"].as_str(), Some("Service Unavailable"));
+    let plain = client.get(&target);
+    assert_eq!((plain.status, plain.header("retry-after")), (503, None));
+    let labels: Vec<_> = server.requests().into_iter().filter_map(|r| r.fault).collect();
+    assert_eq!(labels, ["status:503", "status:503"]);
+}
+
+#[test]
 fn scripted_faults_come_in_order() {
     let server = start(MockConfig::default());
     let target = results(&server, "limit=100");

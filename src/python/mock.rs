@@ -304,7 +304,8 @@ impl PyMockServer {
 
     /// Makes the next `times` API requests misbehave, before any random fault.
     ///
-    /// `kind` is `"status"` (answer `status`, default 503, with a JSON body), `"429"` (with
+    /// `kind` is `"status"` (answer `status`, default 503, with a JSON body, and with
+    /// `Retry-After: retry_after` when given, as a service under load sends), `"429"` (with
     /// `Retry-After: retry_after`, default `"0"`), `"cut"` (the connection drops mid-body),
     /// `"malformed"` (200 with broken JSON), `"stall"` (wait `stall_s` seconds, default 1.0,
     /// then answer) or `"shift"` (answer a page as if `shift_by` records, default 1, had been
@@ -325,7 +326,10 @@ impl PyMockServer {
                 if !(100..=999).contains(&code) {
                     return Err(PyValueError::new_err(format!("status must be an HTTP status code, not {code}")));
                 }
-                FaultKind::Status(code)
+                match retry_after {
+                    Some(value) => FaultKind::StatusRetryAfter { code, retry_after: value.str()?.to_string() },
+                    None => FaultKind::Status(code),
+                }
             }
             "429" => {
                 let retry_after = match retry_after {
