@@ -98,6 +98,21 @@ def test_follow_async_with_dataclasses_and_fields():
         assert all(set(f) <= {"result"} for f in narrowed)
 
 
+def test_follow_sync_with_dataclasses_fields_and_progress():
+    with MockServer(files=1, seed=3) as srv:
+        batch = srv.add_batch(60, seed=9, statuses={"processing": 1}, processing_seconds=0.6)
+        client = st.Client(srv.token, srv.url)
+        seen = []
+        records = list(client.follow(batch, poll_interval=0.1, limit=25, as_dataclass=True, progress=lambda *a: seen.append(a)))
+        expected = final_records(client, batch)
+        assert [f.file_id for f in records] != [] and sorted(f.file_id for f in records) == sorted(expected)
+        assert all(isinstance(f, st.FileResult) and f.status in FINAL for f in records)
+        assert seen[-1] == (60, 60) and [done for done, _ in seen] == sorted(done for done, _ in seen)
+        narrowed = list(client.follow(batch, poll_interval=0.1, limit=25, fields=["file_id", "result.text"]))
+        assert sorted(f["file_id"] for f in narrowed) == sorted(expected), "each file once"
+        assert all(set(f) <= {"file_id", "result"} for f in narrowed)
+
+
 def test_follow_a_finished_batch_is_one_read():
     with MockServer(files=90, seed=1, statuses={"completed": 0.5, "failed": 0.5}) as srv:
         client = st.Client(srv.token, srv.url)

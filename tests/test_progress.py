@@ -81,3 +81,14 @@ def test_progress_argument():
     close_progress(own)  # the caller's own callable is left alone
     with pytest.raises(TypeError, match="progress must be a bool or a callable"):
         progress_callback("yes")
+
+
+def test_a_table_of_jobs_counts_jobs(capsys):
+    import soket_transcribe as st
+    from soket_transcribe.testing import MockServer
+
+    with MockServer(files=30, seed=2) as srv:
+        client = st.Client(srv.token, srv.url)
+        jobs = client.iter_jobs(srv.batch_id).to_arrow(progress=True).num_rows
+        last = capsys.readouterr().err.rstrip("\n").split("\r")[-1]
+        assert last.startswith(f"soket-transcribe: {jobs:,}/{jobs:,} jobs |"), last

@@ -320,7 +320,7 @@ class BatchResults(Generic[_R]):
     def _read_table(self, *, flatten: bool = False, explode: Optional[str] = None, progress: ProgressArg = False) -> Any:
         _check_table_args(explode, progress)
         self._begin_table()
-        callback = progress_callback(progress)
+        callback = progress_callback(progress, "jobs" if self._raw else "files")
         read = False
         try:
             table = _core.read_arrow(self._stream, progress=callback, flatten=flatten, explode=explode)
@@ -335,7 +335,7 @@ class BatchResults(Generic[_R]):
     ) -> Any:
         _check_table_args(explode, progress)
         self._begin_table()
-        callback = progress_callback(progress)
+        callback = progress_callback(progress, "jobs" if self._raw else "files")
         read = False
         try:
             table = await _core.read_arrow_async(self._stream, progress=callback, flatten=flatten, explode=explode)
