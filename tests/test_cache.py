@@ -163,10 +163,15 @@ def test_another_token_parameter_or_service_is_no_hit(srv, tmp_path):
         assert len(results_requests(twin)) == PAGES
 
 
-#: The pages a damaged entry leaves to the service: cut short, it loses its trailer (so its index:
-#: nothing is trusted); one bit flipped in the middle byte lands in page 5's frame (9 frames of
-#: about one size, then a small index), so pages 1-4 are served from the entry.
-FETCHED_AGAIN = {"truncate": list(range(1, PAGES + 1)), "flip": list(range(5, PAGES + 1))}
+#: The pages a damaged entry leaves to the service, at least and at most: cut short, it loses its
+#: trailer (so its index: nothing is trusted); one bit flipped in the middle byte lands in page 5's
+#: frame (9 frames of about one size, then a small index), so pages 1-4 are served from the entry,
+#: page 5 from the service, and pages 6-9 from either (those the workers had read from the entry
+#: before page 5's check failed are kept: each is checked on its own).
+FETCHED_AGAIN = {
+    "truncate": (set(range(1, PAGES + 1)), set(range(1, PAGES + 1))),
+    "flip": ({5}, set(range(5, PAGES + 1))),
+}
 
 
 def _damage(path, how):
@@ -185,7 +190,10 @@ def test_a_damaged_entry_is_noticed_dropped_and_healed(srv, tmp_path, how):
     srv.clear_requests()
     with pytest.warns(RuntimeWarning, match="damaged cache entry"):
         assert list(client(srv, tmp_path).iter_files(srv.batch_id, limit=50)) == everything
-    assert sorted(pages_asked(srv)) == FETCHED_AGAIN[how], "what the entry could not give came from the service"
+    at_least, at_most = FETCHED_AGAIN[how]
+    asked = pages_asked(srv)
+    assert at_least <= set(asked) <= at_most, "what the entry could not give came from the service"
+    assert len(asked) == len(set(asked)), "each page asked once"
     # Read again (and kept again, if the damaged read could not keep it): then served whole.
     list(client(srv, tmp_path).iter_files(srv.batch_id, limit=50))
     srv.clear_requests()
