@@ -52,9 +52,12 @@ from soket_transcribe.testing import MockServer
 files, latency_ms, gzip = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 final = "final" in sys.argv[4:]  # every file completed or failed: a batch the cache keeps
 statuses = {"completed": 0.85, "failed": 0.15} if final else None
-# "rate=R,B": the service's rate limit, R requests/s with bursts of B (429 with Retry-After: 1 above it).
+# "rate=R,B[,A]": the service's rate limit, R requests/s with bursts of B, answering 429 above it
+# with Retry-After: A seconds (1 when not given; "none": without the header).
 rate = [a[5:].split(",") for a in sys.argv[4:] if a.startswith("rate=")]
 limits = {"rate_limit": float(rate[0][0]), "burst": int(rate[0][1])} if rate else {}
+if rate and len(rate[0]) > 2:
+    limits["retry_after"] = None if rate[0][2] == "none" else float(rate[0][2])
 with MockServer(files=files, latency_ms=latency_ms, gzip=gzip, statuses=statuses, **limits) as srv:
     print(json.dumps({"url": srv.url, "token": srv.token, "batch": srv.batch_id}), flush=True)
     sys.stdin.read()  # serve until the benchmark closes our stdin
@@ -68,8 +71,8 @@ with MockServer(files=files, latency_ms=latency_ms, gzip=gzip, statuses=statuses
 def mock_server(
     files: int, latency_ms: int = 0, gzip: bool = False, final: bool = False, rate: Optional[str] = None
 ) -> Iterator[Dict[str, str]]:
-    """The embedded mock in a process of its own; yields url, token, batch. `rate`: "R,B", the
-    service's rate limit (R requests/s, bursts of B)."""
+    """The embedded mock in a process of its own; yields url, token, batch. `rate`: "R,B" or
+    "R,B,A", the service's rate limit (R requests/s, bursts of B, `Retry-After: A`, "none": no header)."""
     extra = (["final"] if final else []) + ([f"rate={rate}"] if rate else [])
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(files), str(latency_ms), "1" if gzip else "0"] + extra,
@@ -632,15 +635,6 @@ def entry_and_gzip_bytes(srv: Dict[str, str], args: argparse.Namespace) -> tuple
     return entry, gzipped
 
 
-RATE_SERVER = """
-import json, sys
-from soket_transcribe.testing import MockServer
-files, rate, burst = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-retry_after = None if sys.argv[4] == "none" else float(sys.argv[4])
-with MockServer(files=files, rate_limit=rate, burst=burst, retry_after=retry_after) as srv:
-    print(json.dumps({"url": srv.url, "token": srv.token, "batch": srv.batch_id}), flush=True)
-    sys.stdin.read()
-"""
 RATE, BURST, RATE_PAGES, RATE_LIMIT = 40, 8, 400, 25
 RATE_CONCURRENCY = [4, 8, 16, 32]
 
@@ -648,17 +642,9 @@ RATE_CONCURRENCY = [4, 8, 16, 32]
 @contextmanager
 def rate_limited_server(retry_after: Optional[float]) -> Iterator[Dict[str, str]]:
     """The mock behind a token bucket (RATE/s, BURST), in a process of its own."""
-    argv = [str(RATE_PAGES * RATE_LIMIT), str(RATE), str(BURST), "none" if retry_after is None else str(retry_after)]
-    proc = subprocess.Popen([sys.executable, "-c", RATE_SERVER, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if not line:
-            raise RuntimeError("the rate-limited mock did not start (see its stderr above)")
-        yield json.loads(line)
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        proc.wait(timeout=10)
+    answer = "none" if retry_after is None else str(retry_after)
+    with mock_server(RATE_PAGES * RATE_LIMIT, rate=f"{RATE},{BURST},{answer}") as srv:
+        yield srv
 
 
 def scenario_ratelimit(args: argparse.Namespace, report: Report) -> None:
