@@ -471,9 +471,10 @@ pub struct DownloadStream {
     events: Option<mpsc::Receiver<Event>>,
     task: Option<JoinHandle<()>>,
     total: Arc<OnceLock<u64>>,
-    asked_total: bool,
-    /// Whether the status answer (asked once, beside the first stream) says the batch is finished.
-    finished: (Option<watch::Sender<Option<bool>>>, watch::Receiver<Option<bool>>),
+    /// The status endpoint is asked once, beside the first stream: this goes to that stream's
+    /// reader (None once handed over), which says there whether the batch is finished.
+    status_tx: Option<watch::Sender<Option<bool>>>,
+    finished: watch::Receiver<Option<bool>>,
     /// Hand each page's body over for the cache (`keep_pages`).
     keep: bool,
 }
@@ -497,6 +498,7 @@ impl DownloadStream {
         }
         let limit = u64::from(query.limit);
         let skip = (options.start_page.max(1) - 1).saturating_mul(limit);
+        let (status_tx, finished) = watch::channel(None);
         Ok(DownloadStream {
             url: download_url(&query, api.base_url()),
             api,
@@ -508,11 +510,8 @@ impl DownloadStream {
             events: None,
             task: None,
             total: Arc::new(OnceLock::new()),
-            asked_total: false,
-            finished: {
-                let (tx, rx) = watch::channel(None);
-                (Some(tx), rx)
-            },
+            status_tx: Some(status_tx),
+            finished,
             keep: false,
         })
     }
@@ -520,10 +519,10 @@ impl DownloadStream {
     /// The status endpoint, asked beside the stream, said the batch is finished (so it stays);
     /// waits for that answer. False when it was not asked, failed, or said the batch runs.
     pub async fn batch_finished(&mut self) -> bool {
-        if self.finished.0.is_some() {
+        if self.status_tx.is_some() {
             return false; // never asked
         }
-        let answer = self.finished.1.wait_for(Option::is_some).await.map(|answer| *answer);
+        let answer = self.finished.wait_for(Option::is_some).await.map(|answer| *answer);
         answer.ok().flatten().unwrap_or(false)
     }
 
@@ -545,12 +544,7 @@ impl DownloadStream {
             projection: self.projection.clone(),
             events,
             total: Arc::clone(&self.total),
-            ask_total: std::sync::Mutex::new(
-                match !std::mem::replace(&mut self.asked_total, true) && self.wants_total() {
-                    true => self.finished.0.take(),
-                    false => None,
-                },
-            ),
+            ask_total: std::sync::Mutex::new(if self.wants_total() { self.status_tx.take() } else { None }),
             keep: AtomicBool::new(self.keep),
         };
         self.task = Some(tokio::spawn(reader.run(self.resume)));
