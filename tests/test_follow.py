@@ -194,6 +194,21 @@ def test_a_loop_cut_in_its_first_poll_goes_on_with_every_page(face):
         assert res.finished and res.done == res.total == 50
 
 
+def test_a_loop_cut_by_an_error_goes_on_with_every_page():
+    with MockServer(files=50, seed=1, statuses={"completed": 1}) as srv:
+        client = st.Client(srv.token, srv.url, concurrency=1, max_retries=0)
+        expected = [f["file_id"] for f in client.iter_files(srv.batch_id, limit=10)]
+        srv.fail_next("stall", 1, stall_s=0)  # page 1 answers (one request at a time, in order)
+        srv.fail_next("status", 1, status=400)  # page 2 fails
+        res = client.follow(srv.batch_id, poll_interval=0.1, limit=10)
+        first = []
+        with pytest.raises(st.APIError):
+            for f in res:
+                first.append(f["file_id"])
+        assert first == expected[:10]
+        assert first + [f["file_id"] for f in res] == expected and res.finished
+
+
 def test_a_second_loop_while_one_reads_is_refused_and_takes_over_once_it_stopped():
     with MockServer(files=1, seed=3) as srv:
         batch = srv.add_batch(20, seed=6, statuses={"processing": 1})  # never finishes
